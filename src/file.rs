@@ -1,0 +1,151 @@
+//! Files and directories: the place that opens, creates, reserves and checks things
+//! on disk.
+//!
+//! Rules kept here:
+//! * A path inside the metrics directory is never followed if it is a symlink
+//!   (`O_NOFOLLOW`), and opening never blocks (`O_NONBLOCK`, so a FIFO named `*.db`
+//!   cannot hang us).
+//! * A new file is built under a dot-name (which collectors ignore), given its blocks,
+//!   its header and its mode, and only then linked to its real name, so no collector
+//!   ever sees a zero-length or half-initialised file (Python's issue #1199).
+//! * Blocks are reserved with `fallocate` before a page is mapped, so a full disk is an
+//!   error at series creation and never a SIGBUS.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::format;
+
+/// Checks that `dir` is a writable directory, warning when it is world-writable
+/// without the sticky bit. Returns the path as given.
+pub(crate) fn check_dir(dir: &Path) -> Result<PathBuf> {
+    let meta = fs::metadata(dir).map_err(|e| {
+        Error::new(ErrorKind::NotADirectory).at(dir).expected("an existing directory").caused_by(e)
+    })?;
+    if !meta.is_dir() {
+        return Err(Error::new(ErrorKind::NotADirectory).at(dir).expected("a directory, found another kind of file"));
+    }
+    nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK).map_err(|e| {
+        Error::new(ErrorKind::DirNotWritable)
+            .at(dir)
+            .expected("write and search permission")
+            .caused_by(io::Error::from(e))
+    })?;
+    let mode = meta.mode();
+    if mode & 0o002 != 0 && mode & 0o1000 == 0 {
+        log::warn!(
+            "metrics directory {} is world-writable without the sticky bit: any local user can replace its files",
+            dir.display()
+        );
+    }
+    Ok(dir.to_path_buf())
+}
+
+/// Opens `dir/name` for reading and writing without following symlinks or blocking,
+/// creating it (with `mode`, a header and [`format::INITIAL_SIZE`] reserved bytes)
+/// when it does not exist.
+pub(crate) fn open_or_create_db(dir: &Path, name: &str, mode: u32) -> Result<File> {
+    let path = dir.join(name);
+    loop {
+        match open_existing(&path) {
+            Ok(file) => return Ok(file),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                return Err(Error::new(ErrorKind::NotARegularFile)
+                    .at(&path)
+                    .expected("a regular file, found a symlink (never followed)"));
+            }
+            Err(e) => return Err(Error::io(&path, e)),
+        }
+        let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+        let _ = fs::remove_file(&tmp);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&tmp)
+            .map_err(|e| Error::io(&tmp, e))?;
+        let init = (|| -> Result<()> {
+            file.set_permissions(fs::Permissions::from_mode(mode)).map_err(|e| Error::io(&tmp, e))?;
+            reserve(&file, &tmp, 0, format::INITIAL_SIZE)?;
+            file.write_all_at(&format::encode_header(format::HEADER_LEN as u32), 0).map_err(|e| Error::io(&tmp, e))?;
+            Ok(())
+        })();
+        if let Err(e) = init {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+        // link(2) never replaces an existing name: if another process created the file
+        // in the meantime, use theirs.
+        let linked = fs::hard_link(&tmp, &path);
+        let _ = fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => return Ok(file),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(Error::io(&path, e)),
+        }
+    }
+}
+
+fn open_existing(path: &Path) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.file_type().is_file() {
+        return Err(io::Error::from_raw_os_error(libc::ELOOP));
+    }
+    Ok(file)
+}
+
+/// Current size of `file`.
+pub(crate) fn size(file: &File, path: &Path) -> Result<usize> {
+    let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    usize::try_from(len).map_err(|_| Error::new(ErrorKind::FileTooLarge).at(path))
+}
+
+/// Reserves blocks for `[offset, offset + len)`, extending the file if needed. On a
+/// file system without `fallocate`, zeros are written instead where the range lies
+/// beyond the current end of the file.
+pub(crate) fn reserve(file: &File, path: &Path, offset: usize, len: usize) -> Result<()> {
+    if len == 0 {
+        return Ok(());
+    }
+    let (off, n) = (offset as libc::off_t, len as libc::off_t);
+    match nix::fcntl::fallocate(file, nix::fcntl::FallocateFlags::empty(), off, n) {
+        Ok(()) => Ok(()),
+        Err(nix::errno::Errno::EOPNOTSUPP) => {
+            let current = size(file, path)?;
+            let start = offset.max(current);
+            let end = offset + len;
+            let zeros = vec![0u8; 64 * 1024];
+            let mut pos = start;
+            while pos < end {
+                let n = zeros.len().min(end - pos);
+                file.write_all_at(&zeros[..n], pos as u64).map_err(|e| Error::io(path, e))?;
+                pos += n;
+            }
+            Ok(())
+        }
+        Err(e) => Err(Error::io(path, io::Error::from(e))),
+    }
+}
+
+/// Reads the whole file (the writer reads its own file once when it reopens it).
+pub(crate) fn read_all(file: &File, path: &Path, len: usize) -> Result<Vec<u8>> {
+    let mut buf = vec![0u8; len];
+    file.read_exact_at(&mut buf, 0).map_err(|e| Error::io(path, e))?;
+    Ok(buf)
+}
+
+/// Writes `bytes` at `offset`.
+pub(crate) fn write_at(file: &File, path: &Path, bytes: &[u8], offset: usize) -> Result<()> {
+    file.write_all_at(bytes, offset as u64).map_err(|e| Error::io(path, e))
+}

@@ -1,0 +1,86 @@
+//! Prometheus metrics for pre-fork servers.
+//!
+//! A master process forks N workers. Each worker writes its counters, gauges,
+//! histograms and summaries into memory-mapped files under the directory named by
+//! `PROMETHEUS_MULTIPROC_DIR`; at scrape time a collector merges every worker's files
+//! into one exposition. The files are byte-compatible with the multiprocess mode of
+//! Python's `prometheus_client` 0.26: Python reads what this crate writes, and this
+//! crate reads what Python writes, so Rust and Python workers can share a directory.
+//!
+//! # Quick start
+//!
+//! ```
+//! # let dir = tempfile::tempdir()?;
+//! # unsafe { std::env::set_var("PROMETHEUS_MULTIPROC_DIR", dir.path()) };
+//! use prometheus_multiproc::{GaugeMode, Opts, Registry, DEFAULT_BUCKETS};
+//!
+//! let registry = Registry::from_env()?; // $PROMETHEUS_MULTIPROC_DIR
+//! let requests = registry.counter_family(Opts::new("http_requests_total", "Requests."), &["route", "status"])?;
+//! let latency = registry.histogram_family(Opts::new("http_request_duration_seconds", "Latency."), &DEFAULT_BUCKETS, &["route"])?;
+//! let in_flight = registry.gauge(Opts::new("http_in_flight", "Requests in flight."), GaugeMode::LiveSum)?;
+//!
+//! // In each worker, per request (handles are cheap to clone and never fail):
+//! in_flight.inc();
+//! requests.get(&["/", "200"])?.inc();
+//! latency.get(&["/"])?.observe(0.042);
+//! in_flight.dec();
+//! assert_eq!(requests.get(&["/", "200"])?.get(), 1.0);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # How it works
+//!
+//! * **Files.** Each process writes `counter_ID.db`, `histogram_ID.db`,
+//!   `summary_ID.db` and `gauge_MODE_ID.db`, where `ID` is its pid or a stable
+//!   [`WorkerId`]. The byte format is specified in [`format`].
+//! * **Handles.** Creating a metric or a labeled child is fallible (bad names, wrong
+//!   label count, a full disk); using it is not. `inc`, `set` and `observe` are one
+//!   atomic compare-and-swap on the shared mapping: no lock, allocation or system call.
+//! * **Growth.** Files start at 64 KiB and double. Old mappings are never unmapped,
+//!   so a handle stays valid however much its file grows.
+//! * **Fork.** A handle created before `fork()` writes, in the child, to the child's
+//!   own files: a `pthread_atfork` hook bumps a process epoch, and each handle
+//!   compares its own epoch with it (one relaxed load and a compare) before writing.
+//!   The child re-creates every live series in its own files, in creation order, as
+//!   Python does. A worker can also adopt a stable slot with [`set_worker_id`].
+//! * **Full disk.** Blocks are reserved with `fallocate` before a page is touched,
+//!   so running out of space is an error when a series is created. Existing series
+//!   keep counting, and no write ever raises SIGBUS.
+//!
+//! # Gauge modes
+//!
+//! [`GaugeMode`] chooses how a gauge merges across processes: `all`/`liveall` (one
+//! series per process, `pid` label), `min`, `max`, `sum`, `mostrecent`, each with a
+//! `live` variant that counts only live processes.
+//!
+//! # Safety model
+//!
+//! `unsafe` is denied crate-wide except in one private module (`region`), which maps
+//! files, hands out bounds- and alignment-checked atomics and installs the fork hooks;
+//! each block there argues its soundness. Shared memory is only accessed through
+//! atomics.
+//!
+//! # Assumptions and limits
+//!
+//! * Linux (uses `fallocate`, `pthread_atfork`), 64-bit atomics, little-endian (the
+//!   files use native byte order, as Python writes them).
+//! * One live process per worker ID: two processes writing one file corrupt it.
+//! * Metric and label names follow the classic Prometheus rules
+//!   (`[a-zA-Z_:][a-zA-Z0-9_:]*`, labels without `:` or a `__` prefix).
+//! * A file is at most 2 GiB (the format's `used` is an `i32`).
+//! * Forking while another thread is inside [`Family::get`] may leave that family's
+//!   lock held in the child; fork from a thread that is not creating labeled children
+//!   (every pre-fork server does).
+
+pub mod error;
+mod file;
+pub mod format;
+pub mod metrics;
+mod region;
+mod registry;
+mod writer;
+
+pub use error::{Error, ErrorKind, Result};
+pub use metrics::{Counter, DEFAULT_BUCKETS, Family, Gauge, GaugeMode, Histogram, Metric, Opts, Summary};
+pub use registry::{DIR_ENV, DIR_ENV_DEPRECATED, Registry, RegistryBuilder, dir_from_env};
+pub use writer::{WORKER_ID_ENV, WorkerId, set_worker_id};

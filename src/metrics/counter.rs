@@ -1,0 +1,61 @@
+use std::sync::Arc;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::writer::{Series, add_f64, load_f64};
+
+/// A monotonically increasing value; every process's counts are summed at scrape time.
+///
+/// ```
+/// # let dir = tempfile::tempdir()?;
+/// use prometheus_multiproc::{Opts, Registry};
+/// let registry = Registry::builder().dir(dir.path()).build()?;
+/// let jobs = registry.counter(Opts::new("jobs_total", "Jobs processed."))?;
+/// jobs.inc();
+/// jobs.inc_by(2.5);
+/// jobs.inc_by(-1.0); // refused: counters never go down
+/// assert_eq!(jobs.get(), 3.5);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Counter {
+    series: Arc<Series>,
+}
+
+impl Counter {
+    pub(crate) fn from_series(series: Arc<Series>) -> Counter {
+        Counter { series }
+    }
+
+    /// Adds one.
+    #[inline]
+    pub fn inc(&self) {
+        add_f64(self.series.values()[0].get(), 1.0);
+    }
+
+    /// Adds `amount`. A negative or NaN amount is ignored, as Python refuses it (Python
+    /// raises `ValueError` for negative amounts); use [`Counter::try_inc_by`] to be told.
+    #[inline]
+    pub fn inc_by(&self, amount: f64) {
+        let _ = self.try_inc_by(amount);
+    }
+
+    /// Adds `amount`, or refuses a negative or NaN amount.
+    ///
+    /// # Errors
+    /// [`ErrorKind::NegativeIncrement`] when `amount` is negative or NaN; nothing is
+    /// written then.
+    #[inline]
+    pub fn try_inc_by(&self, amount: f64) -> Result<()> {
+        if amount >= 0.0 {
+            add_f64(self.series.values()[0].get(), amount);
+            Ok(())
+        } else {
+            Err(Error::new(ErrorKind::NegativeIncrement).about(amount.to_string()).expected("an amount >= 0"))
+        }
+    }
+
+    /// This process's current value (what its file holds).
+    pub fn get(&self) -> f64 {
+        load_f64(self.series.values()[0].get())
+    }
+}

@@ -1,0 +1,135 @@
+// `Sealed::create` names crate-private types on purpose: it is the sealed trait's
+// hook, callable only inside the crate.
+#![allow(private_interfaces)]
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use hashbrown::{Equivalent, HashMap};
+use parking_lot::RwLock;
+
+use crate::error::Result;
+use crate::metrics::opts::{Decl, Kind};
+use crate::metrics::{Counter, Gauge, Histogram, Summary};
+use crate::writer::Shared;
+
+/// A metric type that a [`Family`] can hand out. Sealed: implemented by [`Counter`],
+/// [`Gauge`], [`Histogram`] and [`Summary`].
+pub trait Metric: Clone + sealed::Sealed {}
+
+mod sealed {
+    use super::*;
+
+    pub trait Sealed: Sized {
+        fn create(shared: &Arc<Shared>, decl: &Decl, values: &[&str]) -> Result<Self>;
+    }
+}
+
+impl<T: sealed::Sealed + Clone> Metric for T {}
+
+impl sealed::Sealed for Counter {
+    fn create(shared: &Arc<Shared>, decl: &Decl, values: &[&str]) -> Result<Self> {
+        Ok(Counter::from_series(shared.create_series(decl.kind.file_prefix(), decl.keys(values))?))
+    }
+}
+
+impl sealed::Sealed for Gauge {
+    fn create(shared: &Arc<Shared>, decl: &Decl, values: &[&str]) -> Result<Self> {
+        let Kind::Gauge(mode) = decl.kind else { unreachable!("gauge family with a non-gauge declaration") };
+        Ok(Gauge::from_series(shared.create_series(decl.kind.file_prefix(), decl.keys(values))?, mode))
+    }
+}
+
+impl sealed::Sealed for Summary {
+    fn create(shared: &Arc<Shared>, decl: &Decl, values: &[&str]) -> Result<Self> {
+        Ok(Summary::from_series(shared.create_series(decl.kind.file_prefix(), decl.keys(values))?))
+    }
+}
+
+impl sealed::Sealed for Histogram {
+    fn create(shared: &Arc<Shared>, decl: &Decl, values: &[&str]) -> Result<Self> {
+        let Kind::Histogram(bounds) = &decl.kind else { unreachable!("histogram family with a non-histogram declaration") };
+        let series = shared.create_series(decl.kind.file_prefix(), decl.keys(values))?;
+        Ok(Histogram::from_series(series, bounds.as_slice().into()))
+    }
+}
+
+/// A labeled metric: one child handle per combination of label values, created on
+/// first use and cached.
+///
+/// ```
+/// # let dir = tempfile::tempdir()?;
+/// use prometheus_multiproc::{Opts, Registry};
+/// let registry = Registry::builder().dir(dir.path()).build()?;
+/// let requests = registry.counter_family(Opts::new("requests_total", "HTTP requests."), &["method", "status"])?;
+/// requests.get(&["GET", "200"])?.inc();
+/// let errors = requests.get(&["POST", "500"])?; // keep the handle on hot paths
+/// errors.inc_by(2.0);
+/// assert_eq!(requests.get(&["POST", "500"])?.get(), 2.0);
+/// assert!(requests.get(&["GET"]).is_err()); // wrong number of values
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Family<T> {
+    inner: Arc<FamilyInner<T>>,
+}
+
+#[derive(Debug)]
+struct FamilyInner<T> {
+    shared: Arc<Shared>,
+    decl: Arc<Decl>,
+    children: RwLock<HashMap<Box<[Box<str>]>, T>>,
+}
+
+/// Looks up `Box<[Box<str>]>` keys with a borrowed `&[&str]`: both hash as a length
+/// followed by each string.
+struct Values<'a>(&'a [&'a str]);
+
+impl Hash for Values<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
+
+impl Equivalent<Box<[Box<str>]>> for Values<'_> {
+    fn equivalent(&self, key: &Box<[Box<str>]>) -> bool {
+        self.0.len() == key.len() && self.0.iter().zip(key.iter()).all(|(a, b)| *a == &**b)
+    }
+}
+
+impl<T: Metric> Family<T> {
+    pub(crate) fn new(shared: Arc<Shared>, decl: Arc<Decl>) -> Family<T> {
+        Family { inner: Arc::new(FamilyInner { shared, decl, children: RwLock::new(HashMap::new()) }) }
+    }
+
+    /// The child for `values` (given in the order of the family's label names),
+    /// created on first use. Any string is a valid value.
+    ///
+    /// # Errors
+    /// [`ErrorKind::LabelCount`](crate::ErrorKind::LabelCount) when the number of values
+    /// differs from the number of label names; [`ErrorKind::NoSpace`](crate::ErrorKind::NoSpace)
+    /// or another I/O kind when a new child cannot be written to its file.
+    pub fn get(&self, values: &[&str]) -> Result<T> {
+        if let Some(child) = self.inner.children.read().get(&Values(values)) {
+            return Ok(child.clone());
+        }
+        self.inner.decl.check_values(values)?;
+        let mut children = self.inner.children.write();
+        if let Some(child) = children.get(&Values(values)) {
+            return Ok(child.clone());
+        }
+        let child = T::create(&self.inner.shared, &self.inner.decl, values)?;
+        children.insert(values.iter().map(|v| Box::from(*v)).collect(), child.clone());
+        Ok(child)
+    }
+
+    /// The label names, in the order values are given.
+    pub fn label_names(&self) -> &[String] {
+        &self.inner.decl.label_names
+    }
+
+    /// The family name (after namespace, subsystem, unit and `_total` handling).
+    pub fn name(&self) -> &str {
+        &self.inner.decl.name
+    }
+}

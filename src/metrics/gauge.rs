@@ -1,0 +1,201 @@
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::writer::{Series, add_f64, load_f64, store_f64};
+
+/// How the collector merges one gauge across processes (Python's
+/// `multiprocess_mode`). The `live` modes count only processes that are alive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GaugeMode {
+    /// One series per process, with a `pid` label (Python's default).
+    All,
+    /// As `All`, live processes only.
+    LiveAll,
+    /// The minimum over processes.
+    Min,
+    /// The minimum over live processes.
+    LiveMin,
+    /// The maximum over processes.
+    Max,
+    /// The maximum over live processes.
+    LiveMax,
+    /// The sum over processes.
+    Sum,
+    /// The sum over live processes (in-flight requests, open connections).
+    LiveSum,
+    /// The most recently set value. `inc`/`dec` are refused.
+    MostRecent,
+    /// The most recently set value among live processes. `inc`/`dec` are refused.
+    LiveMostRecent,
+}
+
+impl GaugeMode {
+    /// Every mode, in Python's order.
+    pub const ALL: [GaugeMode; 10] = [
+        GaugeMode::All,
+        GaugeMode::LiveAll,
+        GaugeMode::Min,
+        GaugeMode::LiveMin,
+        GaugeMode::Max,
+        GaugeMode::LiveMax,
+        GaugeMode::Sum,
+        GaugeMode::LiveSum,
+        GaugeMode::MostRecent,
+        GaugeMode::LiveMostRecent,
+    ];
+
+    /// The mode's name as Python spells it (`"livesum"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GaugeMode::All => "all",
+            GaugeMode::LiveAll => "liveall",
+            GaugeMode::Min => "min",
+            GaugeMode::LiveMin => "livemin",
+            GaugeMode::Max => "max",
+            GaugeMode::LiveMax => "livemax",
+            GaugeMode::Sum => "sum",
+            GaugeMode::LiveSum => "livesum",
+            GaugeMode::MostRecent => "mostrecent",
+            GaugeMode::LiveMostRecent => "livemostrecent",
+        }
+    }
+
+    /// The file-name prefix of the mode's files (`"gauge_livesum"`).
+    pub fn file_prefix(self) -> &'static str {
+        match self {
+            GaugeMode::All => "gauge_all",
+            GaugeMode::LiveAll => "gauge_liveall",
+            GaugeMode::Min => "gauge_min",
+            GaugeMode::LiveMin => "gauge_livemin",
+            GaugeMode::Max => "gauge_max",
+            GaugeMode::LiveMax => "gauge_livemax",
+            GaugeMode::Sum => "gauge_sum",
+            GaugeMode::LiveSum => "gauge_livesum",
+            GaugeMode::MostRecent => "gauge_mostrecent",
+            GaugeMode::LiveMostRecent => "gauge_livemostrecent",
+        }
+    }
+
+    /// Whether only live processes count.
+    pub fn is_live(self) -> bool {
+        self.as_str().starts_with("live")
+    }
+
+    /// Whether this is a `mostrecent` mode (timestamped `set`, no `inc`/`dec`).
+    pub fn is_most_recent(self) -> bool {
+        matches!(self, GaugeMode::MostRecent | GaugeMode::LiveMostRecent)
+    }
+}
+
+impl FromStr for GaugeMode {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<GaugeMode> {
+        GaugeMode::ALL.into_iter().find(|m| m.as_str() == s).ok_or_else(|| {
+            Error::new(ErrorKind::InvalidGaugeMode)
+                .about(s)
+                .expected("one of all, liveall, min, livemin, max, livemax, sum, livesum, mostrecent, livemostrecent")
+        })
+    }
+}
+
+/// A value that goes up and down, merged across processes by its [`GaugeMode`].
+///
+/// ```
+/// # let dir = tempfile::tempdir()?;
+/// use prometheus_multiproc::{GaugeMode, Opts, Registry};
+/// let registry = Registry::builder().dir(dir.path()).build()?;
+/// let in_flight = registry.gauge(Opts::new("in_flight", "Requests in flight."), GaugeMode::LiveSum)?;
+/// in_flight.inc();
+/// in_flight.inc_by(2.0);
+/// in_flight.dec();
+/// assert_eq!(in_flight.get(), 2.0);
+///
+/// let version = registry.gauge(Opts::new("config_version", "Loaded config."), GaugeMode::MostRecent)?;
+/// version.set(7.0);
+/// assert!(version.try_inc_by(1.0).is_err()); // refused in mostrecent modes
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Gauge {
+    series: Arc<Series>,
+    mode: GaugeMode,
+}
+
+impl Gauge {
+    pub(crate) fn from_series(series: Arc<Series>, mode: GaugeMode) -> Gauge {
+        Gauge { series, mode }
+    }
+
+    /// The gauge's merge mode.
+    pub fn mode(&self) -> GaugeMode {
+        self.mode
+    }
+
+    /// Adds one. Ignored in the `mostrecent` modes (Python raises there); see
+    /// [`Gauge::try_inc_by`].
+    #[inline]
+    pub fn inc(&self) {
+        let _ = self.try_inc_by(1.0);
+    }
+
+    /// Subtracts one. Ignored in the `mostrecent` modes.
+    #[inline]
+    pub fn dec(&self) {
+        let _ = self.try_inc_by(-1.0);
+    }
+
+    /// Adds `amount`. Ignored in the `mostrecent` modes.
+    #[inline]
+    pub fn inc_by(&self, amount: f64) {
+        let _ = self.try_inc_by(amount);
+    }
+
+    /// Subtracts `amount`. Ignored in the `mostrecent` modes.
+    #[inline]
+    pub fn dec_by(&self, amount: f64) {
+        let _ = self.try_inc_by(-amount);
+    }
+
+    /// Adds `amount`, or refuses in the `mostrecent` modes.
+    ///
+    /// # Errors
+    /// [`ErrorKind::ModeForbids`] in the `mostrecent` modes; nothing is written then.
+    #[inline]
+    pub fn try_inc_by(&self, amount: f64) -> Result<()> {
+        if self.mode.is_most_recent() {
+            return Err(Error::new(ErrorKind::ModeForbids)
+                .about(self.mode.as_str())
+                .expected("set(), not inc/dec, in the mostrecent modes"));
+        }
+        add_f64(self.series.values()[0].get(), amount);
+        Ok(())
+    }
+
+    /// Sets the value. In the `mostrecent` modes the current time is stored beside it,
+    /// and the newest value across processes wins.
+    #[inline]
+    pub fn set(&self, value: f64) {
+        let slot = self.series.values()[0].get();
+        store_f64(slot, value);
+        if self.mode.is_most_recent() {
+            store_f64(self.series.timestamp(), now());
+        }
+    }
+
+    /// Sets the value to the current Unix time in seconds.
+    pub fn set_to_current_time(&self) {
+        self.set(now());
+    }
+
+    /// This process's current value.
+    pub fn get(&self) -> f64 {
+        load_f64(self.series.values()[0].get())
+    }
+}
+
+fn now() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}

@@ -1,0 +1,224 @@
+//! [`Registry`]: where a process declares its metrics and gets their handles.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use hashbrown::HashMap;
+use parking_lot::Mutex;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::metrics::opts::{Decl, Kind, prepare_buckets};
+use crate::metrics::{Counter, Family, Gauge, GaugeMode, Histogram, Metric, Opts, Summary};
+use crate::writer::{Shared, WorkerId, identity_env};
+
+/// The environment variable naming the metrics directory.
+pub const DIR_ENV: &str = "PROMETHEUS_MULTIPROC_DIR";
+/// The deprecated lower-case spelling, honoured with a warning as Python honours it.
+pub const DIR_ENV_DEPRECATED: &str = "prometheus_multiproc_dir";
+
+/// The write side for one metrics directory: declares metrics and hands out their
+/// handles. Cheap to clone; share one per process.
+///
+/// Files are named `counter_ID.db`, `gauge_MODE_ID.db`, … after this process's
+/// [`WorkerId`], and created when the first metric of their kind is declared.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    shared: Arc<Shared>,
+    decls: Arc<Mutex<HashMap<String, Arc<Decl>>>>,
+}
+
+/// Configures a [`Registry`].
+#[derive(Debug, Clone, Default)]
+pub struct RegistryBuilder {
+    dir: Option<PathBuf>,
+    worker_id: Option<WorkerId>,
+    file_mode: Option<u32>,
+}
+
+impl RegistryBuilder {
+    /// Uses `dir` instead of `$PROMETHEUS_MULTIPROC_DIR`.
+    pub fn dir(mut self, dir: impl AsRef<Path>) -> Self {
+        self.dir = Some(dir.as_ref().to_path_buf());
+        self
+    }
+
+    /// Writes under a stable worker ID instead of the pid (overrides
+    /// `$PROMETHEUS_MULTIPROC_WORKER_ID`).
+    pub fn worker_id(mut self, id: WorkerId) -> Self {
+        self.worker_id = Some(id);
+        self
+    }
+
+    /// Permission bits of the files this process creates (default `0o600`; use `0o640`
+    /// when the scraper runs as another user of the same group).
+    pub fn file_mode(mut self, mode: u32) -> Self {
+        self.file_mode = Some(mode & 0o777);
+        self
+    }
+
+    /// Checks the directory and the worker ID and builds the registry. No file is
+    /// created until a metric is declared.
+    ///
+    /// # Errors
+    /// * [`ErrorKind::DirNotSet`] when no directory was given and neither
+    ///   `PROMETHEUS_MULTIPROC_DIR` nor `prometheus_multiproc_dir` is set;
+    /// * [`ErrorKind::NotADirectory`] / [`ErrorKind::DirNotWritable`] naming the path;
+    /// * [`ErrorKind::InvalidWorkerId`] when `$PROMETHEUS_MULTIPROC_WORKER_ID` is invalid.
+    pub fn build(self) -> Result<Registry> {
+        let dir = match self.dir {
+            Some(dir) => dir,
+            None => dir_from_env()?,
+        };
+        let worker_id = match self.worker_id {
+            Some(id) => Some(id),
+            None => identity_env()?,
+        };
+        let shared = Shared::new(&dir, self.file_mode.unwrap_or(0o600), worker_id)?;
+        Ok(Registry { shared, decls: Arc::default() })
+    }
+}
+
+/// The metrics directory named by the environment, as Python resolves it.
+///
+/// # Errors
+/// [`ErrorKind::DirNotSet`] when neither variable is set (or set to an empty string).
+pub fn dir_from_env() -> Result<PathBuf> {
+    if let Some(dir) = std::env::var_os(DIR_ENV).filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(dir));
+    }
+    if let Some(dir) = std::env::var_os(DIR_ENV_DEPRECATED).filter(|d| !d.is_empty()) {
+        log::warn!("{DIR_ENV_DEPRECATED} is deprecated in favour of {DIR_ENV}");
+        return Ok(PathBuf::from(dir));
+    }
+    Err(Error::dir_not_set())
+}
+
+impl Registry {
+    /// A builder; with no settings, `build()` reads the directory and worker ID from
+    /// the environment.
+    pub fn builder() -> RegistryBuilder {
+        RegistryBuilder::default()
+    }
+
+    /// `Registry::builder().build()`: directory and worker ID from the environment.
+    ///
+    /// # Errors
+    /// As [`RegistryBuilder::build`].
+    pub fn from_env() -> Result<Registry> {
+        Registry::builder().build()
+    }
+
+    /// The metrics directory.
+    pub fn dir(&self) -> &Path {
+        self.shared.dir()
+    }
+
+    /// The worker ID this process writes under now (the pid unless one was set).
+    pub fn worker_id(&self) -> WorkerId {
+        self.shared.worker_id()
+    }
+
+    /// The files this process has opened so far, sorted.
+    pub fn files(&self) -> Vec<PathBuf> {
+        self.shared.open_files()
+    }
+
+    /// Series whose writes are being dropped because they could not be re-created in
+    /// this process's files after `fork()` (for example on a full disk).
+    pub fn lost_series(&self) -> u64 {
+        self.shared.lost_series.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn declare(&self, opts: &Opts, kind: Kind, labels: &[&str]) -> Result<Arc<Decl>> {
+        let decl = Decl::new(opts, kind, labels)?;
+        let mut decls = self.decls.lock();
+        match decls.get(&decl.name) {
+            Some(existing) if **existing == decl => Ok(Arc::clone(existing)),
+            Some(existing) => Err(Error::new(ErrorKind::Conflict).about(decl.name.clone()).expected(format!(
+                "the earlier declaration: {:?} with labels {:?} and help {:?}",
+                existing.kind, existing.label_names, existing.help
+            ))),
+            None => {
+                let decl = Arc::new(decl);
+                decls.insert(decl.name.clone(), Arc::clone(&decl));
+                Ok(decl)
+            }
+        }
+    }
+
+    fn family<T: Metric>(&self, opts: &Opts, kind: Kind, labels: &[&str]) -> Result<Family<T>> {
+        Ok(Family::new(Arc::clone(&self.shared), self.declare(opts, kind, labels)?))
+    }
+
+    fn single<T: Metric>(&self, opts: &Opts, kind: Kind) -> Result<T> {
+        self.family::<T>(opts, kind, &[])?.get(&[])
+    }
+
+    /// Declares a counter without labels; its entry is written now, with value 0.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidMetricName`], [`ErrorKind::Conflict`] with an earlier
+    /// declaration of the same name, or an I/O kind naming the file.
+    pub fn counter(&self, opts: Opts) -> Result<Counter> {
+        self.single(&opts, Kind::Counter)
+    }
+
+    /// Declares a labeled counter family.
+    ///
+    /// # Errors
+    /// As [`Registry::counter`], and [`ErrorKind::InvalidLabelName`].
+    pub fn counter_family(&self, opts: Opts, labels: &[&str]) -> Result<Family<Counter>> {
+        self.family(&opts, Kind::Counter, labels)
+    }
+
+    /// Declares a gauge without labels, merged by `mode`.
+    ///
+    /// # Errors
+    /// As [`Registry::counter`].
+    pub fn gauge(&self, opts: Opts, mode: GaugeMode) -> Result<Gauge> {
+        self.single(&opts, Kind::Gauge(mode))
+    }
+
+    /// Declares a labeled gauge family (`pid` is reserved).
+    ///
+    /// # Errors
+    /// As [`Registry::counter_family`].
+    pub fn gauge_family(&self, opts: Opts, mode: GaugeMode, labels: &[&str]) -> Result<Family<Gauge>> {
+        self.family(&opts, Kind::Gauge(mode), labels)
+    }
+
+    /// Declares a histogram without labels. `+Inf` is appended to `buckets` when
+    /// missing; see [`DEFAULT_BUCKETS`](crate::DEFAULT_BUCKETS).
+    ///
+    /// # Errors
+    /// As [`Registry::counter`], and [`ErrorKind::InvalidBuckets`].
+    pub fn histogram(&self, opts: Opts, buckets: &[f64]) -> Result<Histogram> {
+        let bounds = prepare_buckets(&opts.full_name(false)?, buckets)?;
+        self.single(&opts, Kind::Histogram(bounds))
+    }
+
+    /// Declares a labeled histogram family (`le` is reserved).
+    ///
+    /// # Errors
+    /// As [`Registry::histogram`], and [`ErrorKind::InvalidLabelName`].
+    pub fn histogram_family(&self, opts: Opts, buckets: &[f64], labels: &[&str]) -> Result<Family<Histogram>> {
+        let bounds = prepare_buckets(&opts.full_name(false)?, buckets)?;
+        self.family(&opts, Kind::Histogram(bounds), labels)
+    }
+
+    /// Declares a summary (count and sum) without labels.
+    ///
+    /// # Errors
+    /// As [`Registry::counter`].
+    pub fn summary(&self, opts: Opts) -> Result<Summary> {
+        self.single(&opts, Kind::Summary)
+    }
+
+    /// Declares a labeled summary family (`quantile` is reserved).
+    ///
+    /// # Errors
+    /// As [`Registry::counter_family`].
+    pub fn summary_family(&self, opts: Opts, labels: &[&str]) -> Result<Family<Summary>> {
+        self.family(&opts, Kind::Summary, labels)
+    }
+}

@@ -1,0 +1,231 @@
+//! The per-process write side: which files this process writes, the series placed in
+//! them, and what happens on `fork()` or a change of worker ID.
+//!
+//! A [`Series`] is what a handle points at: the keys of its entries (one for a counter
+//! or gauge, two for a summary, 1 + buckets for a histogram) and a `'static` slot per
+//! entry. The hot path reads the series' epoch, compares it with the process epoch,
+//! and does one atomic read-modify-write on the slot. When the epochs differ (the
+//! process is a fork child, or its worker ID changed) the series is re-placed in this
+//! process's own files, like every other series of the registry, before the write.
+
+mod dbfile;
+mod identity;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+
+use hashbrown::HashMap;
+use parking_lot::Mutex;
+
+pub(crate) use dbfile::EntrySlots;
+use dbfile::DbFile;
+pub use identity::{WORKER_ID_ENV, WorkerId, set_worker_id};
+pub(crate) use identity::from_env as identity_env;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::file;
+use crate::region::{self, DISCARD, SlotCell};
+
+/// Registry-wide state shared by all handles.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    dir: PathBuf,
+    file_mode: u32,
+    /// The worker ID chosen when the registry was built, valid in `creator_epoch` only.
+    configured_id: Option<WorkerId>,
+    creator_epoch: u64,
+    state: Mutex<State>,
+    /// Writes that could not be placed in a file (see [`Series::resync`]).
+    pub(crate) lost_series: AtomicU64,
+}
+
+#[derive(Debug)]
+struct State {
+    epoch: u64,
+    id: WorkerId,
+    files: HashMap<&'static str, DbFile>,
+    /// Every series ever created, in creation order, so that a fork child can
+    /// re-create them in its own files in the same order (as Python does).
+    series: Vec<Weak<Series>>,
+}
+
+impl Shared {
+    pub(crate) fn new(dir: &Path, file_mode: u32, configured_id: Option<WorkerId>) -> Result<Arc<Shared>> {
+        let dir = file::check_dir(dir)?;
+        region::install_fork_hooks();
+        let epoch = region::epoch();
+        let id = identity::current(epoch, configured_id.as_ref(), epoch);
+        Ok(Arc::new(Shared {
+            dir,
+            file_mode,
+            configured_id,
+            creator_epoch: epoch,
+            state: Mutex::new(State { epoch, id, files: HashMap::new(), series: Vec::new() }),
+            lost_series: AtomicU64::new(0),
+        }))
+    }
+
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The worker ID this process writes under now.
+    pub(crate) fn worker_id(&self) -> WorkerId {
+        let _guard = region::FORK_GUARD.read();
+        let mut state = self.state.lock();
+        self.refresh(&mut state);
+        state.id.clone()
+    }
+
+    /// Creates a series with one entry per key in the `prefix` file. Fails (with the
+    /// path) when the file cannot be opened or grown; nothing is half-created then.
+    pub(crate) fn create_series(self: &Arc<Self>, prefix: &'static str, keys: Vec<Box<[u8]>>) -> Result<Arc<Series>> {
+        let _guard = region::FORK_GUARD.read();
+        let mut state = self.state.lock();
+        self.refresh(&mut state);
+        let slots = self.place(&mut state, prefix, &keys)?;
+        let series = Arc::new(Series {
+            shared: Arc::clone(self),
+            prefix,
+            values: slots.iter().map(|s| SlotCell::new(s.value)).collect(),
+            timestamp: SlotCell::new(slots[0].timestamp),
+            keys: keys.into_boxed_slice(),
+            epoch: AtomicU64::new(state.epoch),
+        });
+        state.series.push(Arc::downgrade(&series));
+        Ok(series)
+    }
+
+    fn place(&self, state: &mut State, prefix: &'static str, keys: &[Box<[u8]>]) -> Result<Vec<EntrySlots>> {
+        if !state.files.contains_key(prefix) {
+            let name = format!("{prefix}_{}.db", state.id);
+            let db = DbFile::open(&self.dir, &name, self.file_mode)?;
+            state.files.insert(prefix, db);
+        }
+        let db = state.files.get_mut(prefix).expect("inserted above");
+        keys.iter().map(|key| db.slots(key)).collect()
+    }
+
+    /// Brings the state to the current process epoch: after `fork()` or a worker-ID
+    /// change, opens this process's own files and re-places every live series in them,
+    /// in creation order.
+    fn refresh(&self, state: &mut State) {
+        let epoch = region::epoch();
+        if state.epoch == epoch {
+            return;
+        }
+        state.epoch = epoch;
+        state.id = identity::current(epoch, self.configured_id.as_ref(), self.creator_epoch);
+        // Closing the parent's descriptors; their mappings stay (slots are 'static).
+        state.files.clear();
+        state.series.retain(|weak| weak.strong_count() > 0);
+        let all: Vec<Arc<Series>> = state.series.iter().filter_map(Weak::upgrade).collect();
+        for series in all {
+            match self.place(state, series.prefix, &series.keys) {
+                Ok(slots) => {
+                    for (cell, slot) in series.values.iter().zip(&slots) {
+                        cell.set(slot.value);
+                    }
+                    series.timestamp.set(slots[0].timestamp);
+                }
+                Err(err) => {
+                    self.lost_series.fetch_add(1, Ordering::Relaxed);
+                    log::error!("metrics series could not be re-created after fork, its writes are dropped: {err}");
+                    for cell in series.values.iter() {
+                        cell.set(&DISCARD);
+                    }
+                    series.timestamp.set(&DISCARD);
+                }
+            }
+            series.epoch.store(epoch, Ordering::Release);
+        }
+    }
+
+    /// Paths of the files this process has open.
+    pub(crate) fn open_files(&self) -> Vec<PathBuf> {
+        let _guard = region::FORK_GUARD.read();
+        let mut state = self.state.lock();
+        self.refresh(&mut state);
+        let mut paths: Vec<PathBuf> = state.files.values().map(|f| f.path().to_path_buf()).collect();
+        paths.sort();
+        paths
+    }
+}
+
+/// The entries behind one handle.
+#[derive(Debug)]
+pub(crate) struct Series {
+    shared: Arc<Shared>,
+    prefix: &'static str,
+    keys: Box<[Box<[u8]>]>,
+    values: Box<[SlotCell]>,
+    timestamp: SlotCell,
+    epoch: AtomicU64,
+}
+
+impl Series {
+    /// The value slots, after making sure they belong to this process.
+    #[inline]
+    pub(crate) fn values(&self) -> &[SlotCell] {
+        if self.epoch.load(Ordering::Acquire) != region::epoch() {
+            self.resync();
+        }
+        &self.values
+    }
+
+    /// The timestamp slot of the first entry (used by the `mostrecent` modes).
+    #[inline]
+    pub(crate) fn timestamp(&self) -> &'static AtomicU64 {
+        self.timestamp.get()
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn resync(&self) {
+        let _guard = region::FORK_GUARD.read();
+        let mut state = self.shared.state.lock();
+        self.shared.refresh(&mut state);
+        if self.epoch.load(Ordering::Acquire) != state.epoch {
+            // Not in the registry's list (cannot happen for a live handle); never retry
+            // forever: drop its writes.
+            for cell in self.values.iter() {
+                cell.set(&DISCARD);
+            }
+            self.timestamp.set(&DISCARD);
+            self.epoch.store(state.epoch, Ordering::Release);
+        }
+    }
+}
+
+/// Adds `v` to the f64 stored in `slot` (a CAS loop on its bits).
+#[inline]
+pub(crate) fn add_f64(slot: &AtomicU64, v: f64) {
+    let mut current = slot.load(Ordering::Relaxed);
+    loop {
+        let new = (f64::from_bits(current) + v).to_bits();
+        match slot.compare_exchange_weak(current, new, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return,
+            Err(actual) => current = actual,
+        }
+    }
+}
+
+/// Reads the f64 stored in `slot`.
+#[inline]
+pub(crate) fn load_f64(slot: &AtomicU64) -> f64 {
+    f64::from_bits(slot.load(Ordering::Relaxed))
+}
+
+/// Stores `v` into `slot`.
+#[inline]
+pub(crate) fn store_f64(slot: &AtomicU64, v: f64) {
+    slot.store(v.to_bits(), Ordering::Relaxed);
+}
+
+impl Error {
+    pub(crate) fn dir_not_set() -> Error {
+        Error::new(ErrorKind::DirNotSet)
+            .expected("PROMETHEUS_MULTIPROC_DIR set to a writable directory, or a directory given in code")
+    }
+}
