@@ -1,1 +1,57 @@
-fn main(){}
+//! The write hot path: one handle operation against a bare atomic CAS add and the
+//! `prometheus` crate's equivalents. `scripts/bench-hot-path.sh` runs this and times
+//! Python's multiprocess mode in the same run.
+#![allow(missing_docs)] // criterion_group! generates an undocumented function
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use prometheus_multiproc::{GaugeMode, Opts, Registry, WorkerId};
+
+fn cas_add(slot: &AtomicU64, v: f64) {
+    let mut cur = slot.load(Ordering::Relaxed);
+    loop {
+        let new = (f64::from_bits(cur) + v).to_bits();
+        match slot.compare_exchange_weak(cur, new, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return,
+            Err(actual) => cur = actual,
+        }
+    }
+}
+
+fn hot_path(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::builder().dir(dir.path()).worker_id(WorkerId::new("bench").unwrap()).build().unwrap();
+    let counter = registry.counter(Opts::new("bench_total", "Bench.")).unwrap();
+    let family = registry.counter_family(Opts::new("bench_labeled_total", "Bench."), &["method", "status"]).unwrap();
+    family.get(&["GET", "200"]).unwrap();
+    let gauge = registry.gauge(Opts::new("bench_gauge", "Bench."), GaugeMode::LiveSum).unwrap();
+    let histogram =
+        registry.histogram(Opts::new("bench_seconds", "Bench."), &prometheus_multiproc::DEFAULT_BUCKETS).unwrap();
+
+    let bare = Box::new(AtomicU64::new(0));
+    let prom_counter = prometheus::Counter::new("p_total", "p").unwrap();
+    let prom_family =
+        prometheus::CounterVec::new(prometheus::Opts::new("pl_total", "p"), &["method", "status"]).unwrap();
+    prom_family.with_label_values(&["GET", "200"]);
+    let prom_gauge = prometheus::Gauge::new("pg", "p").unwrap();
+    let prom_hist = prometheus::Histogram::with_opts(prometheus::HistogramOpts::new("ph", "p")).unwrap();
+
+    let mut g = c.benchmark_group("hot_path");
+    g.bench_function("bare_f64_cas_add", |b| b.iter(|| cas_add(black_box(&bare), black_box(1.0))));
+    g.bench_function("counter_inc", |b| b.iter(|| black_box(&counter).inc()));
+    g.bench_function("labeled_get_inc", |b| b.iter(|| family.get(black_box(&["GET", "200"])).unwrap().inc()));
+    g.bench_function("gauge_set", |b| b.iter(|| black_box(&gauge).set(black_box(3.0))));
+    g.bench_function("histogram_observe", |b| b.iter(|| black_box(&histogram).observe(black_box(0.3))));
+    g.bench_function("prometheus_counter_inc", |b| b.iter(|| black_box(&prom_counter).inc()));
+    g.bench_function("prometheus_with_label_values_inc", |b| {
+        b.iter(|| prom_family.with_label_values(black_box(&["GET", "200"])).inc())
+    });
+    g.bench_function("prometheus_gauge_set", |b| b.iter(|| black_box(&prom_gauge).set(black_box(3.0))));
+    g.bench_function("prometheus_histogram_observe", |b| b.iter(|| black_box(&prom_hist).observe(black_box(0.3))));
+    g.finish();
+}
+
+criterion_group!(benches, hot_path);
+criterion_main!(benches);

@@ -22,9 +22,8 @@ use crate::format;
 /// Checks that `dir` is a writable directory, warning when it is world-writable
 /// without the sticky bit. Returns the path as given.
 pub(crate) fn check_dir(dir: &Path) -> Result<PathBuf> {
-    let meta = fs::metadata(dir).map_err(|e| {
-        Error::new(ErrorKind::NotADirectory).at(dir).expected("an existing directory").caused_by(e)
-    })?;
+    let meta = fs::metadata(dir)
+        .map_err(|e| Error::new(ErrorKind::NotADirectory).at(dir).expected("an existing directory").caused_by(e))?;
     if !meta.is_dir() {
         return Err(Error::new(ErrorKind::NotADirectory).at(dir).expected("a directory, found another kind of file"));
     }

@@ -24,12 +24,30 @@ fn main() {
     }
     let args = Arguments::from_args();
     let tests = vec![
-        Trial::test("concurrent_workers_and_threads_give_python_exact_totals", concurrent_workers_and_threads_give_python_exact_totals),
-        Trial::test("handle_made_before_fork_writes_to_the_childs_own_file", handle_made_before_fork_writes_to_the_childs_own_file),
-        Trial::test("restart_with_same_worker_id_continues_stored_counts", restart_with_same_worker_id_continues_stored_counts),
-        Trial::test("set_worker_id_after_fork_moves_writes_to_the_slot_file", set_worker_id_after_fork_moves_writes_to_the_slot_file),
-        Trial::test("growth_to_200k_series_loses_no_concurrent_increment", growth_to_200k_series_loses_no_concurrent_increment),
-        Trial::test("full_disk_is_a_creation_error_and_existing_handles_keep_counting", full_disk_is_a_creation_error_and_existing_handles_keep_counting),
+        Trial::test(
+            "concurrent_workers_and_threads_give_python_exact_totals",
+            concurrent_workers_and_threads_give_python_exact_totals,
+        ),
+        Trial::test(
+            "handle_made_before_fork_writes_to_the_childs_own_file",
+            handle_made_before_fork_writes_to_the_childs_own_file,
+        ),
+        Trial::test(
+            "restart_with_same_worker_id_continues_stored_counts",
+            restart_with_same_worker_id_continues_stored_counts,
+        ),
+        Trial::test(
+            "set_worker_id_after_fork_moves_writes_to_the_slot_file",
+            set_worker_id_after_fork_moves_writes_to_the_slot_file,
+        ),
+        Trial::test(
+            "growth_to_200k_series_loses_no_concurrent_increment",
+            growth_to_200k_series_loses_no_concurrent_increment,
+        ),
+        Trial::test(
+            "full_disk_is_a_creation_error_and_existing_handles_keep_counting",
+            full_disk_is_a_creation_error_and_existing_handles_keep_counting,
+        ),
     ];
     libtest_mimic::run(&args, tests).exit();
 }
@@ -99,9 +117,11 @@ fn role_hammer() {
     let incs = env_usize("INCS");
     let registry = Registry::from_env().unwrap();
     let requests = registry.counter_family(Opts::new("mp_requests_total", "Requests."), &["route"]).unwrap();
-    let in_flight = registry.gauge_family(Opts::new("mp_in_flight", "In flight."), GaugeMode::LiveSum, &["route"]).unwrap();
+    let in_flight =
+        registry.gauge_family(Opts::new("mp_in_flight", "In flight."), GaugeMode::LiveSum, &["route"]).unwrap();
     let total = registry.gauge(Opts::new("mp_sum", "Sum gauge."), GaugeMode::Sum).unwrap();
-    let latency = registry.histogram_family(Opts::new("mp_latency_seconds", "Latency."), &[0.1, 0.5, 1.0], &["route"]).unwrap();
+    let latency =
+        registry.histogram_family(Opts::new("mp_latency_seconds", "Latency."), &[0.1, 0.5, 1.0], &["route"]).unwrap();
     thread::scope(|s| {
         for t in 0..threads {
             let (requests, in_flight, total, latency) = (&requests, &in_flight, &total, &latency);
@@ -202,7 +222,9 @@ fn handle_made_before_fork_writes_to_the_childs_own_file() -> Result<(), Failed>
         v.sort();
         v
     })?;
-    let key = |name: &str, sample: &str, labels: &str, help: &str| format!(r#"["{name}", "{sample}", {{{labels}}}, "{help}"]"#);
+    let key = |name: &str, sample: &str, labels: &str, help: &str| {
+        format!(r#"["{name}", "{sample}", {{{labels}}}, "{help}"]"#)
+    };
     let parent = file_entries(&dir.path().join(&parent_file));
     expect_eq(
         "parent file after the child ran",
@@ -299,24 +321,29 @@ fn set_worker_id_after_fork_moves_writes_to_the_slot_file() -> Result<(), Failed
     expect_eq(
         "slot files",
         slot_files,
-        vec!["counter_slot1.db".to_owned(), "counter_slot2.db".into(), "gauge_all_slot1.db".into(), "gauge_all_slot2.db".into()],
+        vec![
+            "counter_slot1.db".to_owned(),
+            "counter_slot2.db".into(),
+            "gauge_all_slot1.db".into(),
+            "gauge_all_slot2.db".into(),
+        ],
     )?;
     let samples = python_samples(dir.path());
     // The master created the `all` gauge before forking, so it has its own 0.0 series
     // under its pid, exactly as Python reports a process that created but never set it.
-    let master: Vec<&String> = samples.iter().filter(|l| l.starts_with("slot_gauge{pid=") && !l.contains("slot1") && !l.contains("slot2")).collect();
+    let master: Vec<&String> = samples
+        .iter()
+        .filter(|l| l.starts_with("slot_gauge{pid=") && !l.contains("slot1") && !l.contains("slot2"))
+        .collect();
     if master.len() != 1 || !master[0].ends_with("} 0.0") {
         return Err(format!("expected one master series at 0.0, got {master:?}").into());
     }
-    let slots: Vec<String> = samples.iter().filter(|l| l.contains("pid=slot") || l.starts_with("slot_total")).cloned().collect();
+    let slots: Vec<String> =
+        samples.iter().filter(|l| l.contains("pid=slot") || l.starts_with("slot_total")).cloned().collect();
     expect_eq(
         "python samples",
         slots,
-        vec![
-            "slot_gauge{pid=slot1} 10.0".to_owned(),
-            "slot_gauge{pid=slot2} 20.0".into(),
-            "slot_total{} 3.0".into(),
-        ],
+        vec!["slot_gauge{pid=slot1} 10.0".to_owned(), "slot_gauge{pid=slot2} 20.0".into(), "slot_total{} 3.0".into()],
     )
 }
 
@@ -367,8 +394,10 @@ fn role_full_disk() {
     use nix::sched::{CloneFlags, unshare};
     let dir = PathBuf::from(std::env::var("PROMETHEUS_MULTIPROC_DIR").unwrap());
     unshare(CloneFlags::CLONE_NEWNS).expect("unshare(CLONE_NEWNS) needs root: the full-disk test cannot run");
-    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>).expect("make mounts private");
-    mount(Some("tmpfs"), &dir, Some("tmpfs"), MsFlags::empty(), Some("size=256k,mode=0700")).expect("mount a 256 KiB tmpfs");
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+        .expect("make mounts private");
+    mount(Some("tmpfs"), &dir, Some("tmpfs"), MsFlags::empty(), Some("size=256k,mode=0700"))
+        .expect("mount a 256 KiB tmpfs");
     let registry = Registry::from_env().unwrap();
     let family = registry.counter_family(Opts::new("fill_total", "Filling the disk."), &["id"]).unwrap();
     let first = family.get(&["0"]).unwrap();
@@ -398,7 +427,10 @@ fn role_full_disk() {
     let again = family.get(&[&format!("{created:0>200}")]).unwrap_err();
     assert_eq!(again.kind(), ErrorKind::NoSpace, "{again}");
     for i in 0..64 {
-        match registry.summary_family(Opts::new(format!("fill_summary_{i}"), "More."), &["id"]).and_then(|f| f.get(&["x"])) {
+        match registry
+            .summary_family(Opts::new(format!("fill_summary_{i}"), "More."), &["id"])
+            .and_then(|f| f.get(&["x"]))
+        {
             Ok(s) => s.observe(1.0),
             Err(e) => assert_eq!(e.kind(), ErrorKind::NoSpace, "{e}"),
         }

@@ -56,7 +56,10 @@ pub fn write_json_str(out: &mut String, s: &str) {
 pub fn encode_key(metric_name: &str, sample_name: &str, labels: &[(&str, &str)], help: &str) -> String {
     debug_assert!(labels.windows(2).all(|w| w[0].0 < w[1].0), "labels must be sorted");
     let mut out = String::with_capacity(
-        16 + metric_name.len() + sample_name.len() + help.len() + labels.iter().map(|(k, v)| k.len() + v.len() + 6).sum::<usize>(),
+        16 + metric_name.len()
+            + sample_name.len()
+            + help.len()
+            + labels.iter().map(|(k, v)| k.len() + v.len() + 6).sum::<usize>(),
     );
     out.push('[');
     write_json_str(&mut out, metric_name);
@@ -107,7 +110,9 @@ pub enum KeyError {
 impl std::fmt::Display for KeyError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            KeyError::NotUtf8 { valid_up_to } => write!(f, "key is not UTF-8 (invalid byte at key offset {valid_up_to})"),
+            KeyError::NotUtf8 { valid_up_to } => {
+                write!(f, "key is not UTF-8 (invalid byte at key offset {valid_up_to})")
+            }
             KeyError::NotAKey(why) => write!(f, "key is not a JSON [metric, sample, {{labels}}, help] array: {why}"),
         }
     }

@@ -109,10 +109,8 @@ pub fn encode_entry(out: &mut Vec<u8>, key: &[u8], value: f64, timestamp: f64) {
 
 /// Reads the `used` field from the first bytes of a file.
 pub fn decode_used(header: &[u8]) -> Result<i32, FormatError> {
-    let bytes: [u8; 4] = header
-        .get(..4)
-        .and_then(|b| b.try_into().ok())
-        .ok_or(FormatError::ShortHeader { len: header.len() })?;
+    let bytes: [u8; 4] =
+        header.get(..4).and_then(|b| b.try_into().ok()).ok_or(FormatError::ShortHeader { len: header.len() })?;
     Ok(i32::from_le_bytes(bytes))
 }
 

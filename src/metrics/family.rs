@@ -48,7 +48,9 @@ impl sealed::Sealed for Summary {
 
 impl sealed::Sealed for Histogram {
     fn create(shared: &Arc<Shared>, decl: &Decl, values: &[&str]) -> Result<Self> {
-        let Kind::Histogram(bounds) = &decl.kind else { unreachable!("histogram family with a non-histogram declaration") };
+        let Kind::Histogram(bounds) = &decl.kind else {
+            unreachable!("histogram family with a non-histogram declaration")
+        };
         let series = shared.create_series(decl.kind.file_prefix(), decl.keys(values))?;
         Ok(Histogram::from_series(series, bounds.as_slice().into()))
     }

@@ -30,7 +30,13 @@ pub struct Opts {
 impl Opts {
     /// Options with a name and a help text.
     pub fn new(name: impl Into<String>, help: impl Into<String>) -> Opts {
-        Opts { name: name.into(), help: help.into(), namespace: String::new(), subsystem: String::new(), unit: String::new() }
+        Opts {
+            name: name.into(),
+            help: help.into(),
+            namespace: String::new(),
+            subsystem: String::new(),
+            unit: String::new(),
+        }
     }
 
     /// Prefixes the name with `namespace_`.
@@ -184,20 +190,27 @@ impl Decl {
         if values.len() == self.label_names.len() {
             Ok(())
         } else {
-            Err(Error::new(ErrorKind::LabelCount)
-                .about(format!("{}{values:?}", self.name))
-                .expected(format!("{} values for {:?}", self.label_names.len(), self.label_names)))
+            Err(Error::new(ErrorKind::LabelCount).about(format!("{}{values:?}", self.name)).expected(format!(
+                "{} values for {:?}",
+                self.label_names.len(),
+                self.label_names
+            )))
         }
     }
 
     /// The keys of one child, in the order Python writes its entries.
     pub(crate) fn keys(&self, values: &[&str]) -> Vec<Box<[u8]>> {
-        let labels: Vec<(&str, &str)> = self.sorted.iter().map(|&i| (self.label_names[i].as_str(), values[i])).collect();
-        let key = |sample: &str, labels: &[(&str, &str)]| encode_key(&self.name, sample, labels, &self.help).into_bytes().into_boxed_slice();
+        let labels: Vec<(&str, &str)> =
+            self.sorted.iter().map(|&i| (self.label_names[i].as_str(), values[i])).collect();
+        let key = |sample: &str, labels: &[(&str, &str)]| {
+            encode_key(&self.name, sample, labels, &self.help).into_bytes().into_boxed_slice()
+        };
         match &self.kind {
             Kind::Counter => vec![key(&format!("{}_total", self.name), &labels)],
             Kind::Gauge(_) => vec![key(&self.name, &labels)],
-            Kind::Summary => vec![key(&format!("{}_count", self.name), &labels), key(&format!("{}_sum", self.name), &labels)],
+            Kind::Summary => {
+                vec![key(&format!("{}_count", self.name), &labels), key(&format!("{}_sum", self.name), &labels)]
+            }
             Kind::Histogram(bounds) => {
                 let mut keys = vec![key(&format!("{}_sum", self.name), &labels)];
                 let bucket = format!("{}_bucket", self.name);
@@ -215,7 +228,8 @@ impl Decl {
 }
 
 /// prometheus_client's default histogram buckets (`+Inf` is added).
-pub const DEFAULT_BUCKETS: [f64; 14] = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0];
+pub const DEFAULT_BUCKETS: [f64; 14] =
+    [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0];
 
 /// Bucket bounds as Python prepares them: sorted, `+Inf` appended when missing, at
 /// least two in all. Unlike Python, NaN and repeated bounds are refused.
@@ -229,7 +243,8 @@ pub(crate) fn prepare_buckets(name_hint: &str, bounds: &[f64]) -> Result<Vec<f64
 }
 
 fn validate_buckets(name: &str, bounds: &[f64]) -> Result<()> {
-    let bad = |why: &'static str| Error::new(ErrorKind::InvalidBuckets).about(format!("{name}: {bounds:?}")).expected(why);
+    let bad =
+        |why: &'static str| Error::new(ErrorKind::InvalidBuckets).about(format!("{name}: {bounds:?}")).expected(why);
     if bounds.iter().any(|b| b.is_nan()) {
         return Err(bad("no NaN bound"));
     }
@@ -273,8 +288,10 @@ mod tests {
 
     #[test]
     fn histogram_keys_put_le_in_sorted_position() {
-        let d = Decl::new(&Opts::new("lat", "L"), Kind::Histogram(vec![0.5, 1.0, f64::INFINITY]), &["route", "a"]).unwrap();
-        let keys: Vec<String> = d.keys(&["/x", "y"]).into_iter().map(|k| String::from_utf8(k.into()).unwrap()).collect();
+        let d =
+            Decl::new(&Opts::new("lat", "L"), Kind::Histogram(vec![0.5, 1.0, f64::INFINITY]), &["route", "a"]).unwrap();
+        let keys: Vec<String> =
+            d.keys(&["/x", "y"]).into_iter().map(|k| String::from_utf8(k.into()).unwrap()).collect();
         assert_eq!(keys[0], r#"["lat", "lat_sum", {"a": "y", "route": "/x"}, "L"]"#);
         assert_eq!(keys[1], r#"["lat", "lat_bucket", {"a": "y", "le": "0.5", "route": "/x"}, "L"]"#);
         assert_eq!(keys[3], r#"["lat", "lat_bucket", {"a": "y", "le": "+Inf", "route": "/x"}, "L"]"#);

@@ -97,9 +97,8 @@ impl DbFile {
     }
 
     fn grow(&mut self, needed: usize) -> Result<()> {
-        let capacity = format::grown_capacity(self.map.len(), needed).ok_or_else(|| {
-            Error::new(ErrorKind::FileTooLarge).at(&self.path).expected("at most 2 GiB per file")
-        })?;
+        let capacity = format::grown_capacity(self.map.len(), needed)
+            .ok_or_else(|| Error::new(ErrorKind::FileTooLarge).at(&self.path).expected("at most 2 GiB per file"))?;
         let old = self.map.len();
         file::reserve(&self.file, &self.path, old, capacity - old)?;
         // The old mapping stays: slots handed out from it remain valid and share the

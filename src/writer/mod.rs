@@ -18,10 +18,10 @@ use std::sync::{Arc, Weak};
 use hashbrown::HashMap;
 use parking_lot::Mutex;
 
-pub(crate) use dbfile::EntrySlots;
 use dbfile::DbFile;
-pub use identity::{WORKER_ID_ENV, WorkerId, set_worker_id};
+pub(crate) use dbfile::EntrySlots;
 pub(crate) use identity::from_env as identity_env;
+pub use identity::{WORKER_ID_ENV, WorkerId, set_worker_id};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::file;

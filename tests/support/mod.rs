@@ -28,7 +28,14 @@ pub fn python() -> &'static Path {
                     let base = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
                     run(Command::new(&base).args(["-m", "venv"]).arg(&venv), "create the test venv");
                     run(
-                        Command::new(&python).args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", PROMETHEUS_CLIENT]),
+                        Command::new(&python).args([
+                            "-m",
+                            "pip",
+                            "install",
+                            "--quiet",
+                            "--disable-pip-version-check",
+                            PROMETHEUS_CLIENT,
+                        ]),
                         "pip install prometheus_client==0.26.0 into the test venv",
                     );
                     fs::write(&ready, PROMETHEUS_CLIENT).unwrap();

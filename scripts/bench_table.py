@@ -1,0 +1,29 @@
+#!/usr/bin/env python3
+"""Builds the BENCHMARKS.md hot-path table from criterion's estimates and the Python
+timings (JSON from py_hot_path.py). Usage: bench_table.py GROUP PY_JSON"""
+import json, os, sys
+
+group, py_json = sys.argv[1], sys.argv[2]
+root = os.path.join(os.environ.get('CARGO_TARGET_DIR', 'target'), 'criterion', group)
+py = json.load(open(py_json))
+
+
+def ns(bench):
+    with open(os.path.join(root, bench, 'new', 'estimates.json')) as f:
+        e = json.load(f)
+    return e['median']['point_estimate']
+
+
+bare = ns('bare_f64_cas_add')
+rows = [
+    ('counter `inc` (cached handle)', 'counter_inc', 'prometheus_counter_inc', 'counter_inc'),
+    ('labeled lookup + `inc`', 'labeled_get_inc', 'prometheus_with_label_values_inc', 'labeled_get_inc'),
+    ('gauge `set`', 'gauge_set', 'prometheus_gauge_set', 'gauge_set'),
+    ('histogram `observe` (15 buckets)', 'histogram_observe', 'prometheus_histogram_observe', 'histogram_observe'),
+]
+print(f'bare f64 CAS add on a heap AtomicU64: {bare:.2f} ns\n')
+print('| operation | prometheus-multiproc | ÷ bare CAS | `prometheus` crate (in-process) | Python multiprocess (median) | Python ÷ ours |')
+print('|---|---|---|---|---|---|')
+for label, ours, theirs, pykey in rows:
+    o, t, p = ns(ours), ns(theirs), py[pykey]['median']
+    print(f'| {label} | {o:.2f} ns | {o / bare:.2f}× | {t:.2f} ns | {p:.0f} ns | {p / o:.0f}× |')
