@@ -37,6 +37,9 @@ pub enum ErrorKind {
     InvalidWorkerId,
     /// A gauge mode name is not one of the ten modes.
     InvalidGaugeMode,
+    /// Another live writer (another process, or another `Registry` on the same
+    /// directory in this process) holds this worker ID.
+    WorkerIdInUse,
     /// The operation is not allowed in this gauge mode (`inc`/`dec` in a
     /// `mostrecent` mode).
     ModeForbids,
@@ -67,6 +70,7 @@ impl ErrorKind {
             ErrorKind::InvalidBuckets => "invalid histogram buckets",
             ErrorKind::InvalidWorkerId => "invalid worker ID",
             ErrorKind::InvalidGaugeMode => "invalid gauge mode",
+            ErrorKind::WorkerIdInUse => "worker ID in use by a live writer",
             ErrorKind::ModeForbids => "operation not allowed in this gauge mode",
             ErrorKind::NegativeIncrement => "counters can only be incremented by non-negative amounts",
             ErrorKind::NotARegularFile => "not a regular file",

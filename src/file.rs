@@ -43,6 +43,22 @@ pub(crate) fn check_dir(dir: &Path) -> Result<PathBuf> {
     Ok(dir.to_path_buf())
 }
 
+/// Removes `dir/name` if it is a regular file (never through a symlink); a missing
+/// file is fine.
+pub(crate) fn remove_db(dir: &Path, name: &str) -> Result<bool> {
+    let path = dir.join(name);
+    match fs::symlink_metadata(&path) {
+        Ok(meta) if meta.file_type().is_file() => match fs::remove_file(&path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(Error::io(&path, e)),
+        },
+        Ok(_) => Err(Error::new(ErrorKind::NotARegularFile).at(&path).expected("a regular file")),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::io(&path, e)),
+    }
+}
+
 /// Opens `dir/name` for reading and writing without following symlinks or blocking,
 /// creating it (with `mode`, a header and [`format::INITIAL_SIZE`] reserved bytes)
 /// when it does not exist.
@@ -147,4 +163,100 @@ pub(crate) fn read_all(file: &File, path: &Path, len: usize) -> Result<Vec<u8>> 
 /// Writes `bytes` at `offset`.
 pub(crate) fn write_at(file: &File, path: &Path, bytes: &[u8], offset: usize) -> Result<()> {
     file.write_all_at(bytes, offset as u64).map_err(|e| Error::io(path, e))
+}
+
+/// The name of a writer's liveness file.
+pub(crate) fn liveness_name(id: &str) -> String {
+    format!("writer_{id}.lock")
+}
+
+/// Creates (if needed) and exclusively locks the liveness file of worker `id`. The
+/// kernel drops the lock when the holder dies, however it dies.
+pub(crate) fn lock_liveness(dir: &Path, id: &str, mode: u32) -> Result<File> {
+    let path = dir.join(liveness_name(id));
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(mode)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(&path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => {
+                Error::new(ErrorKind::NotARegularFile).at(&path).expected("a regular file, found a symlink")
+            }
+            _ => Error::io(&path, e),
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => Err(Error::new(ErrorKind::WorkerIdInUse).about(id).at(&path).expected(
+            "a worker ID no live writer holds (another process, or another Registry on this directory in this process)",
+        )),
+        Err(fs::TryLockError::Error(e)) => Err(Error::io(&path, e)),
+    }
+}
+
+/// Whether the writer with liveness file `dir/writer_ID.lock` is alive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Liveness {
+    /// Its lock is held: the process is running.
+    Alive,
+    /// Its lock is free: the process has exited or was killed.
+    Dead,
+    /// It has no liveness file (a Python writer, or one that predates liveness): treated
+    /// as alive until marked dead, as Python treats every writer.
+    Unknown,
+}
+
+/// Probes the liveness of worker `id` without blocking and without following links.
+pub(crate) fn probe_liveness(dir: &Path, id: &str) -> Liveness {
+    let path = dir.join(liveness_name(id));
+    let Ok(file) =
+        OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC).open(&path)
+    else {
+        return Liveness::Unknown;
+    };
+    if !file.metadata().is_ok_and(|m| m.file_type().is_file()) {
+        return Liveness::Unknown;
+    }
+    match file.try_lock_shared() {
+        Ok(()) => Liveness::Dead,
+        Err(fs::TryLockError::WouldBlock) => Liveness::Alive,
+        Err(fs::TryLockError::Error(_)) => Liveness::Unknown,
+    }
+}
+
+/// The names of the `*.db` entries of `dir` (any file type), sorted by bytes, without
+/// dotfiles: the set Python's `glob('*.db')` sees, in a deterministic order.
+pub(crate) fn list_db_names(dir: &Path) -> io::Result<Vec<std::ffi::OsString>> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut names = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        let bytes = name.as_bytes();
+        if bytes.ends_with(b".db") && !bytes.starts_with(b".") {
+            names.push(name);
+        }
+    }
+    names.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    Ok(names)
+}
+
+/// The type and identity of `path` itself, never following a symlink.
+pub(crate) fn lstat(path: &Path) -> io::Result<fs::Metadata> {
+    fs::symlink_metadata(path)
+}
+
+/// Opens `path` read-only for the collector: never through a symlink, never blocking
+/// (a FIFO named `*.db` cannot hang a scrape), and only if it is a regular file (an
+/// error of kind `InvalidInput` otherwise). Returns the file and its metadata.
+pub(crate) fn open_read_only(path: &Path) -> io::Result<(File, fs::Metadata)> {
+    let file =
+        OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC).open(path)?;
+    let meta = file.metadata()?;
+    if !meta.file_type().is_file() {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    Ok((file, meta))
 }

@@ -72,6 +72,7 @@
 //!   lock held in the child; fork from a thread that is not creating labeled children
 //!   (every pre-fork server does).
 
+pub mod cleanup;
 pub mod error;
 mod file;
 pub mod format;

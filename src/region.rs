@@ -8,8 +8,10 @@
 //!    to the file later (growth maps the file again, larger; the old mapping stays).
 //! 2. [`SlotCell`]: an atomic pointer that only ever holds such `'static` slots, so a
 //!    handle can be re-pointed after `fork()` without a lock on the hot path.
-//! 3. The `fork()` hooks: a process epoch that the child bumps, and a guard lock that
-//!    no thread can hold across `fork()`.
+//! 3. The `fork()` hooks: a process epoch that the child bumps, a guard lock that
+//!    no thread can hold across `fork()`, and the closing, in the child, of the
+//!    liveness locks the parent holds ([`LiveLock`]), so that a child never keeps its
+//!    parent looking alive.
 //!
 //! Shared memory is only ever touched through atomics obtained here, after bounds and
 //! alignment checks.
@@ -17,6 +19,7 @@
 
 use std::fs::File;
 use std::io;
+use std::os::fd::{FromRawFd, IntoRawFd};
 use std::ptr::NonNull;
 use std::sync::Once;
 use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
@@ -145,6 +148,56 @@ pub(crate) fn bump_epoch() -> u64 {
     EPOCH.fetch_add(1, Ordering::AcqRel) + 1
 }
 
+/// Most liveness locks one process can hold at once (one per registry).
+pub(crate) const MAX_LIVE_LOCKS: usize = 64;
+const NO_FD: u64 = u64::MAX;
+
+/// The descriptors of the liveness locks this process holds, each tagged with a
+/// generation so that a stale [`LiveLock`] can never close a newer descriptor that
+/// happens to reuse its number.
+static LIVE_FDS: [AtomicU64; MAX_LIVE_LOCKS] = [const { AtomicU64::new(NO_FD) }; MAX_LIVE_LOCKS];
+static LIVE_GENERATION: AtomicU32 = AtomicU32::new(0);
+
+/// A held `flock` on a writer's liveness file. The lock lasts until this value is
+/// dropped, the process dies, or the process forks (the child closes its inherited
+/// copy in the fork hook; the parent keeps its own).
+#[derive(Debug)]
+pub(crate) struct LiveLock {
+    slot: usize,
+    tag: u64,
+}
+
+impl LiveLock {
+    /// Takes ownership of `file`, whose lock is already held. Gives the file back when
+    /// this process already holds [`MAX_LIVE_LOCKS`] locks.
+    pub(crate) fn hold(file: File) -> Result<LiveLock, File> {
+        let fd = file.into_raw_fd();
+        let generation = LIVE_GENERATION.fetch_add(1, Ordering::Relaxed);
+        let tag = (u64::from(generation) << 32) | u64::from(fd as u32);
+        for (slot, cell) in LIVE_FDS.iter().enumerate() {
+            if cell.compare_exchange(NO_FD, tag, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+                return Ok(LiveLock { slot, tag });
+            }
+        }
+        // SAFETY: `fd` came from `into_raw_fd` above and was stored nowhere, so this
+        // `File` is its only owner.
+        Err(unsafe { File::from_raw_fd(fd) })
+    }
+}
+
+impl Drop for LiveLock {
+    fn drop(&mut self) {
+        // Only the holder of the matching tag closes; after fork() the child hook has
+        // already emptied the slot, and a reused slot carries another tag.
+        if LIVE_FDS[self.slot].compare_exchange(self.tag, NO_FD, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            let fd = (self.tag & 0xffff_ffff) as u32 as i32;
+            // SAFETY: the slot held our tag, so `fd` is the descriptor `hold` stored and
+            // nobody closed it (closing empties the slot first); we now own it alone.
+            drop(unsafe { File::from_raw_fd(fd) });
+        }
+    }
+}
+
 extern "C" fn before_fork() {
     // Wait until no thread is creating series or re-resolving slots, then keep the lock
     // across fork(). The guard is forgotten and released by the parent/child hooks.
@@ -159,6 +212,15 @@ extern "C" fn after_fork_parent() {
 
 extern "C" fn after_fork_child() {
     EPOCH.fetch_add(1, Ordering::AcqRel);
+    for cell in &LIVE_FDS {
+        let tag = cell.swap(NO_FD, Ordering::AcqRel);
+        if tag != NO_FD {
+            // SAFETY: close(2) is async-signal-safe, as a fork child hook requires; the
+            // descriptor is the child's inherited copy of a lock the parent keeps, it
+            // was just removed from the table so nothing else closes it.
+            unsafe { libc::close((tag & 0xffff_ffff) as u32 as i32) };
+        }
+    }
     // SAFETY: the child is a copy of the thread that ran `before_fork`, which holds the
     // write lock with a forgotten guard; this releases exactly that acquisition.
     unsafe { FORK_GUARD.force_unlock_write() }
@@ -173,4 +235,182 @@ pub(crate) fn install_fork_hooks() {
         let rc = unsafe { libc::pthread_atfork(Some(before_fork), Some(after_fork_parent), Some(after_fork_child)) };
         assert_eq!(rc, 0, "pthread_atfork failed");
     });
+}
+
+// ---------------------------------------------------------------------------------
+// The collector's side: read-only mappings.
+
+// Relaxed atomic loads of up to 8 bytes are defined on read-only memory only on the
+// targets listed in `core::sync::atomic` ("Atomic accesses to read-only memory").
+#[cfg(not(any(
+    target_arch = "x86_64",
+    target_arch = "aarch64",
+    target_arch = "riscv64",
+    target_arch = "powerpc64",
+    target_arch = "s390x",
+    target_arch = "loongarch64"
+)))]
+compile_error!("the collector's read-only mappings need a 64-bit target with 8-byte atomic loads on read-only memory");
+
+/// A read-only `MAP_SHARED` mapping of a metrics file, for the collector. Unlike
+/// [`SharedMap`] it is unmapped when dropped: nothing borrowed from it outlives it.
+///
+/// The mapping is only read through single atomic loads of 1, 4 or 8 aligned bytes
+/// with `Relaxed` ordering (plus an `Acquire` fence for `used`). Other processes write
+/// the same file concurrently; a load never tears, and bytes are never exposed as a
+/// `&[u8]` that another process could change underneath.
+///
+/// A mapping must not extend past the end of the file, and the file must not be
+/// truncated while mapped (the writers of both this crate and Python only ever grow
+/// files); touching a page past the end of a file raises `SIGBUS`.
+#[derive(Debug)]
+pub(crate) struct ReadMap {
+    raw: MmapRaw,
+}
+
+impl ReadMap {
+    /// Maps the first `len` bytes of `file` (opened for reading, at least `len` bytes
+    /// long, `len > 0`) read-only and shared.
+    #[allow(clippy::disallowed_methods)]
+    pub(crate) fn map(file: &File, len: usize) -> io::Result<ReadMap> {
+        if len == 0 {
+            return Err(io::Error::from(io::ErrorKind::InvalidInput));
+        }
+        let raw = MmapOptions::new().len(len).map_raw_read_only(file)?;
+        Ok(ReadMap { raw })
+    }
+
+    /// Length of the mapping in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.raw.len()
+    }
+
+    /// A pointer to `size` bytes at `offset`, if they lie within the mapping and the
+    /// pointer is aligned to `size`.
+    fn checked_ptr(&self, offset: usize, size: usize) -> Option<*mut u8> {
+        if offset.checked_add(size)? > self.raw.len() {
+            return None;
+        }
+        let ptr = self.raw.as_mut_ptr().wrapping_add(offset);
+        ptr.align_offset(size).eq(&0).then_some(ptr)
+    }
+
+    /// The 8-byte word at `offset` (`Relaxed`), or `None` out of bounds or unaligned.
+    #[allow(clippy::disallowed_methods)]
+    pub(crate) fn load_u64(&self, offset: usize) -> Option<u64> {
+        let ptr = self.checked_ptr(offset, 8)?.cast::<u64>();
+        // SAFETY: `ptr` lies within the live mapping owned by `self` (bounds checked
+        // above; the borrow of `self` keeps it mapped for the whole call) and is
+        // 8-aligned (checked above). The pages are mapped PROT_READ: `from_ptr` asks for
+        // memory valid for writes only so that stores through the reference are sound;
+        // this reference never leaves this expression and is used for exactly one
+        // `Relaxed` 8-byte load, which `core::sync::atomic` ("Atomic accesses to
+        // read-only memory") defines on read-only memory on the targets this module
+        // compiles for (see the `compile_error!` above). Within this process the word
+        // is only ever accessed atomically; other processes store it with aligned
+        // 8-byte writes, which the hardware makes single-copy atomic.
+        Some(unsafe { AtomicU64::from_ptr(ptr) }.load(Ordering::Relaxed))
+    }
+
+    /// The 4-byte word at `offset` (`Relaxed`), or `None` out of bounds or unaligned.
+    #[allow(clippy::disallowed_methods)]
+    pub(crate) fn load_u32(&self, offset: usize) -> Option<u32> {
+        let ptr = self.checked_ptr(offset, 4)?.cast::<u32>();
+        // SAFETY: as in `load_u64`: in bounds, 4-aligned, mapped for the duration of the
+        // borrow, one `Relaxed` load of 4 bytes, which is defined on read-only memory.
+        Some(unsafe { AtomicU32::from_ptr(ptr) }.load(Ordering::Relaxed))
+    }
+
+    /// The byte at `offset` (`Relaxed`), or `None` out of bounds.
+    #[allow(clippy::disallowed_methods)]
+    fn load_u8(&self, offset: usize) -> Option<u8> {
+        let ptr = self.checked_ptr(offset, 1)?;
+        // SAFETY: as in `load_u64`: in bounds, trivially aligned, mapped for the duration
+        // of the borrow, one `Relaxed` 1-byte load, defined on read-only memory.
+        Some(unsafe { std::sync::atomic::AtomicU8::from_ptr(ptr) }.load(Ordering::Relaxed))
+    }
+
+    /// The header's `used` field, loaded with `Acquire` semantics (a `Relaxed` load and
+    /// an `Acquire` fence, the form `core::sync::atomic` allows on read-only memory):
+    /// every entry byte a writer stored before publishing this `used` is visible to
+    /// later loads.
+    pub(crate) fn load_used(&self) -> Option<i32> {
+        let used = self.load_u32(0)?;
+        std::sync::atomic::fence(Ordering::Acquire);
+        Some(used as i32)
+    }
+
+    /// Appends the bytes `[start, end)` of the mapping to `out`, 8 bytes per atomic
+    /// load (single bytes at the unaligned tail). Returns `false`, appending nothing,
+    /// when the range is out of bounds or `start` is not 8-aligned.
+    ///
+    /// Meant for bytes below `used`, which writers never change once published (keys
+    /// and lengths); a value word copied this way is a snapshot of one instant.
+    pub(crate) fn copy_into(&self, start: usize, end: usize, out: &mut Vec<u8>) -> bool {
+        if start > end || end > self.len() || start % 8 != 0 {
+            return false;
+        }
+        let before = out.len();
+        out.reserve(end - start);
+        let mut pos = start;
+        let mut ok = true;
+        while ok && pos + 8 <= end {
+            match self.load_u64(pos) {
+                Some(word) => out.extend_from_slice(&word.to_ne_bytes()),
+                None => ok = false,
+            }
+            pos += 8;
+        }
+        while ok && pos < end {
+            match self.load_u8(pos) {
+                Some(byte) => out.push(byte),
+                None => ok = false,
+            }
+            pos += 1;
+        }
+        if !ok {
+            out.truncate(before);
+        }
+        ok
+    }
+}
+
+#[cfg(test)]
+mod read_map_tests {
+    use super::*;
+    use std::io::Write;
+
+    fn file_with(bytes: &[u8]) -> File {
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(bytes).unwrap();
+        f
+    }
+
+    #[test]
+    fn loads_are_bounds_and_alignment_checked() {
+        let mut bytes = vec![0u8; 20];
+        bytes[..4].copy_from_slice(&24u32.to_le_bytes());
+        bytes[8..16].copy_from_slice(&1.5f64.to_le_bytes());
+        let map = ReadMap::map(&file_with(&bytes), 20).unwrap();
+        assert_eq!(map.load_used(), Some(24));
+        assert_eq!(map.load_u64(8).map(f64::from_bits), Some(1.5));
+        assert_eq!(map.load_u64(4), None, "unaligned");
+        assert_eq!(map.load_u64(16), None, "past the end");
+        assert_eq!(map.load_u64(usize::MAX - 3), None, "overflow");
+        assert_eq!(map.load_u32(16), Some(0));
+        assert_eq!(map.load_u32(18), None);
+    }
+
+    #[test]
+    fn copy_into_copies_words_and_the_unaligned_tail() {
+        let bytes: Vec<u8> = (0..21).collect();
+        let map = ReadMap::map(&file_with(&bytes), 21).unwrap();
+        let mut out = Vec::new();
+        assert!(map.copy_into(8, 21, &mut out));
+        assert_eq!(out, &bytes[8..21]);
+        assert!(!map.copy_into(3, 8, &mut out), "unaligned start");
+        assert!(!map.copy_into(8, 22, &mut out), "past the end");
+        assert_eq!(out.len(), 13);
+        assert!(ReadMap::map(&file_with(&[]), 0).is_err());
+    }
 }

@@ -5,7 +5,6 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
@@ -13,9 +12,7 @@ use std::thread;
 use libtest_mimic::{Arguments, Failed, Trial};
 use prometheus_multiproc::format;
 use prometheus_multiproc::{ErrorKind, GaugeMode, Opts, Registry, WorkerId};
-use support::{TestDir, python_samples};
-
-const ROLE: &str = "PMP_TEST_ROLE";
+use support::{ROLE, TestDir, fork, python_samples, role_command};
 
 fn main() {
     if let Ok(role) = std::env::var(ROLE) {
@@ -54,8 +51,7 @@ fn main() {
 
 /// Spawns this binary as a worker in `role`, with `dir` as the metrics directory.
 fn spawn(role: &str, dir: &Path, extra_env: &[(&str, String)]) -> std::process::Child {
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.env(ROLE, role).env("PROMETHEUS_MULTIPROC_DIR", dir).env_remove("PROMETHEUS_MULTIPROC_WORKER_ID");
+    let mut cmd = role_command(role, dir);
     for (k, v) in extra_env {
         cmd.env(k, v);
     }
@@ -88,15 +84,6 @@ fn expect_eq<T: PartialEq + std::fmt::Debug>(what: &str, got: T, want: T) -> Res
 }
 
 // ---------------------------------------------------------------- worker roles
-
-/// `fork()` in a worker role, which runs single-threaded (no test harness threads).
-#[allow(unsafe_code)]
-fn fork() -> nix::unistd::ForkResult {
-    // SAFETY: worker roles run in a freshly spawned process on its main thread and
-    // start no threads before forking, so the child is an exact single-threaded copy
-    // and may run any code.
-    unsafe { nix::unistd::fork() }.expect("fork")
-}
 
 fn run_role(role: &str) {
     match role {
@@ -208,9 +195,7 @@ fn role_fork() {
 
 fn handle_made_before_fork_writes_to_the_childs_own_file() -> Result<(), Failed> {
     let dir = TestDir::new();
-    let mut cmd = Command::new(std::env::current_exe()?);
-    cmd.env(ROLE, "fork").env("PROMETHEUS_MULTIPROC_DIR", dir.path()).env_remove("PROMETHEUS_MULTIPROC_WORKER_ID");
-    let out = cmd.output()?;
+    let out = role_command("fork", dir.path()).output()?;
     if !out.status.success() {
         return Err(format!("fork role failed: {}", String::from_utf8_lossy(&out.stderr)).into());
     }
@@ -265,11 +250,7 @@ fn role_restart() {
 fn restart_with_same_worker_id_continues_stored_counts() -> Result<(), Failed> {
     let dir = TestDir::new();
     let run = |incs: usize| -> Result<String, Failed> {
-        let out = Command::new(std::env::current_exe()?)
-            .env(ROLE, "restart")
-            .env("PROMETHEUS_MULTIPROC_DIR", dir.path())
-            .env("INCS", incs.to_string())
-            .output()?;
+        let out = role_command("restart", dir.path()).env("INCS", incs.to_string()).output()?;
         if !out.status.success() {
             return Err(format!("restart role failed: {}", String::from_utf8_lossy(&out.stderr)).into());
         }
@@ -441,10 +422,7 @@ fn role_full_disk() {
 
 fn full_disk_is_a_creation_error_and_existing_handles_keep_counting() -> Result<(), Failed> {
     let dir = TestDir::new();
-    let out = Command::new(std::env::current_exe()?)
-        .env(ROLE, "full-disk")
-        .env("PROMETHEUS_MULTIPROC_DIR", dir.path())
-        .output()?;
+    let out = role_command("full-disk", dir.path()).output()?;
     if !out.status.success() {
         return Err(format!(
             "full-disk worker failed ({}), it must survive and pass its checks:\n{}{}",

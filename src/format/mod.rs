@@ -189,7 +189,12 @@ impl std::error::Error for FormatError {}
 /// A file whose `used` is 0 (created but never initialised) is treated as empty,
 /// as Python treats it.
 pub fn checked_used(data: &[u8]) -> Result<usize, FormatError> {
-    let used = decode_used(data)?;
+    check_used(decode_used(data)?, data.len())
+}
+
+/// Validates a `used` field read from a file of `len` bytes and returns it as a byte
+/// count (0, a never-initialised file, counts as the empty [`HEADER_LEN`]).
+pub fn check_used(used: i32, len: usize) -> Result<usize, FormatError> {
     if used == 0 {
         return Ok(HEADER_LEN);
     }
@@ -197,8 +202,8 @@ pub fn checked_used(data: &[u8]) -> Result<usize, FormatError> {
         return Err(FormatError::UsedTooSmall { used });
     }
     let used = used as usize;
-    if used > data.len() {
-        return Err(FormatError::UsedBeyondEnd { used, len: data.len() });
+    if used > len {
+        return Err(FormatError::UsedBeyondEnd { used, len });
     }
     Ok(used)
 }
@@ -209,13 +214,21 @@ pub fn checked_used(data: &[u8]) -> Result<usize, FormatError> {
 /// (length field, key, padding, value and timestamp), so a corrupt file yields an
 /// error instead of reading garbage; iteration stops after the first error.
 pub fn entries(data: &[u8], used: usize) -> Entries<'_> {
-    Entries { data: &data[..used.min(data.len())], pos: HEADER_LEN, failed: false }
+    Entries { data: &data[..used.min(data.len())], base: 0, pos: HEADER_LEN, failed: false }
 }
 
-/// Iterator returned by [`entries`].
+/// Iterates over the entries of a slice of a file: `data` holds the file's bytes from
+/// offset `base` (where an entry starts) up to `used`. Offsets in the entries are file
+/// offsets. A reader that keeps state between reads parses only what was appended.
+pub fn entries_at(data: &[u8], base: usize) -> Entries<'_> {
+    Entries { data, base, pos: 0, failed: false }
+}
+
+/// Iterator returned by [`entries`] and [`entries_at`].
 #[derive(Debug, Clone)]
 pub struct Entries<'a> {
     data: &'a [u8],
+    base: usize,
     pos: usize,
     failed: bool,
 }
@@ -227,12 +240,14 @@ impl<'a> Iterator for Entries<'a> {
         if self.failed || self.pos >= self.data.len() {
             return None;
         }
-        let offset = self.pos;
-        let used = self.data.len();
+        let local = self.pos;
+        let base = self.base;
+        let offset = base + local;
+        let used = base + self.data.len();
         let result = (|| {
             let len_bytes: [u8; 4] = self
                 .data
-                .get(offset..offset + 4)
+                .get(local..local + 4)
                 .and_then(|b| b.try_into().ok())
                 .ok_or(FormatError::EntryBeyondUsed { offset, end: offset + 4, used })?;
             let len = i32::from_le_bytes(len_bytes);
@@ -246,12 +261,12 @@ impl<'a> Iterator for Entries<'a> {
             }
             Ok(RawEntry {
                 offset,
-                key: &self.data[offset + 4..offset + 4 + len],
+                key: &self.data[local + 4..local + 4 + len],
                 value_offset: offset + value_offset_in_entry(len),
             })
         })();
         match &result {
-            Ok(_) => self.pos = offset + entry_len(result.as_ref().map(|e| e.key.len()).unwrap_or(0)),
+            Ok(_) => self.pos = local + entry_len(result.as_ref().map(|e| e.key.len()).unwrap_or(0)),
             Err(_) => self.failed = true,
         }
         Some(result)
@@ -317,6 +332,21 @@ mod tests {
         let mut it = entries(&file, 24);
         assert!(matches!(it.next(), Some(Err(FormatError::EntryBeyondUsed { .. }))));
         assert!(it.next().is_none());
+    }
+
+    #[test]
+    fn entries_at_reports_file_offsets_from_a_slice() {
+        let k = br#"["a", "a", {}, "h"]"#;
+        let mut file = encode_header(0).to_vec();
+        encode_entry(&mut file, k, 1.0, 0.0);
+        let second = file.len();
+        encode_entry(&mut file, k, 2.0, 0.0);
+        let found: Vec<_> = entries_at(&file[second..], second).map(|e| e.unwrap()).collect();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].offset, second);
+        assert_eq!(decode_value(&file, found[0].value_offset), Some((2.0, 0.0)));
+        let mut bad = entries_at(&file[second..file.len() - 1], second);
+        assert!(matches!(bad.next(), Some(Err(FormatError::EntryBeyondUsed { offset, .. })) if offset == second));
     }
 
     #[test]

@@ -32,8 +32,9 @@ impl Counter {
         add_f64(self.series.values()[0].get(), 1.0);
     }
 
-    /// Adds `amount`. A negative or NaN amount is ignored, as Python refuses it (Python
-    /// raises `ValueError` for negative amounts); use [`Counter::try_inc_by`] to be told.
+    /// Adds `amount`. A negative amount is ignored where Python raises `ValueError`; a
+    /// NaN amount is ignored too, deliberately stricter than Python (which would store
+    /// NaN and poison the counter for good). Use [`Counter::try_inc_by`] to be told.
     #[inline]
     pub fn inc_by(&self, amount: f64) {
         let _ = self.try_inc_by(amount);

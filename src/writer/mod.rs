@@ -25,7 +25,7 @@ pub use identity::{WORKER_ID_ENV, WorkerId, set_worker_id};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::file;
-use crate::region::{self, DISCARD, SlotCell};
+use crate::region::{self, DISCARD, LiveLock, SlotCell};
 
 /// Registry-wide state shared by all handles.
 #[derive(Debug)]
@@ -44,6 +44,9 @@ pub(crate) struct Shared {
 struct State {
     epoch: u64,
     id: WorkerId,
+    /// The exclusive liveness lock of `id` (None only after a failed re-lock in a
+    /// fork child, when every write is dropped).
+    live: Option<LiveLock>,
     files: HashMap<&'static str, DbFile>,
     /// Every series ever created, in creation order, so that a fork child can
     /// re-create them in its own files in the same order (as Python does).
@@ -56,12 +59,13 @@ impl Shared {
         region::install_fork_hooks();
         let epoch = region::epoch();
         let id = identity::current(epoch, configured_id.as_ref(), epoch);
+        let live = Some(lock_liveness(&dir, &id, file_mode)?);
         Ok(Arc::new(Shared {
             dir,
             file_mode,
             configured_id,
             creator_epoch: epoch,
-            state: Mutex::new(State { epoch, id, files: HashMap::new(), series: Vec::new() }),
+            state: Mutex::new(State { epoch, id, live, files: HashMap::new(), series: Vec::new() }),
             lost_series: AtomicU64::new(0),
         }))
     }
@@ -98,8 +102,17 @@ impl Shared {
     }
 
     fn place(&self, state: &mut State, prefix: &'static str, keys: &[Box<[u8]>]) -> Result<Vec<EntrySlots>> {
+        if state.live.is_none() {
+            // A fork child that could not take its ID yet: try again (the holder may be gone).
+            state.live = Some(lock_liveness(&self.dir, &state.id, self.file_mode)?);
+        }
         if !state.files.contains_key(prefix) {
             let name = format!("{prefix}_{}.db", state.id);
+            if prefix.starts_with("gauge_live") {
+                // We hold this ID's exclusive liveness lock, so whatever the file holds was
+                // written by a dead predecessor in this slot: live gauges start fresh.
+                file::remove_db(&self.dir, &name)?;
+            }
             let db = DbFile::open(&self.dir, &name, self.file_mode)?;
             state.files.insert(prefix, db);
         }
@@ -117,8 +130,14 @@ impl Shared {
         }
         state.epoch = epoch;
         state.id = identity::current(epoch, self.configured_id.as_ref(), self.creator_epoch);
-        // Closing the parent's descriptors; their mappings stay (slots are 'static).
+        // Closing the parent's descriptors; their mappings stay (slots are 'static). In a
+        // fork child the parent's liveness lock was already closed by the fork hook.
         state.files.clear();
+        state.live = None;
+        match lock_liveness(&self.dir, &state.id, self.file_mode) {
+            Ok(live) => state.live = Some(live),
+            Err(err) => log::error!("metrics writer cannot take worker ID {}: {err}", state.id),
+        }
         state.series.retain(|weak| weak.strong_count() > 0);
         let all: Vec<Arc<Series>> = state.series.iter().filter_map(Weak::upgrade).collect();
         for series in all {
@@ -196,6 +215,15 @@ impl Series {
             self.epoch.store(state.epoch, Ordering::Release);
         }
     }
+}
+
+fn lock_liveness(dir: &Path, id: &WorkerId, mode: u32) -> Result<LiveLock> {
+    let file = file::lock_liveness(dir, id.as_str(), mode)?;
+    LiveLock::hold(file).map_err(|_| {
+        Error::new(ErrorKind::Io)
+            .about(id.to_string())
+            .expected(format!("at most {} registries per process", region::MAX_LIVE_LOCKS))
+    })
 }
 
 /// Adds `v` to the f64 stored in `slot` (a CAS loop on its bits).

@@ -159,3 +159,24 @@ impl TestDir {
         names
     }
 }
+
+/// Environment variable that makes a `harness = false` test binary run a worker role
+/// instead of its tests.
+pub const ROLE: &str = "PMP_TEST_ROLE";
+
+/// A command that re-runs this test binary as a worker in `role`, with `dir` as the
+/// metrics directory and no worker ID from the environment.
+pub fn role_command(role: &str, dir: &Path) -> Command {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.env(ROLE, role).env("PROMETHEUS_MULTIPROC_DIR", dir).env_remove("PROMETHEUS_MULTIPROC_WORKER_ID");
+    cmd
+}
+
+/// `fork()` in a worker role, which runs single-threaded (no test harness threads).
+#[allow(unsafe_code)]
+pub fn fork() -> nix::unistd::ForkResult {
+    // SAFETY: worker roles run in a freshly spawned process on its main thread and
+    // start no threads before forking, so the child is an exact single-threaded copy
+    // and may run any code.
+    unsafe { nix::unistd::fork() }.expect("fork")
+}

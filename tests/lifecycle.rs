@@ -1,0 +1,224 @@
+//! Worker lifecycle: liveness that survives SIGKILL and pid reuse, exclusive worker
+//! slots, slot takeover, `mark_process_dead` and boot-time clearing. Worker processes
+//! are this binary re-run in a role (see `support::role_command`).
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use libtest_mimic::{Arguments, Failed, Trial};
+use prometheus_multiproc::cleanup::{Liveness, clear_directory, liveness, mark_process_dead};
+use prometheus_multiproc::{ErrorKind, GaugeMode, Opts, Registry, WorkerId};
+use support::{ROLE, TestDir, fork, role_command};
+
+fn main() {
+    if let Ok(role) = std::env::var(ROLE) {
+        run_role(&role);
+        std::process::exit(0);
+    }
+    let args = Arguments::from_args();
+    let tests = vec![
+        Trial::test("sigkilled_writer_is_dead_and_live_one_is_alive", sigkilled_writer_is_dead_and_live_one_is_alive),
+        Trial::test("second_live_writer_for_a_worker_id_is_refused", second_live_writer_for_a_worker_id_is_refused),
+        Trial::test("fork_child_does_not_keep_its_parent_alive", fork_child_does_not_keep_its_parent_alive),
+        Trial::test(
+            "slot_takeover_continues_counters_and_resets_live_gauges",
+            slot_takeover_continues_counters_and_resets_live_gauges,
+        ),
+        Trial::test("mark_process_dead_removes_only_live_gauge_files", mark_process_dead_removes_only_live_gauge_files),
+        Trial::test(
+            "clear_directory_removes_only_our_files_and_spares_live_dirs",
+            clear_directory_removes_only_our_files,
+        ),
+    ];
+    libtest_mimic::run(&args, tests).exit();
+}
+
+fn run_role(role: &str) {
+    match role {
+        // Holds worker ID $ID with a counter and a livesum gauge, prints "ready", waits.
+        "hold" => {
+            let registry =
+                Registry::builder().worker_id(WorkerId::new(&std::env::var("ID").unwrap()).unwrap()).build().unwrap();
+            let c = registry.counter(Opts::new("held_total", "Held.")).unwrap();
+            let g = registry.gauge(Opts::new("held_in_flight", "In flight."), GaugeMode::LiveSum).unwrap();
+            c.inc_by(5.0);
+            g.inc_by(7.0);
+            println!("ready");
+            std::thread::sleep(Duration::from_secs(600));
+        }
+        // Writes under its pid and forks a child that lives on; each prints its pid
+        // (the child's line proves it has run, and so has its fork hook); the parent exits.
+        "fork-and-exit" => {
+            let registry = Registry::from_env().unwrap();
+            registry.counter(Opts::new("parent_total", "Parent.")).unwrap().inc();
+            match fork() {
+                nix::unistd::ForkResult::Child => {
+                    println!("child {}", std::process::id());
+                    std::thread::sleep(Duration::from_secs(600));
+                }
+                nix::unistd::ForkResult::Parent { .. } => println!("parent {}", std::process::id()),
+            }
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
+
+/// Starts a "hold" worker for `id` and waits until it holds the ID.
+fn hold(dir: &TestDir, id: &str) -> Result<Child, Failed> {
+    let mut child = role_command("hold", dir.path()).env("ID", id).stdout(Stdio::piped()).spawn()?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line)?;
+    if line.trim() != "ready" {
+        return Err(format!("holder did not get ready: {line:?}").into());
+    }
+    Ok(child)
+}
+
+fn kill(mut child: Child) -> Result<(), Failed> {
+    child.kill()?; // SIGKILL: no exit hook runs
+    child.wait()?;
+    Ok(())
+}
+
+/// Waits until `id` reads as dead. A process another test thread spawns at the moment
+/// a lock is released briefly holds a copy of the descriptor until its `exec` closes
+/// it (close-on-exec), so "dead" can lag the drop by that long.
+fn wait_dead(dir: &TestDir, id: &str) -> Result<(), Failed> {
+    for _ in 0..500 {
+        if liveness(dir.path(), id) == Liveness::Dead {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Err(format!("worker {id} still reads as alive after 5 s").into())
+}
+
+fn expect_eq<T: PartialEq + std::fmt::Debug>(what: &str, got: T, want: T) -> Result<(), Failed> {
+    if got == want { Ok(()) } else { Err(format!("{what}: got {got:?}, want {want:?}").into()) }
+}
+
+fn sigkilled_writer_is_dead_and_live_one_is_alive() -> Result<(), Failed> {
+    let dir = TestDir::new();
+    let child = hold(&dir, "3")?;
+    expect_eq("while running", liveness(dir.path(), "3"), Liveness::Alive)?;
+    kill(child)?;
+    expect_eq("after SIGKILL", liveness(dir.path(), "3"), Liveness::Dead)?;
+    expect_eq("never seen", liveness(dir.path(), "4"), Liveness::Unknown)
+}
+
+fn second_live_writer_for_a_worker_id_is_refused() -> Result<(), Failed> {
+    let dir = TestDir::new();
+    let child = hold(&dir, "3")?;
+    let err = Registry::builder().dir(dir.path()).worker_id(WorkerId::new("3")?).build().unwrap_err();
+    expect_eq("kind", err.kind(), ErrorKind::WorkerIdInUse)?;
+    if !err.to_string().contains("writer_3.lock") {
+        return Err(format!("error does not name the lock file: {err}").into());
+    }
+    // A second Registry on the same directory in one process is refused the same way.
+    let _other = Registry::builder().dir(dir.path()).worker_id(WorkerId::new("9")?).build()?;
+    let again = Registry::builder().dir(dir.path()).worker_id(WorkerId::new("9")?).build().unwrap_err();
+    expect_eq("same process", again.kind(), ErrorKind::WorkerIdInUse)?;
+    kill(child)?;
+    Registry::builder().dir(dir.path()).worker_id(WorkerId::new("3")?).build()?;
+    Ok(())
+}
+
+fn fork_child_does_not_keep_its_parent_alive() -> Result<(), Failed> {
+    let dir = TestDir::new();
+    // Read one line, not to EOF: the forked child keeps the pipe open while it sleeps.
+    let mut worker = role_command("fork-and-exit", dir.path()).stdout(Stdio::piped()).spawn()?;
+    let mut lines = BufReader::new(worker.stdout.take().unwrap()).lines();
+    let (mut parent, mut child) = (String::new(), String::new());
+    for _ in 0..2 {
+        let line = lines.next().ok_or("worker closed stdout early")??;
+        match line.split_once(' ') {
+            Some(("parent", pid)) => parent = pid.to_owned(),
+            Some(("child", pid)) => child = pid.to_owned(),
+            _ => return Err(format!("unexpected line {line:?}").into()),
+        }
+    }
+    worker.wait()?;
+    let child_pid = nix::unistd::Pid::from_raw(child.parse()?);
+    // The child still runs (and holds the parent's inherited descriptors, minus the
+    // liveness lock, which the fork hook closed): the parent must read as dead.
+    let parent_state = liveness(dir.path(), &parent);
+    nix::sys::signal::kill(child_pid, nix::sys::signal::Signal::SIGKILL)?;
+    expect_eq("parent liveness while its child runs", parent_state, Liveness::Dead)
+}
+
+fn slot_takeover_continues_counters_and_resets_live_gauges() -> Result<(), Failed> {
+    let dir = TestDir::new();
+    kill(hold(&dir, "3")?)?;
+    let registry = Registry::builder().dir(dir.path()).worker_id(WorkerId::new("3")?).build()?;
+    let c = registry.counter(Opts::new("held_total", "Held."))?;
+    let g = registry.gauge(Opts::new("held_in_flight", "In flight."), GaugeMode::LiveSum)?;
+    expect_eq("counter continues", c.get(), 5.0)?;
+    expect_eq("live gauge starts fresh", g.get(), 0.0)?;
+    c.inc();
+    expect_eq("counter after takeover", c.get(), 6.0)?;
+    expect_eq(
+        "files stay bounded by slots",
+        dir.db_files(),
+        vec!["counter_3.db".to_owned(), "gauge_livesum_3.db".into()],
+    )
+}
+
+fn mark_process_dead_removes_only_live_gauge_files() -> Result<(), Failed> {
+    let dir = TestDir::new();
+    {
+        let registry = Registry::builder().dir(dir.path()).worker_id(WorkerId::new("8")?).build()?;
+        for mode in GaugeMode::ALL {
+            registry.gauge(Opts::new(format!("g_{}", mode.as_str()), "G."), mode)?.set(1.0);
+        }
+        registry.counter(Opts::new("c_total", "C."))?.inc();
+    }
+    wait_dead(&dir, "8")?;
+    let removed = mark_process_dead(dir.path(), "8")?;
+    expect_eq("removed (5 live gauges + lock file)", removed, 6)?;
+    expect_eq(
+        "remaining",
+        dir.db_files(),
+        [
+            "counter_8.db",
+            "gauge_all_8.db",
+            "gauge_max_8.db",
+            "gauge_min_8.db",
+            "gauge_mostrecent_8.db",
+            "gauge_sum_8.db",
+        ]
+        .map(String::from)
+        .to_vec(),
+    )?;
+    expect_eq("idempotent", mark_process_dead(dir.path(), "8")?, 0)
+}
+
+fn clear_directory_removes_only_our_files() -> Result<(), Failed> {
+    let dir = TestDir::new();
+    std::fs::write(dir.path().join("notes.txt"), "keep")?;
+    std::fs::write(dir.path().join("foo.db"), "keep")?;
+    {
+        let registry = Registry::builder().dir(dir.path()).worker_id(WorkerId::new("1")?).build()?;
+        registry.counter(Opts::new("c_total", "C."))?.inc();
+        registry.gauge(Opts::new("g", "G."), GaugeMode::LiveSum)?.inc();
+    }
+    let live = hold(&dir, "2")?;
+    let refused = clear_directory(dir.path()).unwrap_err();
+    expect_eq("refused while a writer lives", refused.kind(), ErrorKind::WorkerIdInUse)?;
+    kill(live)?;
+    wait_dead(&dir, "1")?;
+    let cleared = clear_directory(dir.path())?;
+    expect_eq(
+        "removed",
+        cleared.removed,
+        ["counter_1.db", "counter_2.db", "gauge_livesum_1.db", "gauge_livesum_2.db", "writer_1.lock", "writer_2.lock"]
+            .map(String::from)
+            .to_vec(),
+    )?;
+    let mut left: Vec<String> =
+        std::fs::read_dir(dir.path())?.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    left.sort();
+    expect_eq("kept", left, vec!["foo.db".to_owned(), "notes.txt".into()])
+}
