@@ -40,6 +40,8 @@ pub enum ErrorKind {
     /// Another live writer (another process, or another `Registry` on the same
     /// directory in this process) holds this worker ID.
     WorkerIdInUse,
+    /// Another compaction holds the directory's compaction lock.
+    CompactionInProgress,
     /// The operation is not allowed in this gauge mode (`inc`/`dec` in a
     /// `mostrecent` mode).
     ModeForbids,
@@ -71,6 +73,7 @@ impl ErrorKind {
             ErrorKind::InvalidWorkerId => "invalid worker ID",
             ErrorKind::InvalidGaugeMode => "invalid gauge mode",
             ErrorKind::WorkerIdInUse => "worker ID in use by a live writer",
+            ErrorKind::CompactionInProgress => "a compaction is already running",
             ErrorKind::ModeForbids => "operation not allowed in this gauge mode",
             ErrorKind::NegativeIncrement => "counters can only be incremented by non-negative amounts",
             ErrorKind::NotARegularFile => "not a regular file",

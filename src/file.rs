@@ -189,12 +189,30 @@ pub(crate) fn lock_liveness(dir: &Path, id: &str, mode: u32) -> Result<File> {
             _ => Error::io(&path, e),
         })?;
     match file.try_lock() {
-        Ok(()) => Ok(file),
+        Ok(()) if same_inode(&file, &path) => Ok(file),
+        // The compactor removed the file between our open and our lock: the lock we
+        // hold is on a name nobody sees. Report it as in use; the caller retries.
+        Ok(()) => {
+            Err(Error::new(ErrorKind::WorkerIdInUse).about(id).at(&path).expected("a liveness file still linked"))
+        }
         Err(fs::TryLockError::WouldBlock) => Err(Error::new(ErrorKind::WorkerIdInUse).about(id).at(&path).expected(
             "a worker ID no live writer holds (another process, or another Registry on this directory in this process)",
         )),
         Err(fs::TryLockError::Error(e)) => Err(Error::io(&path, e)),
     }
+}
+
+/// Takes a shared lock on a dead writer's liveness file, so that no writer can take the
+/// ID (writers need the exclusive lock) while probes still read it as dead (they test
+/// with a shared lock). `None` when a writer holds it or it is gone.
+pub(crate) fn hold_dead_liveness(dir: &Path, id: &str) -> Option<File> {
+    let path = dir.join(liveness_name(id));
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(&path)
+        .ok()?;
+    (file.try_lock_shared().is_ok() && same_inode(&file, &path)).then_some(file)
 }
 
 /// Whether the writer with liveness file `dir/writer_ID.lock` is alive.
@@ -259,4 +277,143 @@ pub(crate) fn open_read_only(path: &Path) -> io::Result<(File, fs::Metadata)> {
         return Err(io::Error::from(io::ErrorKind::InvalidInput));
     }
     Ok((file, meta))
+}
+
+fn same_inode(file: &File, path: &Path) -> bool {
+    match (file.metadata(), fs::symlink_metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+/// Name of the directory-wide compaction lock file.
+pub(crate) const COMPACT_LOCK: &str = ".compact.lock";
+/// Name of the compaction sequence file (a seqlock counter: odd while a compaction
+/// publishes archives and removes their sources).
+pub(crate) const COMPACT_SEQ: &str = ".compaction.seq";
+
+/// Takes the directory's compaction lock without waiting.
+pub(crate) fn lock_compaction(dir: &Path) -> Result<File> {
+    let path = dir.join(COMPACT_LOCK);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(&path)
+        .map_err(|e| Error::io(&path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => Err(Error::new(ErrorKind::CompactionInProgress)
+            .at(&path)
+            .expected("no other compaction running on this directory")),
+        Err(fs::TryLockError::Error(e)) => Err(Error::io(&path, e)),
+    }
+}
+
+/// Whether a compaction holds the directory's lock right now.
+pub(crate) fn compaction_running(dir: &Path) -> bool {
+    let Ok(file) = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(dir.join(COMPACT_LOCK))
+    else {
+        return false;
+    };
+    matches!(file.try_lock_shared(), Err(fs::TryLockError::WouldBlock))
+}
+
+/// The compaction sequence number (0 when there has never been a compaction).
+pub(crate) fn read_compaction_seq(dir: &Path) -> u64 {
+    let mut buf = [0u8; 8];
+    match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(dir.join(COMPACT_SEQ))
+    {
+        Ok(file) if file.read_exact_at(&mut buf, 0).is_ok() => u64::from_le_bytes(buf),
+        _ => 0,
+    }
+}
+
+/// Adds one to the compaction sequence number and makes it durable.
+pub(crate) fn bump_compaction_seq(dir: &Path) -> Result<u64> {
+    let path = dir.join(COMPACT_SEQ);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(&path)
+        .map_err(|e| Error::io(&path, e))?;
+    let mut buf = [0u8; 8];
+    let current = if file.read_exact_at(&mut buf, 0).is_ok() { u64::from_le_bytes(buf) } else { 0 };
+    let next = current + 1;
+    file.write_all_at(&next.to_le_bytes(), 0).map_err(|e| Error::io(&path, e))?;
+    file.sync_data().map_err(|e| Error::io(&path, e))?;
+    Ok(next)
+}
+
+/// Reads a whole `.db` file without following symlinks or blocking.
+pub(crate) fn read_db(dir: &Path, name: &str) -> Result<Vec<u8>> {
+    let path = dir.join(name);
+    let (file, meta) = open_read_only(&path).map_err(|e| match e.kind() {
+        io::ErrorKind::InvalidInput => Error::new(ErrorKind::NotARegularFile).at(&path).expected("a regular file"),
+        _ if e.raw_os_error() == Some(libc::ELOOP) => {
+            Error::new(ErrorKind::NotARegularFile).at(&path).expected("a regular file, found a symlink")
+        }
+        _ => Error::io(&path, e),
+    })?;
+    let mut buf = vec![0u8; usize::try_from(meta.len()).map_err(|_| Error::new(ErrorKind::FileTooLarge).at(&path))?];
+    file.read_exact_at(&mut buf, 0).map_err(|e| Error::io(&path, e))?;
+    Ok(buf)
+}
+
+/// Reads a small text file (a manifest) without following symlinks or blocking.
+pub(crate) fn read_text(dir: &Path, name: &str) -> Result<String> {
+    let bytes = read_db(dir, name)?;
+    String::from_utf8(bytes).map_err(|_| Error::new(ErrorKind::CorruptFile).at(&dir.join(name)).expected("UTF-8 text"))
+}
+
+/// Writes `bytes` to a new file `dir/name` (which must not exist) with `mode`, and
+/// makes it durable.
+pub(crate) fn write_new(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> Result<()> {
+    let path = dir.join(name);
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&path)
+        .map_err(|e| Error::io(&path, e))?;
+    file.set_permissions(fs::Permissions::from_mode(mode)).map_err(|e| Error::io(&path, e))?;
+    file.write_all_at(bytes, 0).map_err(|e| Error::io(&path, e))?;
+    file.sync_all().map_err(|e| Error::io(&path, e))
+}
+
+/// Renames `dir/from` to `dir/to` (replacing `to`).
+pub(crate) fn rename(dir: &Path, from: &str, to: &str) -> Result<()> {
+    fs::rename(dir.join(from), dir.join(to)).map_err(|e| Error::io(&dir.join(to), e))
+}
+
+/// Makes renames and removals in `dir` durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io(dir, e))
+}
+
+/// The names in `dir`, sorted (entries that are not UTF-8 are left out).
+pub(crate) fn list_names(dir: &Path) -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        if let Ok(name) = entry.file_name().into_string() {
+            names.push(name);
+        }
+    }
+    names.sort();
+    Ok(names)
 }

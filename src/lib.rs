@@ -32,7 +32,7 @@
 //!
 //! * **Files.** Each process writes `counter_ID.db`, `histogram_ID.db`,
 //!   `summary_ID.db` and `gauge_MODE_ID.db`, where `ID` is its pid or a stable
-//!   [`WorkerId`]. The byte format is specified in [`format`].
+//!   [`WorkerId`]. The byte format is specified in [`format`](mod@format).
 //! * **Handles.** Creating a metric or a labeled child is fallible (bad names, wrong
 //!   label count, a full disk); using it is not. `inc`, `set` and `observe` are one
 //!   atomic compare-and-swap on the shared mapping: no lock, allocation or system call.
@@ -47,11 +47,69 @@
 //!   so running out of space is an error when a series is created. Existing series
 //!   keep counting, and no write ever raises SIGBUS.
 //!
+//! # Scraping
+//!
+//! In the process that serves `/metrics` (the master, or any worker), a [`Collector`]
+//! merges the directory and [`render`] negotiates the format with the request's
+//! headers:
+//!
+//! ```
+//! # let dir = tempfile::tempdir()?;
+//! use prometheus_multiproc::{Collector, Opts, Registry, render};
+//!
+//! # let registry = Registry::builder().dir(dir.path()).build()?;
+//! # registry.counter(Opts::new("jobs_total", "Jobs done."))?.inc();
+//! // Collector::from_env() reads $PROMETHEUS_MULTIPROC_DIR.
+//! let collector = Collector::new(dir.path())?; // keep it: repeat scrapes reuse its state
+//! let scrape = collector.collect()?; // fails only if the directory cannot be listed
+//! for bad in &scrape.skipped {
+//!     eprintln!("skipped {}: {}", bad.path.display(), bad.reason);
+//! }
+//! let page = render(&scrape, None /* Accept */, None /* Accept-Encoding */);
+//! assert_eq!(page.content_type, "text/plain; version=0.0.4; charset=utf-8");
+//! assert_eq!(page.body, b"# HELP jobs_total Jobs done.\n# TYPE jobs_total counter\njobs_total 1.0\n");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! * **Same bytes as Python.** Files are merged in sorted name order by
+//!   prometheus_client's rules, and the text and OpenMetrics outputs are byte-identical
+//!   to its `generate_latest` over the same files (see [`collect`] and [`expose`]).
+//! * **One bad file never fails a scrape.** Truncated, corrupt, foreign or unreadable
+//!   files, and anything not a regular file, are skipped whole, logged, and listed in
+//!   [`Scrape::skipped`].
+//! * **Lock-free.** The collector maps files read-only and reads each value with one
+//!   atomic load; writers never wait for it. Repeat scrapes parse only new entries.
+//!
 //! # Gauge modes
 //!
 //! [`GaugeMode`] chooses how a gauge merges across processes: `all`/`liveall` (one
 //! series per process, `pid` label), `min`, `max`, `sum`, `mostrecent`, each with a
 //! `live` variant that counts only live processes.
+//!
+//! # Integrations (cargo features, none on by default)
+//!
+//! * `prometheus`: `integrations::prometheus::PrometheusCollector`, a tikv
+//!   `prometheus` 0.14 `Collector` that puts the merged families into a
+//!   `prometheus::Registry`.
+//! * `prometheus-client`: `integrations::prometheus_client::PrometheusClientCollector`,
+//!   a `prometheus-client` 0.26 `Collector` for `Registry::register_collector`.
+//! * `metrics`: `integrations::metrics::MultiprocRecorder`, a `metrics` 0.24
+//!   `Recorder` that writes `metrics::counter!`, `gauge!` and `histogram!` into this
+//!   crate's files.
+//!
+//! # Serving and pushing (cargo features `http`, `tls`, `cli`, on by default)
+//!
+//! * [`serve::serve`] serves `/metrics` over HTTP (hyper), with the same negotiation
+//!   as [`render`], gzip, optional basic authentication and TLS (rustls), and limits
+//!   against slow or oversized requests. It listens on **`127.0.0.1:9464`** unless
+//!   told otherwise; see [`serve`] for how to expose it safely.
+//! * [`push::push`] sends the merged metrics to a Prometheus Pushgateway, for batch
+//!   jobs.
+//! * The `prometheus-multiproc` binary: `scrape`, `inspect`, `serve`, `push`,
+//!   `mark-dead` and `compact` on a directory (`prometheus-multiproc --help`).
+//!
+//! Without default features the crate has none of their dependencies (hyper, tokio,
+//! rustls, clap).
 //!
 //! # Safety model
 //!
@@ -73,15 +131,30 @@
 //!   (every pre-fork server does).
 
 pub mod cleanup;
+pub mod collect;
 pub mod error;
+pub mod expose;
 mod file;
 pub mod format;
+#[cfg(any(feature = "prometheus", feature = "prometheus-client", feature = "metrics"))]
+pub mod integrations;
 pub mod metrics;
+#[cfg(feature = "http")]
+pub mod push;
 mod region;
 mod registry;
+#[cfg(feature = "http")]
+pub mod serve;
 mod writer;
 
+pub use collect::{Collector, MetricFamily, MetricType, Sample, Scrape, SkipReason, SkippedFile};
 pub use error::{Error, ErrorKind, Result};
+pub use expose::{Escaping, Format, Rendered, negotiate, render};
 pub use metrics::{Counter, DEFAULT_BUCKETS, Family, Gauge, GaugeMode, Histogram, Metric, Opts, Summary};
 pub use registry::{DIR_ENV, DIR_ENV_DEPRECATED, Registry, RegistryBuilder, dir_from_env};
 pub use writer::{WORKER_ID_ENV, WorkerId, set_worker_id};
+
+/// The README's examples run as doctests, so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

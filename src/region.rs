@@ -1,6 +1,6 @@
 //! The only module allowed to use `unsafe`.
 //!
-//! It owns three things, each small enough to audit:
+//! It owns four things, each small enough to audit:
 //!
 //! 1. [`SharedMap`]: a writable `MAP_SHARED` mapping of a metrics file that is **never
 //!    unmapped** for the life of the process. Every slot handed out from it is
@@ -12,6 +12,9 @@
 //!    no thread can hold across `fork()`, and the closing, in the child, of the
 //!    liveness locks the parent holds ([`LiveLock`]), so that a child never keeps its
 //!    parent looking alive.
+//! 4. [`ReadMap`]: the collector's read-only `MAP_SHARED` mapping of a file, unmapped
+//!    on drop, read only through bounds- and alignment-checked `Relaxed` atomic loads
+//!    (the one kind of atomic access Rust defines on read-only memory).
 //!
 //! Shared memory is only ever touched through atomics obtained here, after bounds and
 //! alignment checks.
@@ -292,7 +295,7 @@ impl ReadMap {
             return None;
         }
         let ptr = self.raw.as_mut_ptr().wrapping_add(offset);
-        ptr.align_offset(size).eq(&0).then_some(ptr)
+        (ptr as usize).is_multiple_of(size).then_some(ptr)
     }
 
     /// The 8-byte word at `offset` (`Relaxed`), or `None` out of bounds or unaligned.
@@ -340,38 +343,40 @@ impl ReadMap {
         Some(used as i32)
     }
 
-    /// Appends the bytes `[start, end)` of the mapping to `out`, 8 bytes per atomic
-    /// load (single bytes at the unaligned tail). Returns `false`, appending nothing,
+    /// Copies the bytes `[start, end)` of the mapping into the front of `buf`, 8 bytes
+    /// per atomic load (single bytes at the unaligned tail), and returns them. `buf`
+    /// only ever grows, so a buffer reused across calls is not zeroed again. `None`
     /// when the range is out of bounds or `start` is not 8-aligned.
     ///
     /// Meant for bytes below `used`, which writers never change once published (keys
     /// and lengths); a value word copied this way is a snapshot of one instant.
-    pub(crate) fn copy_into(&self, start: usize, end: usize, out: &mut Vec<u8>) -> bool {
-        if start > end || end > self.len() || start % 8 != 0 {
-            return false;
+    #[allow(clippy::disallowed_methods)]
+    pub(crate) fn copy_to<'b>(&self, start: usize, end: usize, buf: &'b mut Vec<u8>) -> Option<&'b [u8]> {
+        if start > end || end > self.len() || !start.is_multiple_of(8) {
+            return None;
         }
-        let before = out.len();
-        out.reserve(end - start);
-        let mut pos = start;
-        let mut ok = true;
-        while ok && pos + 8 <= end {
-            match self.load_u64(pos) {
-                Some(word) => out.extend_from_slice(&word.to_ne_bytes()),
-                None => ok = false,
-            }
-            pos += 8;
+        let len = end - start;
+        if buf.len() < len {
+            buf.resize(len, 0);
         }
-        while ok && pos < end {
-            match self.load_u8(pos) {
-                Some(byte) => out.push(byte),
-                None => ok = false,
-            }
-            pos += 1;
+        let out = &mut buf[..len];
+        let base = self.raw.as_mut_ptr().wrapping_add(start);
+        let mut words = out.chunks_exact_mut(8);
+        for (i, chunk) in (&mut words).enumerate() {
+            let ptr = base.wrapping_add(i * 8).cast::<u64>();
+            // SAFETY: `[start, end)` lies within the live mapping (checked above) and
+            // this word, `start + 8i .. start + 8i + 8`, lies within it; the mapping is
+            // page-aligned and `start` 8-aligned, so `ptr` is 8-aligned. As in
+            // `load_u64`, the reference is used for one `Relaxed` 8-byte load, defined
+            // on read-only memory, and never escapes.
+            let word = unsafe { AtomicU64::from_ptr(ptr) }.load(Ordering::Relaxed);
+            chunk.copy_from_slice(&word.to_ne_bytes());
         }
-        if !ok {
-            out.truncate(before);
+        let tail_start = start + (len - words.into_remainder().len());
+        for (pos, byte) in (tail_start..end).zip(&mut out[tail_start - start..]) {
+            *byte = self.load_u8(pos)?;
         }
-        ok
+        Some(out)
     }
 }
 
@@ -402,15 +407,16 @@ mod read_map_tests {
     }
 
     #[test]
-    fn copy_into_copies_words_and_the_unaligned_tail() {
+    fn copy_to_copies_words_and_the_unaligned_tail() {
         let bytes: Vec<u8> = (0..21).collect();
         let map = ReadMap::map(&file_with(&bytes), 21).unwrap();
-        let mut out = Vec::new();
-        assert!(map.copy_into(8, 21, &mut out));
-        assert_eq!(out, &bytes[8..21]);
-        assert!(!map.copy_into(3, 8, &mut out), "unaligned start");
-        assert!(!map.copy_into(8, 22, &mut out), "past the end");
-        assert_eq!(out.len(), 13);
+        let mut buf = Vec::new();
+        assert_eq!(map.copy_to(8, 21, &mut buf), Some(&bytes[8..21]));
+        assert_eq!(map.copy_to(16, 21, &mut buf), Some(&bytes[16..21]), "reused buffer");
+        assert_eq!(map.copy_to(0, 16, &mut buf), Some(&bytes[0..16]));
+        assert_eq!(map.copy_to(8, 8, &mut buf), Some(&[][..]));
+        assert_eq!(map.copy_to(3, 8, &mut buf), None, "unaligned start");
+        assert_eq!(map.copy_to(8, 22, &mut buf), None, "past the end");
         assert!(ReadMap::map(&file_with(&[]), 0).is_err());
     }
 }

@@ -177,7 +177,7 @@ fn mark_process_dead_removes_only_live_gauge_files() -> Result<(), Failed> {
     }
     wait_dead(&dir, "8")?;
     let removed = mark_process_dead(dir.path(), "8")?;
-    expect_eq("removed (5 live gauges + lock file)", removed, 6)?;
+    expect_eq("removed (the 5 live gauges)", removed, 5)?;
     expect_eq(
         "remaining",
         dir.db_files(),

@@ -8,7 +8,71 @@
 
 use std::fmt::Write;
 
-/// Appends Python's `repr(v)` for a finite or non-finite `v` to `out`.
+/// The shortest decimal digits that round-trip to a finite `v`, as Python's repr
+/// finds them: sign, up to 17 significant digits (no trailing zeros), and `decpt`, the
+/// position of the decimal point relative to the first digit (`v = 0.d1d2… × 10^decpt`).
+struct Shortest {
+    negative: bool,
+    digits: [u8; 24],
+    len: usize,
+    decpt: i32,
+}
+
+impl Shortest {
+    fn of(v: f64) -> Shortest {
+        /// A fixed buffer for `{:e}` output, so formatting never allocates.
+        struct Buf([u8; 40], usize);
+        impl Write for Buf {
+            fn write_str(&mut self, s: &str) -> std::fmt::Result {
+                let end = self.1 + s.len();
+                self.0.get_mut(self.1..end).ok_or(std::fmt::Error)?.copy_from_slice(s.as_bytes());
+                self.1 = end;
+                Ok(())
+            }
+        }
+        // `{:e}` yields the shortest round-trip digits, e.g. "-1.2345e-7" or "1e16";
+        // at most 24 bytes for any finite f64.
+        let mut buf = Buf([0; 40], 0);
+        let _ = write!(buf, "{v:e}");
+        let text = &buf.0[..buf.1];
+        let (negative, text) = match text.split_first() {
+            Some((b'-', rest)) => (true, rest),
+            _ => (false, text),
+        };
+        let e = text.iter().position(|&b| b == b'e').unwrap_or(text.len());
+        let mut exp: i32 = 0;
+        let mut exp_negative = false;
+        for &b in text.get(e + 1..).unwrap_or(&[]) {
+            match b {
+                b'-' => exp_negative = true,
+                b'0'..=b'9' => exp = exp * 10 + i32::from(b - b'0'),
+                _ => {}
+            }
+        }
+        if exp_negative {
+            exp = -exp;
+        }
+        let mut digits = [0u8; 24];
+        let mut len = 0;
+        for &b in text[..e].iter().filter(|b| b.is_ascii_digit()) {
+            digits[len] = b;
+            len += 1;
+        }
+        Shortest { negative, digits, len, decpt: exp + 1 }
+    }
+
+    fn digits(&self) -> &str {
+        // Only ASCII digits were stored.
+        std::str::from_utf8(&self.digits[..self.len]).unwrap_or("0")
+    }
+}
+
+fn push_zeros(out: &mut String, n: usize) {
+    out.extend(std::iter::repeat_n('0', n));
+}
+
+/// Appends Python's `repr(v)` for a finite or non-finite `v` to `out`, without
+/// allocating.
 ///
 /// Non-finite values are spelled as Python does (`inf`, `-inf`, `nan`); callers
 /// that want Prometheus spellings use [`write_go_float`].
@@ -21,36 +85,23 @@ pub fn write_python_repr(out: &mut String, v: f64) {
         out.push_str(if v > 0.0 { "inf" } else { "-inf" });
         return;
     }
-    // `{:e}` yields the shortest round-trip digits, e.g. "-1.2345e-7" or "1e16".
-    let mut sci = String::with_capacity(32);
-    let _ = write!(sci, "{v:e}");
-    let (negative, body) = match sci.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, sci.as_str()),
-    };
-    let (mantissa, exp) = body.split_once('e').unwrap_or((body, "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
-    // Position of the decimal point relative to the first digit, as CPython's
-    // float_repr_style "short" computes it.
-    let decpt = exp + 1;
-    if negative {
+    let s = Shortest::of(v);
+    let digits = s.digits();
+    let decpt = s.decpt;
+    if s.negative {
         out.push('-');
     }
+    // CPython's float_repr_style "short": fixed notation for -4 < decpt <= 16.
     if decpt > -4 && decpt <= 16 {
         if decpt <= 0 {
             out.push_str("0.");
-            for _ in 0..(-decpt) {
-                out.push('0');
-            }
-            out.push_str(&digits);
+            push_zeros(out, decpt.unsigned_abs() as usize);
+            out.push_str(digits);
         } else {
             let decpt = decpt as usize;
             if decpt >= digits.len() {
-                out.push_str(&digits);
-                for _ in digits.len()..decpt {
-                    out.push('0');
-                }
+                out.push_str(digits);
+                push_zeros(out, decpt - digits.len());
                 out.push_str(".0");
             } else {
                 out.push_str(&digits[..decpt]);
@@ -59,6 +110,7 @@ pub fn write_python_repr(out: &mut String, v: f64) {
             }
         }
     } else {
+        let exp = decpt - 1;
         out.push_str(&digits[..1]);
         if digits.len() > 1 {
             out.push('.');
@@ -68,7 +120,8 @@ pub fn write_python_repr(out: &mut String, v: f64) {
     }
 }
 
-/// Appends `prometheus_client.utils.floatToGoString(v)` (0.26.0) to `out`.
+/// Appends `prometheus_client.utils.floatToGoString(v)` (0.26.0) to `out`, without
+/// allocating.
 ///
 /// `+Inf`, `-Inf` and `NaN` are spelled so; otherwise Python's `repr`, except that
 /// a positive value with more than six digits before the dot switches to
@@ -82,19 +135,21 @@ pub fn write_go_float(out: &mut String, v: f64) {
         out.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
         return;
     }
-    let start = out.len();
-    write_python_repr(out, v);
-    let dot = out[start..].find('.');
-    if let Some(dot) = dot.filter(|&d| v > 0.0 && d > 6) {
-        let repr = out.split_off(start);
-        let mut mantissa = String::with_capacity(repr.len() + 1);
-        mantissa.push_str(&repr[..1]);
-        mantissa.push('.');
-        mantissa.push_str(&repr[1..dot]);
-        mantissa.push_str(&repr[dot + 1..]);
-        let trimmed = mantissa.trim_end_matches(['0', '.']);
-        let _ = write!(out, "{trimmed}e+{:02}", dot - 1);
+    let s = Shortest::of(v);
+    // Python takes the repr, and when it has a dot after more than six characters
+    // (fixed notation with decpt in 7..=16; a positive value has no sign), rewrites
+    // it as d.ddd (trailing zeros and dot stripped) and e+(dot - 1).
+    if v > 0.0 && (7..=16).contains(&s.decpt) {
+        let digits = s.digits();
+        out.push_str(&digits[..1]);
+        if digits.len() > 1 {
+            out.push('.');
+            out.push_str(&digits[1..]);
+        }
+        let _ = write!(out, "e+{:02}", s.decpt - 1);
+        return;
     }
+    write_python_repr(out, v);
 }
 
 /// `floatToGoString(v)` as a new string.
@@ -138,6 +193,19 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn repr_and_go_float_round_trip(bits in proptest::prelude::any::<u64>()) {
+            let v = f64::from_bits(bits);
+            proptest::prop_assume!(v.is_finite());
+            let r = repr(v);
+            proptest::prop_assert_eq!(r.parse::<f64>().unwrap().to_bits(), v.to_bits(), "{}", r);
+            let g = go_float(v);
+            proptest::prop_assert_eq!(g.parse::<f64>().unwrap().to_bits(), v.to_bits(), "{}", g);
+            proptest::prop_assert!(r.contains('.') || r.contains('e'), "{}", r);
+        }
+    }
+
     #[test]
     fn go_float_matches_prometheus_client_0_26() {
         let cases = [
@@ -156,6 +224,11 @@ mod tests {
             (-0.0, "-0.0"),
             (5e-324, "5e-324"),
             (1e16, "1e+16"),
+            (1234567890123456.0, "1.234567890123456e+15"),
+            (9999999.5, "9.9999995e+06"),
+            (0.1 + 0.2, "0.30000000000000004"),
+            (1e-5, "1e-05"),
+            (1.5e300, "1.5e+300"),
         ];
         for (v, want) in cases {
             assert_eq!(go_float(v), want, "floatToGoString({v:?})");

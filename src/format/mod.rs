@@ -53,6 +53,7 @@
 //!
 //! See [`key`]: the JSON `[metric, sample, {labels}, help]` exactly as Python dumps it.
 
+pub mod archive;
 pub mod float;
 pub mod key;
 
@@ -291,7 +292,7 @@ mod tests {
         assert_eq!(padding_len(68), 8);
         assert_eq!(padding_len(25), 3);
         assert!((0..100).all(|n| (1..=8).contains(&padding_len(n))));
-        assert!((0..100).all(|n| value_offset_in_entry(n) % 8 == 0));
+        assert!((0..100).all(|n| value_offset_in_entry(n).is_multiple_of(8)));
     }
 
     #[test]

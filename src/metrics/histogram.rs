@@ -37,10 +37,10 @@ impl Histogram {
         let slots = self.series.values();
         add_f64(slots[0].get(), value);
         let bucket = self.bounds.partition_point(|bound| *bound < value);
-        if !value.is_nan() {
-            if let Some(slot) = slots.get(1 + bucket) {
-                add_f64(slot.get(), 1.0);
-            }
+        if !value.is_nan()
+            && let Some(slot) = slots.get(1 + bucket)
+        {
+            add_f64(slot.get(), 1.0);
         }
     }
 

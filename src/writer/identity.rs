@@ -26,7 +26,8 @@ impl WorkerId {
     ///
     /// # Errors
     /// [`ErrorKind::InvalidWorkerId`] naming the ID when it is empty, longer than 64
-    /// characters, starts with `.`, or holds anything but `[A-Za-z0-9.-]`.
+    /// characters, starts with `.` or with `0archive-` (reserved for compaction archives),
+    /// or holds anything but `[A-Za-z0-9.-]`.
     ///
     /// ```
     /// use prometheus_multiproc::WorkerId;
@@ -38,6 +39,7 @@ impl WorkerId {
         let ok = !id.is_empty()
             && id.len() <= 64
             && !id.starts_with('.')
+            && !id.starts_with(crate::format::archive::ARCHIVE_ID_PREFIX)
             && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
         if ok {
             Ok(WorkerId(id.to_owned()))

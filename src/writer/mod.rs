@@ -217,8 +217,20 @@ impl Series {
     }
 }
 
+/// How long a writer waits for a worker ID held by someone else: a compaction holds a
+/// dead writer's ID for the few file-system operations it takes to fold its files.
+const ID_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 fn lock_liveness(dir: &Path, id: &WorkerId, mode: u32) -> Result<LiveLock> {
-    let file = file::lock_liveness(dir, id.as_str(), mode)?;
+    let deadline = std::time::Instant::now() + ID_WAIT;
+    let file = loop {
+        match file::lock_liveness(dir, id.as_str(), mode) {
+            Err(e) if e.kind() == ErrorKind::WorkerIdInUse && std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            other => break other?,
+        }
+    };
     LiveLock::hold(file).map_err(|_| {
         Error::new(ErrorKind::Io)
             .about(id.to_string())

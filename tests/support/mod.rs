@@ -180,3 +180,21 @@ pub fn fork() -> nix::unistd::ForkResult {
     // and may run any code.
     unsafe { nix::unistd::fork() }.expect("fork")
 }
+
+/// Every sample of `scrape` in the form of [`python_samples`]: `name{k=v,...} value`
+/// with the value as Python's `repr`, sorted.
+pub fn samples_of(scrape: &prometheus_multiproc::Scrape) -> Vec<String> {
+    let mut lines = Vec::new();
+    for family in &scrape.families {
+        for sample in &family.samples {
+            let mut labels: Vec<(&str, &str)> = sample.labels.iter().map(|(k, v)| (&**k, &**v)).collect();
+            labels.sort();
+            let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let mut value = String::new();
+            prometheus_multiproc::format::float::write_python_repr(&mut value, sample.value);
+            lines.push(format!("{}{{{}}} {value}", sample.name, labels.join(",")));
+        }
+    }
+    lines.sort();
+    lines
+}

@@ -1,13 +1,66 @@
-//! Dead writers: liveness, `mark_process_dead`, and clearing a directory on boot.
+//! Dead writers: liveness, `mark_process_dead`, clearing a directory on boot, and
+//! compaction.
 //!
 //! Every writer of this crate holds an exclusive `flock` on `writer_ID.lock` in the
 //! metrics directory for as long as it lives. The kernel drops the lock when the
 //! process exits or is killed (SIGKILL and OOM included), and a fork child closes
 //! its inherited copy at once, so "the lock is free" means "no live process writes
 //! under this ID", whatever happened to its pid since.
+//!
+//! # Compaction
+//!
+//! ## What is folded
+//!
+//! For each writer whose liveness lock is free (it is dead, however it died), its
+//! `counter`, `histogram`, `summary`, and `gauge_min`/`gauge_max`/`gauge_sum`/
+//! `gauge_mostrecent` files are folded, per file prefix, into one archive
+//! (`counter_0archive-GEN.db`, see [`crate::format::archive`]) together with the
+//! previous archive of that prefix: sums for counters, histograms, summaries and `sum`
+//! gauges; the first value unless a later one is smaller (larger) for `min` (`max`);
+//! the value with the strictly newest timestamp for `mostrecent`, exactly the rules
+//! the collector applies. Its live-mode gauge files are removed (they no longer
+//! count). `all`-mode gauge files stay: each carries the dead process's own `pid`
+//! series, which folding would lose. Writers without a liveness file (Python's, or
+//! ones whose state is unknown) are never touched.
+//!
+//! Integer-valued counts (every counter incremented by whole numbers, every bucket
+//! count) are preserved exactly. A float sum such as a histogram `_sum` is added in a
+//! different order once folded, so its last bit can differ from the unfolded sum.
+//!
+//! ## Crash safety
+//!
+//! Steps, each durable before the next:
+//!
+//! 1. take the directory lock (`.compact.lock`; one compactor at a time) and a shared
+//!    lock on the liveness file of every dead writer being folded (a replacement
+//!    worker for that slot, which needs the exclusive lock, waits until the compaction
+//!    ends and then starts from the archive's totals; probes still read it as dead);
+//! 2. recover from an earlier crash: remove the sources of archives already
+//!    published, manifests whose archive never appeared, and temporary files;
+//! 3. write each archive and its source manifest under temporary dot-names;
+//! 4. bump the sequence file `.compaction.seq` to odd;
+//! 5. per archive, rename the manifest into place, then the archive;
+//! 6. bump the sequence back to even;
+//! 7. remove the sources, the superseded manifests, the dead writers' live gauge
+//!    files, then their liveness files.
+//!
+//! A collector of this crate counts an archive's sources only when the archive is not
+//! there, leaves out live gauge files of dead writers, waits (up to 5 s) while a live
+//! compactor is between steps 4 and 6, and scrapes again when the sequence number
+//! changed under it. So it never sees a total twice or a dip, whatever step the
+//! compactor is killed at. The next compaction finishes an interrupted one (step 2)
+//! before starting. **Python's collector** knows neither manifests nor the sequence
+//! file: from an archive's rename (step 5) until its sources are removed (step 7) it
+//! counts those files twice: a few file-system operations, or until the next
+//! compaction if the compactor was killed in between.
+
+mod compact;
 
 use std::fs;
 use std::path::Path;
+
+pub(crate) use compact::superseded;
+pub use compact::{CompactOptions, Compaction, Step, StepAction, StepHook, compact, compact_with};
 
 use crate::error::{Error, Result};
 use crate::file;
@@ -35,7 +88,8 @@ pub fn liveness(dir: &Path, id: &str) -> Liveness {
 /// files (`gauge_live*_ID.db`) of a dead process, so its `liveall`, `livemin`,
 /// `livemax`, `livesum` and `livemostrecent` gauges leave the next scrape. Counter,
 /// histogram, summary and other gauge files stay: removing them would make totals go
-/// backwards. Also removes the ID's liveness file when no process holds it.
+/// backwards. The ID's liveness file stays too: [`compact`] uses it to know the writer
+/// is dead, and removes it once the writer's files are folded.
 ///
 /// Returns the number of files removed. Missing files are fine. Symlinks are never
 /// followed or removed.
@@ -47,9 +101,6 @@ pub fn mark_process_dead(dir: &Path, id: &str) -> Result<usize> {
     let mut removed = 0;
     for mode in GaugeMode::ALL.into_iter().filter(|m| m.is_live()) {
         removed += usize::from(file::remove_db(dir, &format!("{}_{id}.db", mode.file_prefix()))?);
-    }
-    if file::probe_liveness(dir, id) == Liveness::Dead {
-        removed += usize::from(file::remove_db(dir, &file::liveness_name(id))?);
     }
     Ok(removed)
 }
@@ -84,13 +135,13 @@ pub fn clear_directory(dir: &Path) -> Result<Cleared> {
     }
     names.sort();
     for name in &names {
-        if let Some(id) = name.strip_prefix("writer_").and_then(|n| n.strip_suffix(".lock")) {
-            if file::probe_liveness(dir, id) == Liveness::Alive {
-                return Err(Error::new(crate::ErrorKind::WorkerIdInUse)
-                    .about(id)
-                    .at(&dir.join(name))
-                    .expected("no live writer in a directory being cleared"));
-            }
+        if let Some(id) = name.strip_prefix("writer_").and_then(|n| n.strip_suffix(".lock"))
+            && file::probe_liveness(dir, id) == Liveness::Alive
+        {
+            return Err(Error::new(crate::ErrorKind::WorkerIdInUse)
+                .about(id)
+                .at(&dir.join(name))
+                .expected("no live writer in a directory being cleared"));
         }
     }
     let mut cleared = Cleared::default();

@@ -1,0 +1,288 @@
+//! `inspect`: one line per `*.db` file, read with the pure `format` module.
+//!
+//! Files are read with `pread` into memory, never through a symlink and never blocking
+//! on a FIFO. Keys never change once published, so a copy taken while a worker writes
+//! shows whole entries (values are not shown, so a torn value cannot mislead).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
+use std::path::Path;
+
+use prometheus_multiproc::cleanup::{self, Liveness};
+use prometheus_multiproc::format::{self, archive::ARCHIVE_ID_PREFIX, key::decode_key};
+use prometheus_multiproc::{Collector, GaugeMode};
+
+/// At most this many problems are listed per file.
+const MAX_PROBLEMS: usize = 10;
+
+/// What `inspect` found about one file.
+#[derive(Debug, Default)]
+pub struct FileReport {
+    pub name: String,
+    pub kind: Option<&'static str>,
+    pub mode: Option<&'static str>,
+    pub writer_id: Option<String>,
+    pub liveness: Option<&'static str>,
+    pub entries: usize,
+    pub families: usize,
+    pub bytes_used: Option<u64>,
+    pub bytes_allocated: u64,
+    pub problems: Vec<String>,
+}
+
+/// The type, gauge mode and writer ID in a file name, if it is one of ours or Python's.
+fn parse_name(name: &str) -> Option<(&'static str, Option<&'static str>, &str)> {
+    let stem = name.strip_suffix(".db")?;
+    let found = [("counter_", "counter"), ("histogram_", "histogram"), ("summary_", "summary")]
+        .iter()
+        .find_map(|(prefix, kind)| stem.strip_prefix(prefix).map(|id| (*kind, None, id)))
+        .or_else(|| {
+            GaugeMode::ALL.iter().find_map(|m| {
+                stem.strip_prefix(m.file_prefix())
+                    .and_then(|r| r.strip_prefix('_'))
+                    .map(|id| ("gauge", Some(m.as_str()), id))
+            })
+        })?;
+    (!found.2.is_empty()).then_some(found)
+}
+
+/// Opens `path` read-only without following a symlink or blocking on a FIFO.
+fn open(path: &Path) -> io::Result<File> {
+    OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC).open(path)
+}
+
+fn describe_type(meta: &fs::Metadata) -> &'static str {
+    let t = meta.file_type();
+    if t.is_symlink() {
+        "a symlink (never followed)"
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "a device or other special file"
+    }
+}
+
+/// Reads the entries of one regular file into `report`.
+fn read_entries(path: &Path, report: &mut FileReport) {
+    let file = match open(path) {
+        Ok(file) => file,
+        Err(e) => return report.problems.push(format!("cannot open: {e}")),
+    };
+    let len = match file.metadata() {
+        Ok(meta) if meta.file_type().is_file() => meta.len(),
+        Ok(meta) => return report.problems.push(format!("not a regular file: {}", describe_type(&meta))),
+        Err(e) => return report.problems.push(format!("cannot stat: {e}")),
+    };
+    report.bytes_allocated = len;
+    if len == 0 {
+        return report.problems.push("the file is empty".to_owned());
+    }
+    let mut header = [0u8; format::HEADER_LEN];
+    let header_len = (len as usize).min(header.len());
+    if let Err(e) = file.read_exact_at(&mut header[..header_len], 0) {
+        return report.problems.push(format!("cannot read: {e}"));
+    }
+    let used = match format::decode_used(&header[..header_len]).and_then(|u| format::check_used(u, len as usize)) {
+        Ok(used) => used,
+        Err(e) => return report.problems.push(e.to_string()),
+    };
+    report.bytes_used = Some(used as u64);
+    let mut data = vec![0u8; used];
+    if let Err(e) = file.read_exact_at(&mut data, 0) {
+        return report.problems.push(format!("cannot read: {e}"));
+    }
+    let mut families = BTreeSet::new();
+    let mut bad = 0usize;
+    for entry in format::entries(&data, used) {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) => {
+                report.problems.push(e.to_string());
+                break;
+            }
+        };
+        report.entries += 1;
+        match decode_key(entry.key) {
+            Ok(key) if key.metric_name.is_empty() => {
+                bad += 1;
+                if bad <= MAX_PROBLEMS {
+                    report.problems.push(format!("entry at offset {}: empty metric name", entry.offset));
+                }
+            }
+            Ok(key) => {
+                families.insert(key.metric_name);
+            }
+            Err(e) => {
+                bad += 1;
+                if bad <= MAX_PROBLEMS {
+                    report.problems.push(format!("entry at offset {}: {e}", entry.offset));
+                }
+            }
+        }
+    }
+    if bad > MAX_PROBLEMS {
+        report.problems.push(format!("… and {} more entries with bad keys", bad - MAX_PROBLEMS));
+    }
+    report.families = families.len();
+}
+
+/// Inspects every `*.db` file of `dir` (dotfiles excluded, as the collector excludes
+/// them), sorted by name.
+///
+/// # Errors
+/// When the directory cannot be read.
+pub fn inspect(dir: &Path) -> Result<Vec<FileReport>, String> {
+    let chain = |e: &dyn std::error::Error| crate::chain(e);
+    // The collector's verdicts, and the proof that the directory can be listed.
+    let scrape = Collector::new(dir).and_then(|c| c.collect()).map_err(|e| chain(&e))?;
+    let skipped: BTreeMap<_, _> = scrape.skipped.iter().map(|s| (s.path.clone(), s.reason.to_string())).collect();
+
+    let mut names: Vec<_> = fs::read_dir(dir)
+        .map_err(|e| format!("cannot read the directory {}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.file_name()))
+        .filter(|n| n.as_bytes().ends_with(b".db") && !n.as_bytes().starts_with(b"."))
+        .collect();
+    names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+
+    let mut reports = Vec::with_capacity(names.len());
+    for os_name in names {
+        let path = dir.join(&os_name);
+        let name = os_name.to_string_lossy().into_owned();
+        let mut report = FileReport { name: name.clone(), ..FileReport::default() };
+        match fs::symlink_metadata(&path) {
+            Ok(meta) if meta.file_type().is_file() => {}
+            Ok(meta) => report.problems.push(format!("not a regular file: {}", describe_type(&meta))),
+            Err(e) => report.problems.push(format!("cannot stat: {e}")),
+        }
+        match parse_name(&name) {
+            Some((kind, mode, id)) => {
+                report.kind = Some(kind);
+                report.mode = mode;
+                report.writer_id = Some(id.to_owned());
+                report.liveness = Some(if id.starts_with(ARCHIVE_ID_PREFIX) {
+                    "archive"
+                } else {
+                    match cleanup::liveness(dir, id) {
+                        Liveness::Alive => "alive",
+                        Liveness::Dead => "dead",
+                        Liveness::Unknown => "unknown",
+                    }
+                });
+            }
+            None => report.problems.push(
+                "unknown file name: expected counter_ID.db, gauge_MODE_ID.db, histogram_ID.db or summary_ID.db".into(),
+            ),
+        }
+        if report.problems.is_empty() {
+            read_entries(&path, &mut report);
+        }
+        if let Some(reason) = skipped.get(&path) {
+            // Say it once when the collector's reason repeats a problem found above.
+            if report.problems.iter().any(|p| reason.contains(p.as_str())) {
+                report.problems.push("so the collector skips it".to_owned());
+            } else {
+                report.problems.push(format!("skipped by the collector: {reason}"));
+            }
+        }
+        reports.push(report);
+    }
+    Ok(reports)
+}
+
+fn or_dash(value: Option<&str>) -> &str {
+    value.unwrap_or("-")
+}
+
+/// The report as an aligned table, problems indented under their file.
+pub fn to_table(reports: &[FileReport]) -> String {
+    let header = ["FILE", "TYPE", "MODE", "WRITER", "LIVENESS", "FAMILIES", "ENTRIES", "USED", "ALLOCATED"];
+    let rows: Vec<[String; 9]> = reports
+        .iter()
+        .map(|r| {
+            [
+                r.name.clone(),
+                or_dash(r.kind).to_owned(),
+                or_dash(r.mode).to_owned(),
+                or_dash(r.writer_id.as_deref()).to_owned(),
+                or_dash(r.liveness).to_owned(),
+                r.families.to_string(),
+                r.entries.to_string(),
+                r.bytes_used.map_or("-".to_owned(), |u| u.to_string()),
+                r.bytes_allocated.to_string(),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let line = |out: &mut String, cells: &[&str]| {
+        let mut text = String::new();
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            // Text columns left-aligned, numbers right-aligned.
+            if i >= 5 { text.push_str(&format!("{cell:>w$}  ")) } else { text.push_str(&format!("{cell:<w$}  ")) }
+        }
+        out.push_str(text.trim_end());
+        out.push('\n');
+    };
+    line(&mut out, &header);
+    for (row, report) in rows.iter().zip(reports) {
+        line(&mut out, &row.each_ref().map(String::as_str));
+        for problem in &report.problems {
+            out.push_str(&format!("    problem: {problem}\n"));
+        }
+    }
+    let with_problems = reports.iter().filter(|r| !r.problems.is_empty()).count();
+    let entries: usize = reports.iter().map(|r| r.entries).sum();
+    out.push_str(&format!("{} files, {entries} entries, {with_problems} with problems\n", reports.len()));
+    out
+}
+
+/// The report as JSON: `{"dir": …, "files": [{…}, …]}`.
+pub fn to_json(dir: &Path, reports: &[FileReport]) -> String {
+    let files: Vec<_> = reports
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "file": r.name,
+                "type": r.kind,
+                "mode": r.mode,
+                "writer_id": r.writer_id,
+                "liveness": r.liveness,
+                "families": r.families,
+                "entries": r.entries,
+                "bytes_used": r.bytes_used,
+                "bytes_allocated": r.bytes_allocated,
+                "problems": r.problems,
+            })
+        })
+        .collect();
+    let value = serde_json::json!({ "dir": dir.to_string_lossy(), "files": files });
+    format!("{value:#}\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_give_type_mode_and_writer() {
+        assert_eq!(parse_name("counter_w1.db"), Some(("counter", None, "w1")));
+        assert_eq!(parse_name("gauge_livesum_123.db"), Some(("gauge", Some("livesum"), "123")));
+        assert_eq!(parse_name("gauge_all_7.db"), Some(("gauge", Some("all"), "7")));
+        assert_eq!(parse_name("histogram_0archive-3.db"), Some(("histogram", None, "0archive-3")));
+        assert_eq!(parse_name("gauge_bogus_1.db"), None);
+        assert_eq!(parse_name("counter_.db"), None);
+        assert_eq!(parse_name("notes.db"), None);
+    }
+}

@@ -1,0 +1,335 @@
+//! `prometheus-multiproc`: scrape, inspect, serve, push and tidy a multiprocess metrics
+//! directory from the command line.
+//!
+//! Exit status: 0 on success (files skipped by a scrape are warnings on stderr), 2 on
+//! a usage error, 1 when the directory itself cannot be read or the operation fails.
+
+mod inspect;
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use prometheus_multiproc::cleanup::{self, Liveness};
+use prometheus_multiproc::expose::{self, Escaping, Format};
+use prometheus_multiproc::push::{self, PushConfig, PushMethod};
+use prometheus_multiproc::serve::{self, BasicAuth, DEFAULT_LISTEN, ServeConfig};
+use prometheus_multiproc::{Collector, DIR_ENV, Scrape, WorkerId, dir_from_env};
+
+/// Scrape, inspect, serve, push and tidy a prometheus_client multiprocess directory
+/// (written by this crate or by Python's prometheus_client).
+#[derive(Debug, Parser)]
+#[command(name = "prometheus-multiproc", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print the merged exposition of every worker's files to stdout.
+    Scrape {
+        #[command(flatten)]
+        dir: DirArg,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+    },
+    /// List each `*.db` file: type, gauge mode, writer ID, liveness, entries, bytes used
+    /// and allocated, and problems found.
+    Inspect {
+        #[command(flatten)]
+        dir: DirArg,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Serve the merged metrics over HTTP(S) at /metrics until SIGINT or SIGTERM.
+    Serve {
+        #[command(flatten)]
+        dir: DirArg,
+        /// Address to listen on (IP:PORT). The default is loopback only.
+        #[arg(long, value_name = "ADDR", default_value_t = DEFAULT_LISTEN)]
+        listen: SocketAddr,
+        #[command(flatten)]
+        auth: AuthArgs,
+        /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
+        #[arg(long, value_name = "FILE", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The PEM private key of --tls-cert.
+        #[arg(long, value_name = "FILE", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Most connections served at once.
+        #[arg(long, value_name = "N", default_value_t = 64)]
+        max_connections: usize,
+    },
+    /// Remove the live-mode gauge files of a dead worker (Python's mark_process_dead).
+    MarkDead {
+        /// The worker ID (a pid, or a stable ID such as w3).
+        id: String,
+        #[command(flatten)]
+        dir: DirArg,
+        /// Proceed even though the worker is alive.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Push the merged metrics to a Prometheus Pushgateway.
+    Push {
+        #[command(flatten)]
+        dir: DirArg,
+        /// The gateway, e.g. http://127.0.0.1:9091.
+        #[arg(long, value_name = "URL")]
+        gateway: String,
+        /// The job name of the group.
+        #[arg(long, value_name = "NAME")]
+        job: String,
+        /// A grouping label, K=V (repeatable).
+        #[arg(long = "label", value_name = "K=V", value_parser = parse_label)]
+        labels: Vec<(String, String)>,
+        /// put replaces the whole group; post replaces only same-named metrics.
+        #[arg(long, value_enum, default_value_t = MethodArg::Put)]
+        method: MethodArg,
+        /// Time limit in seconds.
+        #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+        timeout: u64,
+        #[command(flatten)]
+        auth: AuthArgs,
+    },
+    /// Fold dead workers' files into archives, keeping every total (shrinks a directory
+    /// that accumulates files from restarted workers).
+    Compact {
+        #[command(flatten)]
+        dir: DirArg,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+struct DirArg {
+    /// The metrics directory [default: $PROMETHEUS_MULTIPROC_DIR].
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct AuthArgs {
+    /// HTTP basic authentication user (needs --basic-auth-password-file).
+    #[arg(long, value_name = "USER", requires = "basic_auth_password_file")]
+    basic_auth_user: Option<String>,
+    /// File holding the basic authentication password (its first line).
+    #[arg(long, value_name = "FILE", requires = "basic_auth_user")]
+    basic_auth_password_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum OutputFormat {
+    /// Prometheus text format 0.0.4.
+    Text,
+    /// OpenMetrics 1.0.0.
+    Openmetrics,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum MethodArg {
+    /// HTTP PUT.
+    Put,
+    /// HTTP POST.
+    Post,
+}
+
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("expected K=V, found {text:?}")),
+    }
+}
+
+/// How a command failed: a usage error (exit 2) or a failure (exit 1).
+enum Failure {
+    Usage(String),
+    Failed(String),
+}
+
+/// `error` and its chain of sources, `: `-separated.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        let more = e.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = e.source();
+    }
+    text
+}
+
+fn failed(error: impl std::error::Error) -> Failure {
+    Failure::Failed(chain(&error))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Usage(message)) => {
+            eprintln!("error: {message}\n\nFor more information, try '--help'.");
+            ExitCode::from(2)
+        }
+        Err(Failure::Failed(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(command: Command) -> Result<(), Failure> {
+    match command {
+        Command::Scrape { dir, format } => {
+            let scrape = scrape(&dir.resolve()?)?;
+            let mut text = String::with_capacity(64 * 1024);
+            let format = match format {
+                OutputFormat::Text => Format::Text,
+                OutputFormat::Openmetrics => Format::OpenMetrics,
+            };
+            expose::encode(&scrape.families, format, Escaping::Underscores, &mut text);
+            write_stdout(text.as_bytes())
+        }
+        Command::Inspect { dir, json } => {
+            let dir = dir.resolve()?;
+            let report = inspect::inspect(&dir).map_err(Failure::Failed)?;
+            let out = if json { inspect::to_json(&dir, &report) } else { inspect::to_table(&report) };
+            write_stdout(out.as_bytes())
+        }
+        Command::Serve { dir, listen, auth, tls_cert, tls_key, max_connections } => {
+            let dir = dir.resolve()?;
+            let collector = Collector::new(&dir).map_err(failed)?;
+            let mut config = ServeConfig::new().listen(listen).max_connections(max_connections);
+            if let Some(auth) = auth.resolve()? {
+                config = config.basic_auth(auth);
+            }
+            if let (Some(cert), Some(key)) = (tls_cert, tls_key) {
+                #[cfg(feature = "tls")]
+                {
+                    config = config.tls(serve::TlsFiles::new(cert, key));
+                }
+                #[cfg(not(feature = "tls"))]
+                return Err(Failure::Usage(format!(
+                    "--tls-cert {} --tls-key {}: this build has no TLS (cargo feature `tls`)",
+                    cert.display(),
+                    key.display()
+                )));
+            }
+            let server = serve::serve(collector, config).map_err(failed)?;
+            eprintln!("serving the metrics of {} at {}", dir.display(), server.url());
+            server.run_until_signal().map_err(failed)
+        }
+        Command::MarkDead { id, dir, force } => {
+            let dir = dir.resolve()?;
+            let id = WorkerId::new(&id).map_err(|e| Failure::Usage(chain(&e)))?;
+            if !dir.is_dir() {
+                return Err(Failure::Failed(format!("{} is not a readable directory", dir.display())));
+            }
+            if cleanup::liveness(&dir, id.as_str()) == Liveness::Alive && !force {
+                return Err(Failure::Failed(format!(
+                    "worker {} is alive (it holds its liveness lock); pass --force to mark it dead anyway",
+                    id.as_str()
+                )));
+            }
+            let removed = cleanup::mark_process_dead(&dir, id.as_str()).map_err(failed)?;
+            eprintln!("worker {}: removed {removed} file(s)", id.as_str());
+            Ok(())
+        }
+        Command::Push { dir, gateway, job, labels, method, timeout, auth } => {
+            let scrape = scrape(&dir.resolve()?)?;
+            let method = match method {
+                MethodArg::Put => PushMethod::Put,
+                MethodArg::Post => PushMethod::Post,
+            };
+            let mut config = PushConfig::new(gateway, job).method(method).timeout(Duration::from_secs(timeout));
+            for (k, v) in labels {
+                config = config.label(k, v);
+            }
+            if let Some(auth) = auth.resolve()? {
+                config = config.basic_auth(auth);
+            }
+            let url = config.url().map_err(|e| Failure::Usage(chain(&e)))?;
+            push::push(&scrape, &config).map_err(failed)?;
+            eprintln!("pushed {} metric families to {url} ({method:?})", scrape.families.len());
+            Ok(())
+        }
+        Command::Compact { dir, json } => {
+            let dir = dir.resolve()?;
+            if !dir.is_dir() {
+                return Err(Failure::Failed(format!("{} is not a readable directory", dir.display())));
+            }
+            let done = cleanup::compact(&dir).map_err(failed)?;
+            let out = if json {
+                let value = serde_json::json!({
+                    "dead_writers": done.dead_writers,
+                    "archives": done.archives,
+                    "removed": done.removed,
+                    "kept": done.kept,
+                });
+                format!("{value:#}\n")
+            } else {
+                format!(
+                    "dead writers folded: {}\narchives written: {}\nfiles removed: {}\nfiles kept: {}\n",
+                    list(&done.dead_writers),
+                    list(&done.archives),
+                    list(&done.removed),
+                    list(&done.kept)
+                )
+            };
+            write_stdout(out.as_bytes())
+        }
+    }
+}
+
+fn list(items: &[String]) -> String {
+    if items.is_empty() { "none".to_owned() } else { items.join(", ") }
+}
+
+impl DirArg {
+    fn resolve(self) -> Result<PathBuf, Failure> {
+        match self.dir {
+            Some(dir) => Ok(dir),
+            None => {
+                dir_from_env().map_err(|_| Failure::Usage(format!("no metrics directory: pass --dir or set {DIR_ENV}")))
+            }
+        }
+    }
+}
+
+impl AuthArgs {
+    fn resolve(self) -> Result<Option<BasicAuth>, Failure> {
+        match (self.basic_auth_user, self.basic_auth_password_file) {
+            (Some(user), Some(file)) => BasicAuth::from_password_file(user, file).map(Some).map_err(failed),
+            _ => Ok(None),
+        }
+    }
+}
+
+/// Collects `dir`, warning on stderr about every skipped file.
+fn scrape(dir: &Path) -> Result<Scrape, Failure> {
+    let scrape = Collector::new(dir).and_then(|c| c.collect()).map_err(failed)?;
+    for skipped in &scrape.skipped {
+        eprintln!("warning: skipped {}: {}", skipped.path.display(), skipped.reason);
+    }
+    Ok(scrape)
+}
+
+/// Writes to stdout; a closed pipe (`| head`) is not an error.
+fn write_stdout(bytes: &[u8]) -> Result<(), Failure> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Failure::Failed(format!("cannot write: {e}"))),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,444 @@
+//! Compaction; the design and its guarantees are documented on [`crate::cleanup`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use hashbrown::HashMap;
+
+use crate::cleanup::{Liveness, worker_id_of};
+use crate::error::{Error, ErrorKind, Result};
+use crate::file;
+use crate::format::{self, archive};
+use crate::metrics::GaugeMode;
+
+/// How a file prefix folds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fold {
+    Sum,
+    Min,
+    Max,
+    MostRecent,
+}
+
+/// The prefixes compaction folds, and how.
+const FOLDABLE: [(&str, Fold); 7] = [
+    ("counter", Fold::Sum),
+    ("histogram", Fold::Sum),
+    ("summary", Fold::Sum),
+    ("gauge_min", Fold::Min),
+    ("gauge_max", Fold::Max),
+    ("gauge_sum", Fold::Sum),
+    ("gauge_mostrecent", Fold::MostRecent),
+];
+
+/// A file-system step of a compaction, reported to [`CompactOptions::on_step`] after it
+/// is done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    /// 0 for the first step of this compaction, then 1, 2, …
+    pub index: usize,
+    /// What was done.
+    pub action: StepAction,
+    /// The file it was done to.
+    pub file: String,
+}
+
+/// The kinds of [`Step`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StepAction {
+    /// A file left by an interrupted compaction was removed.
+    Recovered,
+    /// An archive or manifest was written under its temporary name.
+    Staged,
+    /// The sequence file was bumped (to odd before publishing archives, to even after).
+    Sequenced,
+    /// A manifest or archive was renamed into place.
+    Published,
+    /// A folded source, a dead writer's live gauge file or a superseded manifest was
+    /// removed.
+    Removed,
+}
+
+/// A callback told of every compaction step.
+pub type StepHook<'a> = Box<dyn FnMut(&Step) + 'a>;
+
+/// Options for [`compact_with`].
+#[derive(Default)]
+pub struct CompactOptions<'a> {
+    /// Do nothing unless at least this many files of dead writers can be folded or
+    /// removed (an automatic policy: call after reaping workers, with e.g. 64).
+    pub min_dead_files: usize,
+    /// Called after every file-system step (progress reporting, fault injection).
+    pub on_step: Option<StepHook<'a>>,
+}
+
+impl std::fmt::Debug for CompactOptions<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompactOptions")
+            .field("min_dead_files", &self.min_dead_files)
+            .field("on_step", &self.on_step.as_ref().map(|_| "FnMut"))
+            .finish()
+    }
+}
+
+/// What a compaction did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Compaction {
+    /// Worker IDs found dead and folded, sorted.
+    pub dead_writers: Vec<String>,
+    /// Archives written, by file name.
+    pub archives: Vec<String>,
+    /// Files removed (sources, live gauge files, manifests, liveness files).
+    pub removed: Vec<String>,
+    /// Files of dead writers left in place (`all`-mode gauges).
+    pub kept: Vec<String>,
+}
+
+/// Compacts `dir` now. See [compaction](crate::cleanup#compaction).
+///
+/// # Errors
+/// [`ErrorKind::CompactionInProgress`] when another compaction runs;
+/// [`ErrorKind::CorruptFile`] naming a dead writer's file that cannot be parsed (nothing
+/// is changed then); an I/O kind naming the file that could not be written, renamed or
+/// removed (the directory stays consistent; the next compaction finishes the work).
+pub fn compact(dir: &Path) -> Result<Compaction> {
+    compact_with(dir, CompactOptions::default())
+}
+
+/// Compacts `dir` with `options`. See [compaction](crate::cleanup#compaction).
+///
+/// # Errors
+/// As [`compact`].
+pub fn compact_with(dir: &Path, mut options: CompactOptions<'_>) -> Result<Compaction> {
+    let _dir_lock = file::lock_compaction(dir)?;
+    let mut run = Run { dir, index: 0, on_step: options.on_step.take(), report: Compaction::default() };
+    run.recover()?;
+
+    let names = file::list_names(dir)?;
+    let mut dead_ids: BTreeSet<String> = BTreeSet::new();
+    for id in names.iter().filter_map(|n| worker_id_of(n)).collect::<BTreeSet<_>>() {
+        if !id.starts_with(archive::ARCHIVE_ID_PREFIX) && file::probe_liveness(dir, id) == Liveness::Dead {
+            dead_ids.insert(id.to_owned());
+        }
+    }
+    // Hold each dead writer's liveness file with a shared lock: a worker taking over the
+    // slot now (it needs the exclusive lock) would continue a file that is about to be
+    // folded and removed, while probes (shared locks) still see the writer as dead.
+    let mut held = Vec::new();
+    for id in std::mem::take(&mut dead_ids) {
+        if let Some(lock) = file::hold_dead_liveness(dir, &id) {
+            held.push(lock);
+            dead_ids.insert(id);
+        }
+    }
+    let is_dead = |name: &str| worker_id_of(name).is_some_and(|id| dead_ids.contains(id));
+    let live_gauge_files: Vec<&String> = names
+        .iter()
+        .filter(|n| {
+            is_dead(n) && GaugeMode::ALL.iter().any(|m| m.is_live() && n.starts_with(&format!("{}_", m.file_prefix())))
+        })
+        .collect();
+    let mut plans = Vec::new();
+    let generation = names.iter().filter_map(|n| archive::parse_archive_name(n)).map(|(_, g)| g).max().unwrap_or(0) + 1;
+    let mut folded = 0;
+    for (prefix, fold) in FOLDABLE {
+        let own = |n: &&String| n.strip_prefix(prefix).is_some_and(|r| r.starts_with('_') && worker_id_of(n).is_some());
+        let dead: Vec<String> = names.iter().filter(own).filter(|n| is_dead(n)).cloned().collect();
+        if dead.is_empty() {
+            continue;
+        }
+        folded += dead.len();
+        let previous: Vec<String> = names
+            .iter()
+            .filter(|n| archive::parse_archive_name(n).is_some_and(|(p, _)| p == prefix))
+            .cloned()
+            .collect();
+        let sources: Vec<String> = previous.into_iter().chain(dead).collect();
+        plans.push(Plan { prefix, fold, archive: archive::archive_name(prefix, generation), sources });
+    }
+    run.report.kept = names.iter().filter(|n| is_dead(n) && n.starts_with("gauge_all_")).cloned().collect();
+    if folded + live_gauge_files.len() < options.min_dead_files.max(1) {
+        return Ok(run.report);
+    }
+
+    // Stage: fold every plan first, so a corrupt source changes nothing.
+    let mut staged = Vec::new();
+    for plan in &plans {
+        let mut inputs = Vec::new();
+        for source in &plan.sources {
+            inputs.push((source.clone(), file::read_db(dir, source)?));
+        }
+        let bytes = fold_files(plan.fold, &inputs).map_err(|(name, e)| {
+            Error::new(ErrorKind::CorruptFile)
+                .at(&dir.join(name))
+                .expected(format!("{e} (compaction of {} aborted)", plan.prefix))
+        })?;
+        staged.push(bytes);
+    }
+    for (plan, bytes) in plans.iter().zip(&staged) {
+        let manifest = archive::manifest_name(&plan.archive);
+        run.write_staged(&tmp_name(&manifest), archive::encode_manifest(&plan.sources).as_bytes())?;
+        run.write_staged(&tmp_name(&plan.archive), bytes)?;
+    }
+
+    run.bump_seq()?;
+    for plan in &plans {
+        let manifest = archive::manifest_name(&plan.archive);
+        run.publish(&tmp_name(&manifest), &manifest)?;
+        run.publish(&tmp_name(&plan.archive), &plan.archive)?;
+        run.report.archives.push(plan.archive.clone());
+    }
+    file::sync_dir(dir)?;
+    run.bump_seq()?;
+    // Published archives are stable directory entries now and readers leave their
+    // sources out, so removing the sources needs no sequencing.
+    for plan in &plans {
+        for source in &plan.sources {
+            run.remove(source)?;
+            if archive::parse_archive_name(source).is_some() {
+                run.remove(&archive::manifest_name(source))?;
+            }
+        }
+    }
+    for name in live_gauge_files {
+        run.remove(name)?;
+    }
+    for id in &dead_ids {
+        run.remove(&file::liveness_name(id))?;
+    }
+    drop(held);
+    run.report.dead_writers = dead_ids.into_iter().collect();
+    Ok(run.report)
+}
+
+struct Plan {
+    prefix: &'static str,
+    fold: Fold,
+    archive: String,
+    sources: Vec<String>,
+}
+
+fn tmp_name(name: &str) -> String {
+    if name.starts_with('.') { format!("{name}.tmp") } else { format!(".{name}.tmp") }
+}
+
+struct Run<'d, 'a> {
+    dir: &'d Path,
+    index: usize,
+    on_step: Option<StepHook<'a>>,
+    report: Compaction,
+}
+
+impl Run<'_, '_> {
+    fn step(&mut self, action: StepAction, file: &str) {
+        let step = Step { index: self.index, action, file: file.to_owned() };
+        self.index += 1;
+        if let Some(on_step) = self.on_step.as_mut() {
+            on_step(&step);
+        }
+    }
+
+    fn write_staged(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
+        file::remove_db(self.dir, name)?;
+        file::write_new(self.dir, name, bytes, 0o644)?;
+        self.step(StepAction::Staged, name);
+        Ok(())
+    }
+
+    fn publish(&mut self, from: &str, to: &str) -> Result<()> {
+        file::rename(self.dir, from, to)?;
+        self.step(StepAction::Published, to);
+        Ok(())
+    }
+
+    fn remove(&mut self, name: &str) -> Result<()> {
+        if file::remove_db(self.dir, name)? {
+            self.report.removed.push(name.to_owned());
+            self.step(StepAction::Removed, name);
+        }
+        Ok(())
+    }
+
+    fn bump_seq(&mut self) -> Result<()> {
+        file::bump_compaction_seq(self.dir)?;
+        self.step(StepAction::Sequenced, file::COMPACT_SEQ);
+        Ok(())
+    }
+
+    /// Finishes what an interrupted compaction left: sources of published archives,
+    /// manifests without their archive, temporary files, an odd sequence number.
+    fn recover(&mut self) -> Result<()> {
+        let names = file::list_names(self.dir)?;
+        let present: BTreeSet<&str> = names.iter().map(String::as_str).collect();
+        let mut leftovers: Vec<String> = Vec::new();
+        for name in &names {
+            if archive::parse_archive_name(name).is_some() {
+                let manifest = archive::manifest_name(name);
+                if present.contains(manifest.as_str()) {
+                    let text = file::read_text(self.dir, &manifest)?;
+                    let sources = archive::decode_manifest(&text).ok_or_else(|| {
+                        Error::new(ErrorKind::CorruptFile)
+                            .at(&self.dir.join(&manifest))
+                            .expected("an archive source manifest")
+                    })?;
+                    leftovers.extend(sources.into_iter().filter(|s| s != name && present.contains(s.as_str())));
+                }
+            } else if let Some(archive) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".sources")) {
+                if !present.contains(archive) {
+                    leftovers.push(name.clone());
+                }
+            } else if name.starts_with('.')
+                && name.ends_with(".tmp")
+                && (name.contains("_0archive-") || name.contains(".sources"))
+            {
+                leftovers.push(name.clone());
+            }
+        }
+        for name in leftovers {
+            if file::remove_db(self.dir, &name)? {
+                self.report.removed.push(name.clone());
+                self.step(StepAction::Recovered, &name);
+            }
+        }
+        if file::read_compaction_seq(self.dir) % 2 == 1 {
+            self.bump_seq()?;
+        }
+        Ok(())
+    }
+}
+
+/// A file that could not be folded, and why.
+type FoldError = (String, format::FormatError);
+
+/// Folds the entries of `files` (name, bytes), in order, into the bytes of one archive
+/// file. On a parse error, returns the offending file's name and the error.
+fn fold_files(fold: Fold, files: &[(String, Vec<u8>)]) -> std::result::Result<Vec<u8>, FoldError> {
+    let mut order: Vec<&[u8]> = Vec::new();
+    let mut acc: HashMap<&[u8], (f64, f64)> = HashMap::new();
+    for (name, data) in files {
+        let used = format::checked_used(data).map_err(|e| (name.clone(), e))?;
+        for entry in format::entries(data, used) {
+            let entry = entry.map_err(|e| (name.clone(), e))?;
+            let (value, ts) = format::decode_value(data, entry.value_offset).expect("entries lie below used");
+            match acc.get_mut(entry.key) {
+                None => {
+                    order.push(entry.key);
+                    let first = match fold {
+                        Fold::Sum => (0.0 + value, 0.0),
+                        Fold::Min | Fold::Max => (value, 0.0),
+                        // A never-set series (timestamp 0) never wins, as in the collector.
+                        Fold::MostRecent => (value, ts),
+                    };
+                    acc.insert(entry.key, first);
+                }
+                Some(cur) => match fold {
+                    Fold::Sum => cur.0 += value,
+                    Fold::Min => {
+                        if value < cur.0 {
+                            cur.0 = value;
+                        }
+                    }
+                    Fold::Max => {
+                        if value > cur.0 {
+                            cur.0 = value;
+                        }
+                    }
+                    Fold::MostRecent => {
+                        if cur.1 < ts {
+                            *cur = (value, ts);
+                        }
+                    }
+                },
+            }
+        }
+    }
+    let mut out = format::encode_header(0).to_vec();
+    for key in order {
+        let (value, ts) = acc[key];
+        format::encode_entry(&mut out, key, value, ts);
+    }
+    let used = out.len() as u32;
+    out[..4].copy_from_slice(&used.to_le_bytes());
+    Ok(out)
+}
+
+/// Files whose contribution an archive has taken over: the sources listed in the
+/// manifest of every archive present in `names`. A collector leaves these out.
+pub(crate) fn superseded(dir: &Path, names: &[String]) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for name in names {
+        if archive::parse_archive_name(name).is_none() {
+            continue;
+        }
+        let manifest = archive::manifest_name(name);
+        match file::read_text(dir, &manifest).ok().and_then(|t| archive::decode_manifest(&t)) {
+            Some(sources) => {
+                for source in sources.into_iter().filter(|s| s != name) {
+                    out.insert(source, name.clone());
+                }
+            }
+            None => {
+                log::warn!("archive {name} has no readable manifest {manifest}; its sources, if present, count twice")
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(entries: &[(&str, f64, f64)]) -> Vec<u8> {
+        let mut out = format::encode_header(0).to_vec();
+        for (k, v, t) in entries {
+            format::encode_entry(&mut out, k.as_bytes(), *v, *t);
+        }
+        let used = out.len() as u32;
+        out[..4].copy_from_slice(&used.to_le_bytes());
+        out
+    }
+
+    fn values(bytes: &[u8]) -> Vec<(String, f64, f64)> {
+        let used = format::checked_used(bytes).unwrap();
+        format::entries(bytes, used)
+            .map(|e| {
+                let e = e.unwrap();
+                let (v, t) = format::decode_value(bytes, e.value_offset).unwrap();
+                (String::from_utf8(e.key.to_vec()).unwrap(), v, t)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn sums_keep_first_seen_order() {
+        let a = file(&[("a", 1.0, 0.0), ("b", 2.0, 0.0)]);
+        let b = file(&[("c", 5.0, 0.0), ("a", 3.0, 0.0)]);
+        let out = fold_files(Fold::Sum, &[("x".into(), a), ("y".into(), b)]).unwrap();
+        assert_eq!(values(&out), vec![("a".into(), 4.0, 0.0), ("b".into(), 2.0, 0.0), ("c".into(), 5.0, 0.0)]);
+    }
+
+    #[test]
+    fn min_max_and_mostrecent_follow_the_collector_rules() {
+        let a = file(&[("g", f64::NAN, 0.0)]);
+        let b = file(&[("g", 1.0, 0.0)]);
+        let min = fold_files(Fold::Min, &[("a".into(), a.clone()), ("b".into(), b.clone())]).unwrap();
+        assert!(values(&min)[0].1.is_nan(), "a NaN seen first sticks");
+        let max = fold_files(Fold::Max, &[("b".into(), b), ("a".into(), a)]).unwrap();
+        assert_eq!(values(&max)[0].1, 1.0, "a NaN seen later is ignored");
+        let r1 = file(&[("m", 5.0, 100.0)]);
+        let r2 = file(&[("m", 7.0, 100.0)]);
+        let r3 = file(&[("m", 9.0, 0.0)]);
+        let recent = fold_files(Fold::MostRecent, &[("1".into(), r1), ("2".into(), r2), ("3".into(), r3)]).unwrap();
+        assert_eq!(values(&recent), vec![("m".into(), 5.0, 100.0)], "ties keep the first; ts 0 never wins");
+    }
+
+    #[test]
+    fn corrupt_source_names_the_file() {
+        let mut bad = file(&[("a", 1.0, 0.0)]);
+        bad[8..12].copy_from_slice(&(-3i32).to_le_bytes());
+        let err = fold_files(Fold::Sum, &[("ok".into(), file(&[])), ("bad".into(), bad)]).unwrap_err();
+        assert_eq!(err.0, "bad");
+    }
+}

@@ -1,0 +1,456 @@
+//! The scrape side: scan a metrics directory, read every `*.db` file, merge them by
+//! Python's rules, and hand back a [`Scrape`] ready for [`crate::expose`].
+//!
+//! ```text
+//! list *.db (sorted, no dotfiles) → per file: stat, map read-only, parse new entries,
+//! snapshot values → merge (pure) → Vec<MetricFamily>
+//! ```
+//!
+//! # Same result as Python
+//!
+//! Files are merged in sorted file-name order (Python merges in directory order, which
+//! depends on the file system; its result over a sorted list is what ours equals,
+//! byte for byte once exposed). Float sums start from `0.0` and add in that order, so
+//! they are bit-identical to Python's. See the merge rules in the `merge` module.
+//!
+//! # Never failing on one file
+//!
+//! [`Collector::collect`] fails only when the directory itself cannot be listed. Any
+//! single file that cannot be used is **skipped whole** and reported in
+//! [`Scrape::skipped`] (and with a `log` warning the first time its problem is seen):
+//! zero-length, truncated or garbage bytes, `used` beyond the file, negative or
+//! oversized key lengths, keys that are not UTF-8 or not Python's 4-element JSON
+//! (including pre-0.16 3-element keys), an empty family name, a histogram bound that
+//! is not a number, a name that is not `counter_*`, `gauge_MODE_*`, `histogram_*` or
+//! `summary_*`, anything that is not a regular file (a directory, FIFO, socket or
+//! symlink: symlinks are never followed and opening never blocks), a file that
+//! vanished between listing and reading (logged at debug level only: live-gauge files
+//! vanish when a worker is marked dead), and a file that may not be read.
+//!
+//! Skipping whole files, rather than single entries, makes the promise exact: the
+//! output is the output of the directory without that file. Dotfiles are ignored, as
+//! Python's `glob` ignores them.
+//!
+//! # Lock-free and untorn
+//!
+//! A scrape takes no lock that a writer takes. Files are mapped read-only; `used` is
+//! loaded with acquire semantics and nothing past it is read; each value is one 8-byte
+//! atomic load, so it is never torn.
+//!
+//! **Assumption:** nothing truncates a file in the directory while it is mapped
+//! (neither this crate's writer nor Python's ever does); reading a truncated mapping
+//! would raise `SIGBUS`.
+//!
+//! # Repeat scrapes
+//!
+//! The collector keeps, per file (by name, trusted while the inode is the same), the
+//! entries it has parsed and how far. A repeat scrape stats each file, parses only
+//! entries appended since, and re-reads values. Keys are decoded once per distinct key
+//! bytes across all files, and everything is interned, so the merge works on integers.
+
+mod merge;
+mod model;
+mod name;
+mod read;
+mod table;
+
+use std::ffi::OsString;
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use hashbrown::{HashMap, HashSet};
+use parking_lot::Mutex;
+
+pub use model::{MetricFamily, MetricType, Sample};
+
+use crate::cleanup::Liveness;
+use crate::error::{Error, ErrorKind, Result};
+use crate::file;
+use crate::format::FormatError;
+use crate::format::key::KeyError;
+use merge::{FileInput, Scratch};
+use read::FileState;
+use table::Tables;
+
+/// How long a scrape waits for a compaction to finish renaming archives into place.
+const COMPACTION_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How many times a scrape that overlapped a compaction is done again.
+const MAX_ATTEMPTS: u32 = 16;
+
+/// Why a file was left out of a scrape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SkipReason {
+    /// The name is not `counter_ID.db`, `gauge_MODE_ID.db` (one of the ten modes),
+    /// `histogram_ID.db` or `summary_ID.db`, or is not UTF-8.
+    UnknownName,
+    /// Not a regular file: a directory, FIFO, socket, device, or a symlink (never
+    /// followed).
+    NotARegularFile,
+    /// The file disappeared between listing and reading.
+    Vanished,
+    /// The file could not be opened or mapped; the I/O error's kind.
+    Unreadable(io::ErrorKind),
+    /// Zero bytes long (a writer between creating and sizing the file, or killed there).
+    Empty,
+    /// The bytes do not follow the format.
+    Corrupt(FormatError),
+    /// The key of the entry at `offset` is not UTF-8 or not `[str, str, {str: str}, str]`.
+    InvalidKey {
+        /// File offset of the entry.
+        offset: usize,
+        /// What is wrong with the key.
+        error: KeyError,
+    },
+    /// The key of the entry at `offset` has an empty family name.
+    EmptyMetricName {
+        /// File offset of the entry.
+        offset: usize,
+    },
+    /// A histogram bucket's `le` is not a number (or is NaN), so its family cannot be
+    /// merged.
+    InvalidBucketBound {
+        /// The histogram family.
+        family: String,
+        /// The `le` text found.
+        le: String,
+    },
+}
+
+impl SkipReason {
+    /// Every value [`SkipReason::as_str`] returns.
+    pub const NAMES: [&'static str; 9] = [
+        "unknown_name",
+        "not_regular_file",
+        "vanished",
+        "unreadable",
+        "empty",
+        "corrupt",
+        "invalid_key",
+        "empty_metric_name",
+        "invalid_bucket_bound",
+    ];
+
+    /// A short, stable name for the reason (`"corrupt"`, `"not_regular_file"`, …),
+    /// fit for a metric label.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            SkipReason::UnknownName => "unknown_name",
+            SkipReason::NotARegularFile => "not_regular_file",
+            SkipReason::Vanished => "vanished",
+            SkipReason::Unreadable(_) => "unreadable",
+            SkipReason::Empty => "empty",
+            SkipReason::Corrupt(_) => "corrupt",
+            SkipReason::InvalidKey { .. } => "invalid_key",
+            SkipReason::EmptyMetricName { .. } => "empty_metric_name",
+            SkipReason::InvalidBucketBound { .. } => "invalid_bucket_bound",
+        }
+    }
+}
+
+impl fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SkipReason::UnknownName => {
+                f.write_str("expected a name like counter_ID.db, gauge_MODE_ID.db, histogram_ID.db or summary_ID.db")
+            }
+            SkipReason::NotARegularFile => f.write_str("not a regular file (symlinks are never followed)"),
+            SkipReason::Vanished => f.write_str("the file vanished before it could be read"),
+            SkipReason::Unreadable(kind) => write!(f, "cannot read the file: {kind}"),
+            SkipReason::Empty => f.write_str("the file is empty"),
+            SkipReason::Corrupt(e) => write!(f, "corrupt: {e}"),
+            SkipReason::InvalidKey { offset, error } => write!(f, "entry at offset {offset}: {error}"),
+            SkipReason::EmptyMetricName { offset } => write!(f, "entry at offset {offset}: empty metric name"),
+            SkipReason::InvalidBucketBound { family, le } => {
+                write!(f, "histogram {family:?} has a bucket with le={le:?}, expected a number")
+            }
+        }
+    }
+}
+
+/// A file left out of a scrape, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedFile {
+    /// The file's path.
+    pub path: PathBuf,
+    /// Why it was skipped.
+    pub reason: SkipReason,
+}
+
+/// The result of one scrape: merged families and the files left out.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Scrape {
+    /// Families in Python's order (first mention, in sorted file order).
+    pub families: Vec<MetricFamily>,
+    /// Files that were skipped, in file-name order.
+    pub skipped: Vec<SkippedFile>,
+}
+
+/// Merges a metrics directory into families, keeping state between scrapes so that a
+/// repeat scrape costs about one atomic load per entry.
+///
+/// ```
+/// # let dir = tempfile::tempdir()?;
+/// use prometheus_multiproc::{Collector, Opts, Registry};
+///
+/// let registry = Registry::builder().dir(dir.path()).build()?;
+/// registry.counter(Opts::new("jobs_total", "Jobs done."))?.inc_by(2.0);
+///
+/// let collector = Collector::new(dir.path())?;
+/// let scrape = collector.collect()?;
+/// assert_eq!(&*scrape.families[0].name, "jobs");
+/// assert_eq!(&*scrape.families[0].samples[0].name, "jobs_total");
+/// assert_eq!(scrape.families[0].samples[0].value, 2.0);
+/// assert!(scrape.skipped.is_empty());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct Collector {
+    dir: PathBuf,
+    self_metrics: bool,
+    state: Mutex<State>,
+}
+
+/// The family [`Collector::with_self_metrics`] adds.
+pub const SKIPPED_FILES_METRIC: &str = "prometheus_multiproc_skipped_files";
+
+#[derive(Debug, Default)]
+struct State {
+    tables: Tables,
+    files: HashMap<OsString, FileState>,
+    scratch: Scratch,
+    buf: Vec<u8>,
+    /// The last reason logged for each skipped file, to warn once per problem.
+    reported: HashMap<OsString, SkipReason>,
+}
+
+impl Collector {
+    /// A collector over `dir`.
+    ///
+    /// # Errors
+    /// [`ErrorKind::NotADirectory`] when `dir` does not exist or is not a directory.
+    pub fn new(dir: impl AsRef<Path>) -> Result<Collector> {
+        let dir = dir.as_ref();
+        let meta = std::fs::metadata(dir)
+            .map_err(|e| Error::new(ErrorKind::NotADirectory).at(dir).expected("an existing directory").caused_by(e))?;
+        if !meta.is_dir() {
+            return Err(Error::new(ErrorKind::NotADirectory)
+                .at(dir)
+                .expected("a directory, found another kind of file"));
+        }
+        Ok(Collector { dir: dir.to_path_buf(), self_metrics: false, state: Mutex::default() })
+    }
+
+    /// A collector over `$PROMETHEUS_MULTIPROC_DIR` (or the deprecated
+    /// `$prometheus_multiproc_dir`).
+    ///
+    /// # Errors
+    /// [`ErrorKind::DirNotSet`] when neither is set; otherwise as [`Collector::new`].
+    pub fn from_env() -> Result<Collector> {
+        Collector::new(crate::dir_from_env()?)
+    }
+
+    /// Adds to every scrape a gauge family [`SKIPPED_FILES_METRIC`] counting the files
+    /// that scrape skipped, one series per [`SkipReason::as_str`] (zeros included, so
+    /// that an alert can watch a stable series). Off by default: the output is then
+    /// exactly Python's.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// std::fs::write(dir.path().join("counter_1.db"), b"")?;
+    /// let scrape = prometheus_multiproc::Collector::new(dir.path())?.with_self_metrics().collect()?;
+    /// let family = scrape.families.last().unwrap();
+    /// assert_eq!(&*family.name, "prometheus_multiproc_skipped_files");
+    /// let empty = family.samples.iter().find(|s| s.label("reason") == Some("empty")).unwrap();
+    /// assert_eq!(empty.value, 1.0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_self_metrics(mut self) -> Collector {
+        self.self_metrics = true;
+        self
+    }
+
+    /// The directory this collector reads.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Reads and merges every `*.db` file of the directory.
+    ///
+    /// Concurrent calls are serialised (the state kept between scrapes is behind a
+    /// lock that only scrapes take; writers never wait for it).
+    ///
+    /// # Errors
+    /// Only when the directory cannot be listed ([`ErrorKind::NotADirectory`] or
+    /// [`ErrorKind::Io`]). A file that cannot be used is skipped and listed in
+    /// [`Scrape::skipped`].
+    pub fn collect(&self) -> Result<Scrape> {
+        // A seqlock against compaction: the compactor makes the sequence number odd
+        // while it renames archives into place. A scrape that saw it change, or started
+        // while a compaction was publishing, is done again.
+        let deadline = std::time::Instant::now() + COMPACTION_WAIT;
+        let mut attempt = 0u32;
+        loop {
+            let before = file::read_compaction_seq(&self.dir);
+            let publishing = before % 2 == 1 && file::compaction_running(&self.dir);
+            if publishing && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_micros(200));
+                continue;
+            }
+            let scrape = self.collect_once()?;
+            attempt += 1;
+            if file::read_compaction_seq(&self.dir) == before || attempt >= MAX_ATTEMPTS {
+                return Ok(scrape);
+            }
+            log::debug!("scrape of {} overlapped a compaction; scraping again", self.dir.display());
+        }
+    }
+
+    /// Names this scrape must leave out: sources an archive has taken over (a
+    /// compaction was interrupted before removing them, or is removing them now) and
+    /// live-mode gauge files of writers whose liveness lock is free.
+    fn excluded(&self, names: &[OsString]) -> HashSet<OsString> {
+        let utf8: Vec<String> = names.iter().filter_map(|n| n.to_str().map(str::to_owned)).collect();
+        let mut out: HashSet<OsString> =
+            crate::cleanup::superseded(&self.dir, &utf8).into_keys().map(OsString::from).collect();
+        let mut dead: HashMap<&str, bool> = HashMap::new();
+        for name in &utf8 {
+            if !name.starts_with("gauge_live") {
+                continue;
+            }
+            if let Some(id) = crate::cleanup::worker_id_of(name) {
+                let is_dead = *dead.entry(id).or_insert_with(|| file::probe_liveness(&self.dir, id) == Liveness::Dead);
+                if is_dead {
+                    out.insert(OsString::from(name));
+                }
+            }
+        }
+        out
+    }
+
+    fn collect_once(&self) -> Result<Scrape> {
+        let mut names = file::list_db_names(&self.dir).map_err(|e| {
+            let kind = match e.kind() {
+                io::ErrorKind::NotFound | io::ErrorKind::NotADirectory => ErrorKind::NotADirectory,
+                _ => ErrorKind::Io,
+            };
+            Error::new(kind).at(&self.dir).expected("a readable directory").caused_by(e)
+        })?;
+        let excluded = self.excluded(&names);
+        names.retain(|n| !excluded.contains(n));
+        let mut guard = self.state.lock();
+        let state = &mut *guard;
+        state.files.retain(|name, _| names.binary_search_by(|n| cmp_names(n, name)).is_ok());
+        state.reported.retain(|name, _| names.binary_search_by(|n| cmp_names(n, name)).is_ok());
+
+        let mut skipped: Vec<(OsString, SkipReason)> = Vec::new();
+        let mut usable: Vec<OsString> = Vec::with_capacity(names.len());
+        for name in names {
+            match self.refresh(state, &name) {
+                Ok(()) => usable.push(name),
+                Err(reason) => skipped.push((name, reason)),
+            }
+        }
+
+        let families = loop {
+            let inputs: Vec<FileInput<'_>> = usable
+                .iter()
+                .map(|name| {
+                    let st = &state.files[name];
+                    FileInput {
+                        typ: st.kind.typ,
+                        mode: st.kind.gauge.as_ref().map(|(mode, _)| *mode),
+                        families: &st.families,
+                        samples: &st.samples,
+                        values: &st.values,
+                        timestamps: &st.timestamps,
+                    }
+                })
+                .collect();
+            match merge::merge(&state.tables, &inputs, &mut state.scratch) {
+                Ok(families) => break families,
+                Err(bad) => {
+                    drop(inputs);
+                    let name = usable.remove(bad.file);
+                    skipped.push((name, SkipReason::InvalidBucketBound { family: bad.family, le: bad.le }));
+                }
+            }
+        };
+
+        skipped.sort_by(|a, b| cmp_names(&a.0, &b.0));
+        let mut report = Vec::with_capacity(skipped.len());
+        for (name, reason) in skipped {
+            let path = self.dir.join(&name);
+            let first_time = state.reported.get(&name) != Some(&reason);
+            if reason == SkipReason::Vanished || !first_time {
+                log::debug!("skipping {}: {reason}", path.display());
+            } else {
+                log::warn!("skipping {}: {reason}", path.display());
+            }
+            state.reported.insert(name, reason.clone());
+            report.push(SkippedFile { path, reason });
+        }
+        for name in &usable {
+            state.reported.remove(name);
+        }
+        state.compact_if_bloated();
+        let mut families = families;
+        if self.self_metrics {
+            families.push(skipped_files_family(&report));
+        }
+        Ok(Scrape { families, skipped: report })
+    }
+
+    fn refresh(&self, state: &mut State, name: &OsString) -> std::result::Result<(), SkipReason> {
+        let kind = name.to_str().and_then(name::parse_file_name).ok_or(SkipReason::UnknownName)?;
+        let mut slot = state.files.remove(name);
+        let result = read::refresh(&mut slot, &self.dir.join(name), kind, &mut state.tables, &mut state.buf);
+        if let Some(st) = slot {
+            state.files.insert(name.clone(), st);
+        }
+        result
+    }
+}
+
+impl State {
+    /// Interned data is never removed one item at a time; when files that went away
+    /// have left the tables much larger than what the remaining files use, start
+    /// afresh (the next scrape parses everything again).
+    fn compact_if_bloated(&mut self) {
+        let live: usize = self.files.values().map(FileState::entry_count).sum();
+        if self.tables.sample_count() > 4 * live + 65_536 {
+            self.tables = Tables::default();
+            self.files.clear();
+            self.scratch = Scratch::default();
+        }
+    }
+}
+
+/// The self-metrics family: files skipped by this scrape, by reason.
+fn skipped_files_family(skipped: &[SkippedFile]) -> MetricFamily {
+    let reason: Arc<str> = Arc::from("reason");
+    let samples = SkipReason::NAMES
+        .iter()
+        .map(|&name| Sample {
+            name: Arc::from(SKIPPED_FILES_METRIC),
+            labels: vec![(reason.clone(), Arc::from(name))],
+            value: skipped.iter().filter(|s| s.reason.as_str() == name).count() as f64,
+        })
+        .collect();
+    MetricFamily {
+        name: Arc::from(SKIPPED_FILES_METRIC),
+        help: Arc::from("Files of the metrics directory that the last scrape skipped, by reason."),
+        kind: MetricType::Gauge,
+        samples,
+    }
+}
+
+fn cmp_names(a: &OsString, b: &OsString) -> std::cmp::Ordering {
+    use std::os::unix::ffi::OsStrExt;
+    a.as_bytes().cmp(b.as_bytes())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,467 @@
+//! Unit tests of the merge rules, on hand-built entries.
+
+use super::merge::{FileInput, Scratch, Unmergeable, merge};
+use super::name::parse_file_name;
+use super::table::Tables;
+use super::*;
+use crate::format::key::encode_key;
+
+/// An entry: (family, sample, labels, help, value, timestamp).
+type TestEntry = (&'static str, &'static str, Vec<(&'static str, &'static str)>, &'static str, f64, f64);
+
+/// One file: its name and its entries.
+struct TestFile {
+    name: &'static str,
+    entries: Vec<TestEntry>,
+}
+
+fn file(name: &'static str) -> TestFile {
+    TestFile { name, entries: Vec::new() }
+}
+
+impl TestFile {
+    fn e(
+        mut self,
+        family: &'static str,
+        sample: &'static str,
+        labels: &[(&'static str, &'static str)],
+        v: f64,
+    ) -> Self {
+        self.entries.push((family, sample, labels.to_vec(), "help", v, 0.0));
+        self
+    }
+
+    fn help(mut self, family: &'static str, help: &'static str, v: f64) -> Self {
+        self.entries.push((family, family, vec![], help, v, 0.0));
+        self
+    }
+
+    fn ts(mut self, family: &'static str, v: f64, ts: f64) -> Self {
+        self.entries.push((family, family, vec![], "help", v, ts));
+        self
+    }
+}
+
+struct Built {
+    typ: MetricType,
+    mode: Option<crate::GaugeMode>,
+    families: Vec<(u32, u32)>,
+    samples: Vec<u32>,
+    values: Vec<f64>,
+    timestamps: Vec<f64>,
+}
+
+fn run(files: &[TestFile]) -> Result<Vec<MetricFamily>, Unmergeable> {
+    let mut tables = Tables::default();
+    let mut built = Vec::new();
+    for f in files {
+        let kind = parse_file_name(f.name).expect("test file name");
+        let mut b = Built {
+            typ: kind.typ,
+            mode: kind.gauge.as_ref().map(|g| g.0),
+            families: vec![],
+            samples: vec![],
+            values: vec![],
+            timestamps: vec![],
+        };
+        for (family, sample, labels, help, v, ts) in &f.entries {
+            let mut labels = labels.clone();
+            labels.sort();
+            let key = tables.key_id(encode_key(family, sample, &labels, help).as_bytes()).unwrap();
+            let id = match &kind.gauge {
+                Some((_, pid)) => tables.gauge_sample(key, pid),
+                None => tables.key(key).sample,
+            };
+            let fam = tables.key(key).family;
+            if !b.families.iter().any(|(f, _)| *f == fam) {
+                b.families.push((fam, key));
+            }
+            b.samples.push(id);
+            b.values.push(*v);
+            if kind.gauge.is_some() {
+                b.timestamps.push(*ts);
+            }
+        }
+        built.push(b);
+    }
+    let inputs: Vec<FileInput<'_>> = built
+        .iter()
+        .map(|b| FileInput {
+            typ: b.typ,
+            mode: b.mode,
+            families: &b.families,
+            samples: &b.samples,
+            values: &b.values,
+            timestamps: &b.timestamps,
+        })
+        .collect();
+    let mut scratch = Scratch::default();
+    let first = merge(&tables, &inputs, &mut scratch);
+    // The scratch buffers are reset: merging again gives the same result.
+    let second = merge(&tables, &inputs, &mut scratch);
+    assert_eq!(format!("{first:?}"), format!("{second:?}"));
+    first
+}
+
+/// `name{l="v",...} value` per sample, labels in exposed order.
+fn lines(families: &[MetricFamily]) -> Vec<String> {
+    let mut out = Vec::new();
+    for f in families {
+        for s in &f.samples {
+            let labels: Vec<String> = s.labels.iter().map(|(n, v)| format!("{n}={v}")).collect();
+            out.push(format!("{}{{{}}} {:?}", s.name, labels.join(","), s.value));
+        }
+    }
+    out
+}
+
+#[test]
+fn counter_sums_follow_file_order_bit_for_bit() {
+    let forward = run(&[
+        file("counter_1.db").e("c", "c_total", &[], 0.1),
+        file("counter_2.db").e("c", "c_total", &[], 0.2),
+        file("counter_3.db").e("c", "c_total", &[], 0.3),
+    ])
+    .unwrap();
+    assert_eq!(forward[0].samples[0].value, 0.6000000000000001);
+    let backward = run(&[
+        file("counter_1.db").e("c", "c_total", &[], 0.3),
+        file("counter_2.db").e("c", "c_total", &[], 0.2),
+        file("counter_3.db").e("c", "c_total", &[], 0.1),
+    ])
+    .unwrap();
+    assert_eq!(backward[0].samples[0].value, 0.6);
+}
+
+#[test]
+fn sums_start_from_positive_zero() {
+    let fams = run(&[file("counter_1.db").e("c", "c_total", &[], -0.0)]).unwrap();
+    assert!(fams[0].samples[0].value.is_sign_positive());
+}
+
+#[test]
+fn min_keeps_a_nan_seen_first_and_ignores_one_seen_later() {
+    let nan_first =
+        run(&[file("gauge_min_1.db").e("g", "g", &[], f64::NAN), file("gauge_min_2.db").e("g", "g", &[], 1.0)])
+            .unwrap();
+    assert!(nan_first[0].samples[0].value.is_nan());
+    let nan_later = run(&[
+        file("gauge_livemin_1.db").e("g", "g", &[], 1.0),
+        file("gauge_livemin_2.db").e("g", "g", &[], f64::NAN),
+        file("gauge_livemin_3.db").e("g", "g", &[], 0.5),
+    ])
+    .unwrap();
+    assert_eq!(nan_later[0].samples[0].value, 0.5);
+}
+
+#[test]
+fn max_uses_plain_greater_than() {
+    let fams = run(&[
+        file("gauge_max_1.db").e("g", "g", &[], -0.0),
+        file("gauge_max_2.db").e("g", "g", &[], 0.0),
+        file("gauge_max_3.db").e("g", "g", &[], f64::NAN),
+    ])
+    .unwrap();
+    // 0.0 > -0.0 is false: the first zero, negative, is kept; NaN never wins.
+    assert!(fams[0].samples[0].value == 0.0 && fams[0].samples[0].value.is_sign_negative());
+}
+
+#[test]
+fn mostrecent_takes_strictly_greater_timestamps_and_first_file_wins_ties() {
+    let fams = run(&[
+        file("gauge_mostrecent_1.db").ts("g", 1.0, 100.0),
+        file("gauge_mostrecent_2.db").ts("g", 2.0, 100.0),
+        file("gauge_mostrecent_3.db").ts("g", 3.0, 99.0),
+    ])
+    .unwrap();
+    assert_eq!(lines(&fams), ["g{} 1.0"]);
+    let newer = run(&[
+        file("gauge_livemostrecent_1.db").ts("g", 1.0, 100.0),
+        file("gauge_livemostrecent_2.db").ts("g", 2.0, 100.5),
+    ])
+    .unwrap();
+    assert_eq!(lines(&newer), ["g{} 2.0"]);
+}
+
+#[test]
+fn never_set_mostrecent_series_are_omitted_but_the_family_stays() {
+    let fams =
+        run(&[file("gauge_mostrecent_1.db").ts("g", 5.0, 0.0), file("gauge_mostrecent_2.db").ts("g", 6.0, -1.0)])
+            .unwrap();
+    assert_eq!(fams.len(), 1);
+    assert_eq!(&*fams[0].name, "g");
+    assert!(fams[0].samples.is_empty());
+}
+
+#[test]
+fn mostrecent_groups_are_ordered_by_first_assignment() {
+    let fams = run(&[
+        file("gauge_mostrecent_1.db").e("g", "g", &[("l", "a")], 1.0).e("g", "g", &[("l", "b")], 2.0),
+        file("gauge_mostrecent_2.db").e("g", "g", &[("l", "b")], 3.0),
+    ]);
+    // Timestamps all 0: nothing is assigned at all.
+    assert!(fams.unwrap()[0].samples.is_empty());
+    let mut a = file("gauge_mostrecent_1.db");
+    a.entries.push(("g", "g", vec![("l", "a")], "h", 1.0, 0.0));
+    a.entries.push(("g", "g", vec![("l", "b")], "h", 2.0, 5.0));
+    let mut b = file("gauge_mostrecent_2.db");
+    b.entries.push(("g", "g", vec![("l", "a")], "h", 3.0, 6.0));
+    assert_eq!(lines(&run(&[a, b]).unwrap()), ["g{l=b} 2.0", "g{l=a} 3.0"]);
+}
+
+#[test]
+fn all_mode_adds_the_file_pid_and_overrides_a_user_pid_label() {
+    let fams = run(&[
+        file("gauge_all_10.db").e("g", "g", &[("pid", "mine"), ("x", "1")], 1.0),
+        file("gauge_all_w_1.db").e("g", "g", &[("x", "1")], 2.0),
+    ])
+    .unwrap();
+    assert_eq!(lines(&fams), ["g{pid=10,x=1} 1.0", "g{pid=,x=1} 2.0"]);
+}
+
+#[test]
+fn other_gauge_modes_drop_every_pid_label() {
+    let fams = run(&[
+        file("gauge_sum_1.db").e("g", "g", &[("pid", "a")], 1.0),
+        file("gauge_sum_2.db").e("g", "g", &[("pid", "b")], 2.0),
+    ])
+    .unwrap();
+    assert_eq!(lines(&fams), ["g{} 3.0"]);
+}
+
+#[test]
+fn the_last_gauge_file_decides_the_mode_and_the_first_mention_the_type_and_help() {
+    let fams = run(&[
+        file("gauge_all_1.db").help("g", "first help", 1.0),
+        file("gauge_max_2.db").help("g", "second help", 2.0),
+        file("gauge_sum_3.db").help("g", "third help", 4.0),
+    ])
+    .unwrap();
+    assert_eq!(&*fams[0].help, "first help");
+    assert_eq!(fams[0].kind, MetricType::Gauge);
+    assert_eq!(lines(&fams), ["g{} 7.0"]);
+
+    let mixed =
+        run(&[file("counter_1.db").e("m", "m_total", &[], 1.0), file("gauge_all_2.db").e("m", "m", &[], 5.0)]).unwrap();
+    assert_eq!(mixed[0].kind, MetricType::Counter);
+    assert_eq!(lines(&mixed), ["m_total{} 1.0", "m{pid=2} 5.0"]);
+}
+
+#[test]
+fn histogram_buckets_accumulate_and_count_is_derived() {
+    let h = |f: TestFile, route: &'static str, sum: f64, b: [f64; 3]| {
+        f.e("h", "h_sum", &[("route", route)], sum)
+            .e("h", "h_bucket", &[("le", "0.5"), ("route", route)], b[0])
+            .e("h", "h_bucket", &[("le", "1.0"), ("route", route)], b[1])
+            .e("h", "h_bucket", &[("le", "+Inf"), ("route", route)], b[2])
+    };
+    let fams = run(&[
+        h(file("histogram_1.db"), "/a", 1.5, [1.0, 0.0, 1.0]),
+        h(file("histogram_2.db"), "/a", 0.25, [1.0, 1.0, 0.0]),
+    ])
+    .unwrap();
+    assert_eq!(
+        lines(&fams),
+        [
+            "h_sum{route=/a} 1.75",
+            "h_bucket{le=0.5,route=/a} 2.0",
+            "h_bucket{le=1.0,route=/a} 3.0",
+            "h_bucket{le=+Inf,route=/a} 4.0",
+            "h_count{route=/a} 4.0",
+        ]
+    );
+}
+
+#[test]
+fn histogram_bounds_compare_as_floats_and_print_as_first_seen() {
+    let fams = run(&[
+        file("histogram_1.db").e("h", "h_bucket", &[("le", "10000000000.0")], 1.0).e(
+            "h",
+            "h_bucket",
+            &[("le", "-0.0")],
+            1.0,
+        ),
+        file("histogram_2.db").e("h", "h_bucket", &[("le", "1e+10")], 2.0).e("h", "h_bucket", &[("le", "0.0")], 1.0),
+    ])
+    .unwrap();
+    // A group with buckets only; bounds sorted numerically; `le` reformatted.
+    assert_eq!(lines(&fams), ["h_bucket{le=-0.0} 2.0", "h_bucket{le=1e+10} 5.0", "h_count{} 5.0"]);
+}
+
+#[test]
+fn bucket_only_label_groups_come_after_the_others() {
+    let fams = run(&[file("histogram_1.db")
+        .e("h", "h_bucket", &[("le", "1.0"), ("x", "b")], 1.0)
+        .e("h", "h_sum", &[("x", "a")], 2.0)
+        .e("h", "h_bucket", &[("le", "1.0"), ("x", "a")], 1.0)])
+    .unwrap();
+    assert_eq!(
+        lines(&fams),
+        [
+            "h_sum{x=a} 2.0",
+            "h_bucket{le=1.0,x=a} 1.0",
+            "h_count{x=a} 1.0",
+            "h_bucket{le=1.0,x=b} 1.0",
+            "h_count{x=b} 1.0"
+        ]
+    );
+}
+
+#[test]
+fn a_stored_count_is_overwritten_in_place() {
+    let fams = run(&[
+        file("histogram_1.db").e("h", "h_count", &[], 9.0).e("h", "h_sum", &[], 1.0),
+        file("histogram_2.db").e("h", "h_bucket", &[("le", "+Inf")], 2.0),
+    ])
+    .unwrap();
+    assert_eq!(lines(&fams), ["h_count{} 2.0", "h_sum{} 1.0", "h_bucket{le=+Inf} 2.0"]);
+}
+
+#[test]
+fn a_bound_that_is_not_a_number_makes_its_file_unmergeable() {
+    let err = run(&[
+        file("histogram_1.db").e("h", "h_bucket", &[("le", "1.0")], 1.0),
+        file("histogram_2.db").e("h", "h_bucket", &[("le", "abc")], 1.0),
+    ])
+    .unwrap_err();
+    assert_eq!(err, Unmergeable { file: 1, family: "h".into(), le: "abc".into() });
+    // In a counter family the same label is an ordinary label.
+    let fine = run(&[file("counter_1.db").e("c", "c_total", &[("le", "abc")], 1.0)]).unwrap();
+    assert_eq!(lines(&fine), ["c_total{le=abc} 1.0"]);
+}
+
+#[test]
+fn python_float_accepts_what_float_accepts() {
+    use super::table::parse_python_float as p;
+    assert_eq!(p("+Inf"), Some(f64::INFINITY));
+    assert_eq!(p(" -infinity "), Some(f64::NEG_INFINITY));
+    assert_eq!(p("1_000.5"), Some(1000.5));
+    assert!(p("NaN").unwrap().is_nan());
+    assert_eq!(p("1e+10"), Some(1e10));
+    assert_eq!(p("_1"), None);
+    assert_eq!(p("1__0"), None);
+    assert_eq!(p("abc"), None);
+}
+
+#[test]
+fn families_keep_first_mention_order_across_files() {
+    let fams = run(&[
+        file("counter_1.db").e("b", "b_total", &[], 1.0),
+        file("summary_1.db").e("a", "a_count", &[], 1.0).e("a", "a_sum", &[], 2.0),
+        file("counter_2.db").e("c", "c_total", &[], 1.0).e("b", "b_total", &[], 1.0),
+    ])
+    .unwrap();
+    let names: Vec<&str> = fams.iter().map(|f| &*f.name).collect();
+    assert_eq!(names, ["b", "a", "c"]);
+    assert_eq!(lines(&fams), ["b_total{} 2.0", "a_count{} 1.0", "a_sum{} 2.0", "c_total{} 1.0"]);
+}
+
+mod on_disk {
+    use super::super::read;
+    use super::*;
+    use crate::{GaugeMode, Opts, Registry, WorkerId};
+
+    fn registry(dir: &std::path::Path, id: &str) -> Registry {
+        Registry::builder().dir(dir).worker_id(WorkerId::new(id).unwrap()).build().unwrap()
+    }
+
+    fn values(scrape: &Scrape) -> Vec<String> {
+        lines(&scrape.families)
+    }
+
+    #[test]
+    fn vanished_file_is_reported_as_vanished() {
+        let dir = tempfile::tempdir().unwrap();
+        let kind = parse_file_name("gauge_livesum_1.db").unwrap();
+        let mut slot = None;
+        let reason = read::refresh(
+            &mut slot,
+            &dir.path().join("gauge_livesum_1.db"),
+            kind,
+            &mut Tables::default(),
+            &mut Vec::new(),
+        );
+        assert_eq!(reason, Err(SkipReason::Vanished));
+        assert!(slot.is_none());
+    }
+
+    #[test]
+    fn repeat_scrape_sees_new_values_and_new_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = registry(dir.path(), "1");
+        let c = r.counter_family(Opts::new("c_total", "C."), &["a"]).unwrap();
+        c.get(&["x"]).unwrap().inc();
+        let collector = Collector::new(dir.path()).unwrap();
+        assert_eq!(values(&collector.collect().unwrap()), ["c_total{a=x} 1.0"]);
+        c.get(&["x"]).unwrap().inc_by(2.0);
+        c.get(&["y"]).unwrap().inc();
+        r.gauge(Opts::new("g", "G."), GaugeMode::Max).unwrap().set(5.0);
+        assert_eq!(values(&collector.collect().unwrap()), ["c_total{a=x} 3.0", "c_total{a=y} 1.0", "g{} 5.0"]);
+        // Growth past the first 64 KiB remaps the file and keeps what was parsed.
+        for i in 0..2000 {
+            c.get(&[&format!("label-{i:04}")]).unwrap().inc();
+        }
+        let scrape = collector.collect().unwrap();
+        assert_eq!(scrape.families[0].samples.len(), 2002);
+        assert_eq!(scrape, Collector::new(dir.path()).unwrap().collect().unwrap());
+    }
+
+    #[test]
+    fn a_replaced_file_is_parsed_afresh() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("counter_1.db");
+        let write = |name: &str, v: f64, to: &std::path::Path| {
+            let key = encode_key(name, &format!("{name}_total"), &[], "h");
+            let mut bytes = crate::format::encode_header(0).to_vec();
+            crate::format::encode_entry(&mut bytes, key.as_bytes(), v, 0.0);
+            let used = bytes.len() as u32;
+            bytes[..4].copy_from_slice(&used.to_le_bytes());
+            std::fs::write(to, bytes).unwrap();
+        };
+        write("a", 1.0, &path);
+        let collector = Collector::new(dir.path()).unwrap();
+        assert_eq!(values(&collector.collect().unwrap()), ["a_total{} 1.0"]);
+        let tmp = dir.path().join(".new");
+        write("b", 2.0, &tmp);
+        std::fs::rename(&tmp, &path).unwrap();
+        assert_eq!(values(&collector.collect().unwrap()), ["b_total{} 2.0"]);
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(collector.collect().unwrap(), Scrape::default());
+    }
+
+    #[test]
+    fn collector_new_refuses_a_missing_directory_and_collect_fails_only_on_the_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing");
+        assert_eq!(Collector::new(&missing).unwrap_err().kind(), crate::ErrorKind::NotADirectory);
+        let file = dir.path().join("file");
+        std::fs::write(&file, b"").unwrap();
+        assert_eq!(Collector::new(&file).unwrap_err().kind(), crate::ErrorKind::NotADirectory);
+        let sub = dir.path().join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        let collector = Collector::new(&sub).unwrap();
+        std::fs::remove_dir(&sub).unwrap();
+        let err = collector.collect().unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::NotADirectory);
+        assert_eq!(err.path(), Some(sub.as_path()));
+    }
+}
+
+#[test]
+fn every_skip_reason_has_a_listed_name() {
+    use crate::format::FormatError;
+    use crate::format::key::KeyError;
+    let all = [
+        SkipReason::UnknownName,
+        SkipReason::NotARegularFile,
+        SkipReason::Vanished,
+        SkipReason::Unreadable(std::io::ErrorKind::PermissionDenied),
+        SkipReason::Empty,
+        SkipReason::Corrupt(FormatError::ShortHeader { len: 0 }),
+        SkipReason::InvalidKey { offset: 8, error: KeyError::NotUtf8 { valid_up_to: 0 } },
+        SkipReason::EmptyMetricName { offset: 8 },
+        SkipReason::InvalidBucketBound { family: "h".into(), le: "x".into() },
+    ];
+    let names: Vec<&str> = all.iter().map(SkipReason::as_str).collect();
+    assert_eq!(names, SkipReason::NAMES);
+}

@@ -1,0 +1,117 @@
+//! The Prometheus text format (0.0.4, which is also the 1.0.0 body), exactly as
+//! prometheus_client 0.26's `exposition.generate_latest` writes it.
+
+use super::Escaping;
+use super::escape::{self, is_legacy_metric_name};
+use crate::collect::{MetricFamily, MetricType, Sample};
+use crate::format::float::write_go_float;
+
+/// Samples Python moves out of their family into a gauge family of their own, in the
+/// order it prints those (sorted by suffix).
+const OM_ONLY_SUFFIXES: [&str; 3] = ["_created", "_gcount", "_gsum"];
+
+/// Appends the text exposition of `families` to `out`.
+///
+/// Per family: `# HELP` (backslash and newline escaped) and `# TYPE`, a counter's name
+/// with `_total` appended; then one line per sample, labels in name order, values
+/// spelled by `floatToGoString`. Names outside the legacy character set are escaped
+/// by `escaping` (quoted only with [`Escaping::AllowUtf8`]).
+pub fn encode_text(families: &[MetricFamily], escaping: Escaping, out: &mut String) {
+    let mut name = String::new();
+    for family in families {
+        name.clear();
+        name.push_str(&family.name);
+        if family.kind == MetricType::Counter {
+            name.push_str("_total");
+        }
+        header(out, &name, &family.help, false, family.kind.as_str(), escaping);
+        let mut deferred = [const { Vec::new() }; 3];
+        for sample in &family.samples {
+            match om_only(&family.name, &sample.name) {
+                Some(i) => deferred[i].push(sample),
+                None => sample_line(out, sample, escaping),
+            }
+        }
+        for (suffix, samples) in OM_ONLY_SUFFIXES.iter().zip(deferred) {
+            if samples.is_empty() {
+                continue;
+            }
+            name.clear();
+            name.push_str(&family.name);
+            name.push_str(suffix);
+            header(out, &name, &family.help, false, "gauge", escaping);
+            for sample in samples {
+                sample_line(out, sample, escaping);
+            }
+        }
+    }
+}
+
+/// Which of [`OM_ONLY_SUFFIXES`] `sample` is, if it is `family` plus one of them.
+fn om_only(family: &str, sample: &str) -> Option<usize> {
+    let suffix = sample.strip_prefix(family)?;
+    OM_ONLY_SUFFIXES.iter().position(|s| *s == suffix)
+}
+
+/// `# HELP` and `# TYPE` lines. Text help escapes backslash and newline; OpenMetrics
+/// help (`quote_help`) also `"`.
+pub(super) fn header(out: &mut String, name: &str, help: &str, quote_help: bool, typ: &str, escaping: Escaping) {
+    out.push_str("# HELP ");
+    escape::metric_name(out, name, escaping);
+    out.push(' ');
+    escape::quoted_text(out, help, quote_help);
+    out.push_str("\n# TYPE ");
+    escape::metric_name(out, name, escaping);
+    out.push(' ');
+    out.push_str(typ);
+    out.push('\n');
+}
+
+fn sample_line(out: &mut String, sample: &Sample, escaping: Escaping) {
+    sample_line_with(out, sample, escaping, escape::metric_name);
+}
+
+/// One sample line of either format. A name that must be quoted (not legacy, under
+/// `allow-utf-8`) moves inside the braces; any other name is written by `plain_name`
+/// (the formats differ there: text escapes it as a metric name, OpenMetrics with the
+/// label-name character set).
+pub(super) fn sample_line_with(
+    out: &mut String,
+    sample: &Sample,
+    escaping: Escaping,
+    plain_name: fn(&mut String, &str, Escaping),
+) {
+    let quoted = escaping == Escaping::AllowUtf8 && !is_legacy_metric_name(&sample.name);
+    if quoted {
+        out.push('{');
+        escape::metric_name(out, &sample.name, escaping);
+        if !sample.labels.is_empty() {
+            out.push(',');
+            labels(out, sample, escaping);
+        }
+        out.push('}');
+    } else {
+        plain_name(out, &sample.name, escaping);
+        if !sample.labels.is_empty() {
+            out.push('{');
+            labels(out, sample, escaping);
+            out.push('}');
+        }
+    }
+    out.push(' ');
+    write_go_float(out, sample.value);
+    out.push('\n');
+}
+
+/// `name="value",…` (label values escape `\`, newline and `"` in both formats).
+fn labels(out: &mut String, sample: &Sample, escaping: Escaping) {
+    for (i, (name, value)) in sample.labels.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        escape::label_name(out, name, escaping);
+        out.push_str("=\"");
+        escape::quoted_text(out, value, true);
+        out.push('"');
+    }
+}

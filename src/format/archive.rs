@@ -1,0 +1,87 @@
+//! Archive files written by compaction, and their source manifests.
+//!
+//! An archive is an ordinary `.db` file (so Python's collector reads it) under the
+//! reserved worker ID `0archive-GEN`, e.g. `counter_0archive-7.db`: pid 0 never
+//! belongs to a worker and `0` sorts before every pid and slot name, so families keep
+//! their order. Beside it, a dot-file (ignored by Python's glob) lists the files the
+//! archive replaces:
+//!
+//! ```text
+//! .counter_0archive-7.db.sources
+//! prometheus-multiproc archive sources v1
+//! counter_0archive-6.db
+//! counter_1234.db
+//! counter_1240.db
+//! ```
+//!
+//! The manifest is renamed into place before the archive, so whenever an archive is
+//! visible its manifest is too: a reader that sees both the archive and one of its
+//! sources (the compactor died before deleting them) counts only the archive.
+
+/// Worker-ID prefix reserved for archives.
+pub const ARCHIVE_ID_PREFIX: &str = "0archive-";
+
+const MANIFEST_HEADER: &str = "prometheus-multiproc archive sources v1";
+
+/// The archive file name for a file prefix (`counter`, `gauge_max`, …) and generation.
+pub fn archive_name(prefix: &str, generation: u64) -> String {
+    format!("{prefix}_{ARCHIVE_ID_PREFIX}{generation}.db")
+}
+
+/// Splits an archive file name into its prefix and generation.
+pub fn parse_archive_name(name: &str) -> Option<(&str, u64)> {
+    let stem = name.strip_suffix(".db")?;
+    let (prefix, generation) = stem.split_once(&format!("_{ARCHIVE_ID_PREFIX}"))?;
+    let generation = generation.parse().ok()?;
+    (!prefix.is_empty()).then_some((prefix, generation))
+}
+
+/// The manifest file name of an archive.
+pub fn manifest_name(archive: &str) -> String {
+    format!(".{archive}.sources")
+}
+
+/// Encodes the list of file names an archive replaces.
+pub fn encode_manifest(sources: &[String]) -> String {
+    let mut out = String::from(MANIFEST_HEADER);
+    out.push('\n');
+    for source in sources {
+        out.push_str(source);
+        out.push('\n');
+    }
+    out
+}
+
+/// Decodes a manifest; `None` when it lacks the header (not ours, or cut short before
+/// the header was written) or names something that is not a plain `.db` file name.
+pub fn decode_manifest(text: &str) -> Option<Vec<String>> {
+    let mut lines = text.lines();
+    if lines.next()? != MANIFEST_HEADER {
+        return None;
+    }
+    let names: Vec<String> = lines.map(str::to_owned).collect();
+    names.iter().all(|n| n.ends_with(".db") && !n.contains('/') && !n.starts_with('.')).then_some(names)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn archive_names_round_trip_and_sort_first() {
+        let name = archive_name("gauge_max", 12);
+        assert_eq!(name, "gauge_max_0archive-12.db");
+        assert_eq!(parse_archive_name(&name), Some(("gauge_max", 12)));
+        assert_eq!(parse_archive_name("counter_1234.db"), None);
+        assert!(archive_name("counter", 1).as_str() < "counter_1.db");
+        assert!(archive_name("counter", 1).as_str() < "counter_w1.db");
+    }
+
+    #[test]
+    fn manifest_round_trips_and_rejects_paths() {
+        let sources = vec!["counter_1.db".to_owned(), "counter_0archive-1.db".into()];
+        assert_eq!(decode_manifest(&encode_manifest(&sources)), Some(sources));
+        assert_eq!(decode_manifest("garbage\ncounter_1.db\n"), None);
+        assert_eq!(decode_manifest(&encode_manifest(&["../etc/passwd.db".into()])), None);
+    }
+}

@@ -1,0 +1,250 @@
+//! Compaction: bounded files after many restarts, totals preserved, crash safety at
+//! every step, and scrapes that never see a double count or a dip. The compactor is
+//! killed in a child process (this binary re-run in a role).
+
+mod support;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use libtest_mimic::{Arguments, Failed, Trial};
+use prometheus_multiproc::cleanup::{CompactOptions, compact, compact_with};
+use prometheus_multiproc::{Collector, GaugeMode, Opts, Registry, WorkerId, render};
+use support::{ROLE, TestDir, python_samples, role_command};
+
+fn main() {
+    if let Ok(role) = std::env::var(ROLE) {
+        run_role(&role);
+        std::process::exit(0);
+    }
+    let args = Arguments::from_args();
+    let tests = vec![
+        Trial::test(
+            "compaction_after_2000_restarts_bounds_files_and_keeps_every_total",
+            compaction_after_2000_restarts_bounds_files_and_keeps_every_total,
+        ),
+        Trial::test("compactor_killed_at_every_step_loses_and_doubles_nothing", compactor_killed_at_every_step),
+        Trial::test("scrapes_during_compaction_never_see_a_double_count_or_dip", scrapes_during_compaction),
+        Trial::test("second_compactor_is_refused_while_one_runs", second_compactor_is_refused),
+    ];
+    libtest_mimic::run(&args, tests).exit();
+}
+
+fn run_role(role: &str) {
+    match role {
+        // Compacts $PROMETHEUS_MULTIPROC_DIR and SIGKILLs itself right after step $CRASH_AT.
+        "compact-crash" => {
+            let dir = std::env::var("PROMETHEUS_MULTIPROC_DIR").unwrap();
+            let crash_at: usize = std::env::var("CRASH_AT").unwrap().parse().unwrap();
+            let on_step = move |step: &prometheus_multiproc::cleanup::Step| {
+                if step.index == crash_at {
+                    nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL).unwrap();
+                }
+            };
+            let done = compact_with(
+                Path::new(&dir),
+                CompactOptions { on_step: Some(Box::new(on_step)), ..Default::default() },
+            )
+            .unwrap();
+            println!("finished {}", done.removed.len());
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
+
+/// One worker's life: the same families and label sets in every worker, integer and
+/// dyadic values so every sum is exact in any order.
+fn work(registry: &Registry, i: usize) {
+    let requests = registry.counter_family(Opts::new("c_requests_total", "Requests."), &["route"]).unwrap();
+    requests.get(&["/a"]).unwrap().inc_by((i % 3 + 1) as f64);
+    requests.get(&["/b"]).unwrap().inc();
+    let latency = registry.histogram(Opts::new("c_latency_seconds", "Latency."), &[0.25, 1.0]).unwrap();
+    for v in [0.25, 0.5, 2.0] {
+        latency.observe(v);
+    }
+    registry.summary(Opts::new("c_payload_bytes", "Payload.")).unwrap().observe(128.0 * (i + 1) as f64);
+    for (name, mode) in [("c_g_sum", GaugeMode::Sum), ("c_g_max", GaugeMode::Max), ("c_g_min", GaugeMode::Min)] {
+        registry.gauge(Opts::new(name, "G."), mode).unwrap().set(i as f64);
+    }
+    registry.gauge(Opts::new("c_g_recent", "Most recent."), GaugeMode::MostRecent).unwrap().set(i as f64);
+    registry.gauge(Opts::new("c_in_flight", "In flight."), GaugeMode::LiveSum).unwrap().inc();
+}
+
+/// Writers `first..first+n` under IDs `{tag}{i}` that exit (their registries drop).
+fn dead_workers(dir: &Path, tag: &str, first: usize, n: usize) {
+    for i in first..first + n {
+        let registry =
+            Registry::builder().dir(dir).worker_id(WorkerId::new(&format!("{tag}{i}")).unwrap()).build().unwrap();
+        work(&registry, i);
+    }
+}
+
+/// Writers that stay alive as long as the returned registries do.
+fn live_workers(dir: &Path, n: usize) -> Vec<Registry> {
+    (0..n)
+        .map(|i| {
+            let registry =
+                Registry::builder().dir(dir).worker_id(WorkerId::new(&format!("live{i}")).unwrap()).build().unwrap();
+            work(&registry, 1000 + i);
+            registry
+        })
+        .collect()
+}
+
+fn text(collector: &Collector) -> String {
+    let scrape = collector.collect().unwrap();
+    // A file removed between listing and reading (a folded source, a dead writer's
+    // live gauge) is reported as vanished; nothing else may be skipped.
+    let bad: Vec<_> =
+        scrape.skipped.iter().filter(|s| s.reason != prometheus_multiproc::SkipReason::Vanished).collect();
+    assert!(bad.is_empty(), "skipped files: {bad:?}");
+    String::from_utf8(render(&scrape, None, None).body).unwrap()
+}
+
+fn expect_eq<T: PartialEq + std::fmt::Debug>(what: &str, got: T, want: T) -> Result<(), Failed> {
+    if got == want { Ok(()) } else { Err(format!("{what}:\n got {got:?}\nwant {want:?}").into()) }
+}
+
+fn compaction_after_2000_restarts_bounds_files_and_keeps_every_total() -> Result<(), Failed> {
+    let dir = TestDir::new();
+    let _live = live_workers(dir.path(), 4);
+    dead_workers(dir.path(), "r", 0, 2000);
+    let files_before = dir.db_files().len();
+    let collector = Collector::new(dir.path())?;
+    let before = text(&collector);
+    let done = compact(dir.path())?;
+    expect_eq("dead writers", done.dead_writers.len(), 2000)?;
+    let files_after = dir.db_files();
+    // 7 archives (one per foldable prefix) + the 4 live workers' 8 files each.
+    if files_after.len() > 7 + 4 * 8 {
+        return Err(
+            format!("{} files after compaction (from {files_before}): {files_after:?}", files_after.len()).into()
+        );
+    }
+    expect_eq("our scrape after compaction", text(&collector), before.clone())?;
+    expect_eq("a fresh collector", text(&Collector::new(dir.path())?), before)?;
+    // Python's collector reads the archives: the same totals as ours.
+    let ours = support::samples_of(&collector.collect()?);
+    expect_eq("python totals on the compacted directory", python_samples(dir.path()), ours)?;
+    println!("files: {files_before} before, {} after", files_after.len());
+    Ok(())
+}
+
+/// A directory that has been compacted once and has three more dead writers since,
+/// so a compaction folds an old archive too.
+fn crash_scenario(dir: &Path) -> Vec<Registry> {
+    let live = live_workers(dir, 2);
+    dead_workers(dir, "d", 0, 3);
+    compact(dir).unwrap();
+    dead_workers(dir, "e", 3, 3);
+    live
+}
+
+/// File names with archive generations blanked: a compaction interrupted after some
+/// archives were published and finished by the next one numbers the rest higher.
+fn without_generation(names: Vec<String>) -> Vec<String> {
+    names
+        .into_iter()
+        .map(|n| match n.split_once("_0archive-") {
+            Some((p, _)) => format!("{p}_0archive-N.db"),
+            None => n,
+        })
+        .collect()
+}
+
+fn compactor_killed_at_every_step() -> Result<(), Failed> {
+    // Count the steps of an uninterrupted compaction of the same scenario.
+    let reference = TestDir::new();
+    let _live = crash_scenario(reference.path());
+    let steps = AtomicUsize::new(0);
+    let counter = |_: &prometheus_multiproc::cleanup::Step| {
+        steps.fetch_add(1, Ordering::Relaxed);
+    };
+    let reference_text_before = text(&Collector::new(reference.path())?);
+    compact_with(reference.path(), CompactOptions { on_step: Some(Box::new(counter)), ..Default::default() })?;
+    let total = steps.load(Ordering::Relaxed);
+    let reference_python = python_samples(reference.path());
+    if total < 20 {
+        return Err(format!("only {total} steps: the scenario does not exercise compaction").into());
+    }
+    for crash_at in 0..total {
+        let dir = TestDir::new();
+        let _live = crash_scenario(dir.path());
+        let collector = Collector::new(dir.path())?;
+        let before = text(&collector);
+        expect_eq("scenario baseline", &before, &reference_text_before)?;
+        let out = role_command("compact-crash", dir.path()).env("CRASH_AT", crash_at.to_string()).output()?;
+        if out.status.success() {
+            return Err(format!("compactor was not killed at step {crash_at} of {total}").into());
+        }
+        expect_eq(&format!("scrape after a kill at step {crash_at}"), text(&collector), before.clone())?;
+        expect_eq(
+            &format!("fresh collector after a kill at step {crash_at}"),
+            text(&Collector::new(dir.path())?),
+            before.clone(),
+        )?;
+        compact(dir.path())?;
+        expect_eq(&format!("scrape after recovery from step {crash_at}"), text(&collector), before.clone())?;
+        expect_eq(
+            &format!("python after recovery from step {crash_at}"),
+            python_samples(dir.path()),
+            reference_python.clone(),
+        )?;
+        expect_eq(
+            &format!("files after recovery from step {crash_at}"),
+            without_generation(dir.db_files()),
+            without_generation(reference.db_files()),
+        )?;
+    }
+    println!("killed the compactor at each of {total} steps");
+    Ok(())
+}
+
+fn scrapes_during_compaction() -> Result<(), Failed> {
+    let dir = TestDir::new();
+    let _live = live_workers(dir.path(), 2);
+    dead_workers(dir.path(), "d", 0, 300);
+    let baseline = text(&Collector::new(dir.path())?);
+    let done = AtomicBool::new(false);
+    let scrapes = std::thread::scope(|s| {
+        let scraper = s.spawn(|| {
+            let collector = Collector::new(dir.path()).unwrap();
+            let mut n = 0usize;
+            while !done.load(Ordering::Relaxed) {
+                let got = text(&collector);
+                assert!(got == baseline, "scrape {n} during compaction differs:\n{got}\n--- baseline\n{baseline}");
+                n += 1;
+            }
+            n
+        });
+        // Widen every window between steps so that scrapes land inside them.
+        let slow = |_: &prometheus_multiproc::cleanup::Step| std::thread::sleep(Duration::from_micros(300));
+        let result = compact_with(dir.path(), CompactOptions { on_step: Some(Box::new(slow)), ..Default::default() });
+        done.store(true, Ordering::Relaxed);
+        result.map(|_| scraper.join())
+    })?;
+    let scrapes = scrapes.map_err(|_| "a scrape during compaction saw different totals")?;
+    if scrapes < 3 {
+        return Err(format!("only {scrapes} scrapes overlapped the compaction").into());
+    }
+    println!("{scrapes} scrapes during compaction, all equal to the baseline");
+    expect_eq("after", text(&Collector::new(dir.path())?), baseline)
+}
+
+fn second_compactor_is_refused() -> Result<(), Failed> {
+    let dir = TestDir::new();
+    dead_workers(dir.path(), "d", 0, 3);
+    let refused = std::sync::Mutex::new(None);
+    let try_second = |step: &prometheus_multiproc::cleanup::Step| {
+        if step.index == 0 {
+            *refused.lock().unwrap() = Some(compact(dir.path()).map(|_| ()).map_err(|e| e.kind()));
+        }
+    };
+    compact_with(dir.path(), CompactOptions { on_step: Some(Box::new(try_second)), ..Default::default() })?;
+    expect_eq(
+        "second compactor",
+        refused.into_inner().unwrap(),
+        Some(Err(prometheus_multiproc::ErrorKind::CompactionInProgress)),
+    )
+}
