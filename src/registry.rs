@@ -1,5 +1,6 @@
 //! [`Registry`]: where a process declares its metrics and gets their handles.
 
+use std::any::Any;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -9,7 +10,7 @@ use parking_lot::Mutex;
 use crate::error::{Error, ErrorKind, Result};
 use crate::metrics::opts::{Decl, Kind, prepare_buckets};
 use crate::metrics::{Counter, Family, Gauge, GaugeMode, Histogram, Metric, Opts, Summary};
-use crate::writer::{Shared, WorkerId, identity_env};
+use crate::writer::{DropReason, Shared, WorkerId, identity_env};
 
 /// The environment variable naming the metrics directory.
 pub const DIR_ENV: &str = "PROMETHEUS_MULTIPROC_DIR";
@@ -24,8 +25,24 @@ pub const DIR_ENV_DEPRECATED: &str = "prometheus_multiproc_dir";
 #[derive(Debug, Clone)]
 pub struct Registry {
     shared: Arc<Shared>,
-    decls: Arc<Mutex<HashMap<String, Arc<Decl>>>>,
+    decls: Arc<Mutex<HashMap<String, Declared>>>,
 }
+
+/// A declared metric and its family (a `Family<T>` behind `Any`), so that declaring
+/// the same metric twice hands out the same family, children and cardinality guard.
+struct Declared {
+    decl: Arc<Decl>,
+    family: Box<dyn Any + Send + Sync>,
+}
+
+impl std::fmt::Debug for Declared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.decl.fmt(f)
+    }
+}
+
+/// Name of the self-metric counting series a writer could not create.
+pub const DROPPED_SERIES_METRIC: &str = "prometheus_multiproc_dropped_series_total";
 
 /// Configures a [`Registry`].
 #[derive(Debug, Clone, Default)]
@@ -33,6 +50,7 @@ pub struct RegistryBuilder {
     dir: Option<PathBuf>,
     worker_id: Option<WorkerId>,
     file_mode: Option<u32>,
+    self_metrics: bool,
 }
 
 impl RegistryBuilder {
@@ -56,8 +74,20 @@ impl RegistryBuilder {
         self
     }
 
+    /// Also writes the counter `prometheus_multiproc_dropped_series_total{reason}`:
+    /// series this process could not create because the disk was full (`no_space`) or
+    /// of another I/O failure (`io`), lookups a cardinality guard sent to the overflow
+    /// series (`cardinality`, see [`Opts::max_series`]), and series lost in a fork child
+    /// (`fork`). Its entries are created when the registry is built, so they exist
+    /// before any disk fills up. Off by default (it adds a family to the output).
+    pub fn self_metrics(mut self, on: bool) -> Self {
+        self.self_metrics = on;
+        self
+    }
+
     /// Checks the directory and the worker ID and builds the registry. No file is
-    /// created until a metric is declared.
+    /// created until a metric is declared (or, with [`RegistryBuilder::self_metrics`],
+    /// the counter file for the self-metrics).
     ///
     /// # Errors
     /// * [`ErrorKind::DirNotSet`] when no directory was given and neither
@@ -74,7 +104,19 @@ impl RegistryBuilder {
             None => identity_env()?,
         };
         let shared = Shared::new(&dir, self.file_mode.unwrap_or(0o600), worker_id)?;
-        Ok(Registry { shared, decls: Arc::default() })
+        let registry = Registry { shared, decls: Arc::default() };
+        if self.self_metrics {
+            let dropped = registry.counter_family(
+                Opts::new(
+                    DROPPED_SERIES_METRIC,
+                    "Series this writer could not create, by reason (no_space, io, cardinality, fork).",
+                ),
+                &["reason"],
+            )?;
+            let counters = DropReason::ALL.iter().map(|r| dropped.get(&[r.as_str()])).collect::<Result<Vec<_>>>()?;
+            registry.shared.set_self_metrics(counters);
+        }
+        Ok(registry)
     }
 }
 
@@ -129,28 +171,35 @@ impl Registry {
         self.shared.lost_series.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    fn declare(&self, opts: &Opts, kind: Kind, labels: &[&str]) -> Result<Arc<Decl>> {
+    /// Series this process could not create, by reason (`no_space`, `io`,
+    /// `cardinality`, `fork`), whether or not self-metrics are on.
+    pub fn dropped_series(&self) -> Vec<(&'static str, u64)> {
+        self.shared.dropped()
+    }
+
+    /// The family of a declaration: the one handed out before for an identical
+    /// declaration, a new one for a new name, a [`ErrorKind::Conflict`] otherwise.
+    fn family<T: Metric + Send + Sync + 'static>(&self, opts: &Opts, kind: Kind, labels: &[&str]) -> Result<Family<T>> {
         let decl = Decl::new(opts, kind, labels)?;
         let mut decls = self.decls.lock();
         match decls.get(&decl.name) {
-            Some(existing) if **existing == decl => Ok(Arc::clone(existing)),
+            Some(existing) if *existing.decl == decl => {
+                Ok(existing.family.downcast_ref::<Family<T>>().expect("equal declarations have one type").clone())
+            }
             Some(existing) => Err(Error::new(ErrorKind::Conflict).about(decl.name.clone()).expected(format!(
-                "the earlier declaration: {:?} with labels {:?} and help {:?}",
-                existing.kind, existing.label_names, existing.help
+                "the earlier declaration: {:?} with labels {:?}, help {:?} and limit {:?}",
+                existing.decl.kind, existing.decl.label_names, existing.decl.help, existing.decl.max_series
             ))),
             None => {
                 let decl = Arc::new(decl);
-                decls.insert(decl.name.clone(), Arc::clone(&decl));
-                Ok(decl)
+                let family = Family::<T>::new(Arc::clone(&self.shared), Arc::clone(&decl));
+                decls.insert(decl.name.clone(), Declared { decl, family: Box::new(family.clone()) });
+                Ok(family)
             }
         }
     }
 
-    fn family<T: Metric>(&self, opts: &Opts, kind: Kind, labels: &[&str]) -> Result<Family<T>> {
-        Ok(Family::new(Arc::clone(&self.shared), self.declare(opts, kind, labels)?))
-    }
-
-    fn single<T: Metric>(&self, opts: &Opts, kind: Kind) -> Result<T> {
+    fn single<T: Metric + Send + Sync + 'static>(&self, opts: &Opts, kind: Kind) -> Result<T> {
         self.family::<T>(opts, kind, &[])?.get(&[])
     }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use libtest_mimic::{Arguments, Failed, Trial};
 use prometheus_multiproc::cleanup::{Liveness, clear_directory, liveness, mark_process_dead};
-use prometheus_multiproc::{ErrorKind, GaugeMode, Opts, Registry, WorkerId};
+use prometheus_multiproc::{Collector, ErrorKind, GaugeMode, Opts, Registry, WorkerId, render};
 use support::{ROLE, TestDir, fork, role_command};
 
 fn main() {
@@ -27,6 +27,11 @@ fn main() {
             "slot_takeover_continues_counters_and_resets_live_gauges",
             slot_takeover_continues_counters_and_resets_live_gauges,
         ),
+        Trial::test(
+            "sigkilled_writers_live_gauges_leave_the_next_scrape_unmarked",
+            sigkilled_writers_live_gauges_leave_the_next_scrape_unmarked,
+        ),
+        Trial::test("a_reused_pid_does_not_bring_a_dead_writer_back", a_reused_pid_does_not_bring_a_dead_writer_back),
         Trial::test("mark_process_dead_removes_only_live_gauge_files", mark_process_dead_removes_only_live_gauge_files),
         Trial::test(
             "clear_directory_removes_only_our_files_and_spares_live_dirs",
@@ -107,6 +112,45 @@ fn sigkilled_writer_is_dead_and_live_one_is_alive() -> Result<(), Failed> {
     kill(child)?;
     expect_eq("after SIGKILL", liveness(dir.path(), "3"), Liveness::Dead)?;
     expect_eq("never seen", liveness(dir.path(), "4"), Liveness::Unknown)
+}
+
+fn scrape(dir: &TestDir) -> Result<String, Failed> {
+    let scrape = Collector::new(dir.path())?.collect()?;
+    Ok(String::from_utf8(render(&scrape, None, None).body)?)
+}
+
+fn sigkilled_writers_live_gauges_leave_the_next_scrape_unmarked() -> Result<(), Failed> {
+    let dir = TestDir::new();
+    let (a, b) = (hold(&dir, "3")?, hold(&dir, "4")?);
+    let before = scrape(&dir)?;
+    if !before.contains("held_in_flight 14.0\n") {
+        return Err(format!("two live writers' gauges: {before}").into());
+    }
+    kill(a)?;
+    // Nobody calls mark_process_dead: the kernel released the dead writer's lock.
+    let after = scrape(&dir)?;
+    let b_alive = liveness(dir.path(), "4");
+    kill(b)?;
+    expect_eq("live writer", b_alive, Liveness::Alive)?;
+    if !after.contains("held_in_flight 7.0\n") || !after.contains("held_total 10.0\n") {
+        return Err(format!("after SIGKILL of one writer, its gauge must leave and counters stay:\n{after}").into());
+    }
+    Ok(())
+}
+
+fn a_reused_pid_does_not_bring_a_dead_writer_back() -> Result<(), Failed> {
+    // A writer that used this test process's pid as its ID dies; the pid is in use (by
+    // us), as it would be after pid reuse, yet the writer reads as dead and its live
+    // gauge leaves the scrape.
+    let dir = TestDir::new();
+    let pid = std::process::id().to_string();
+    kill(hold(&dir, &pid)?)?;
+    expect_eq("liveness of a dead writer whose pid is alive", liveness(dir.path(), &pid), Liveness::Dead)?;
+    let text = scrape(&dir)?;
+    if text.contains("held_in_flight") || !text.contains("held_total 5.0\n") {
+        return Err(format!("dead writer's live gauge still scraped:\n{text}").into());
+    }
+    Ok(())
 }
 
 fn second_live_writer_for_a_worker_id_is_refused() -> Result<(), Failed> {

@@ -379,7 +379,7 @@ fn role_full_disk() {
         .expect("make mounts private");
     mount(Some("tmpfs"), &dir, Some("tmpfs"), MsFlags::empty(), Some("size=256k,mode=0700"))
         .expect("mount a 256 KiB tmpfs");
-    let registry = Registry::from_env().unwrap();
+    let registry = Registry::builder().self_metrics(true).build().unwrap();
     let family = registry.counter_family(Opts::new("fill_total", "Filling the disk."), &["id"]).unwrap();
     let first = family.get(&["0"]).unwrap();
     let gauge = registry.gauge(Opts::new("fill_gauge", "Gauge on a full disk."), GaugeMode::LiveSum).unwrap();
@@ -417,7 +417,16 @@ fn role_full_disk() {
         }
     }
     assert_eq!(first.get(), 1000.0);
-    println!("created {created} series before: {err}");
+    // The dropped series are counted, in this process and in the (pre-created)
+    // self-metric, and a scrape on the full disk still works and shows them.
+    let no_space = registry.dropped_series().into_iter().find(|(r, _)| *r == "no_space").unwrap().1;
+    assert!(no_space >= 2, "dropped no_space = {no_space}");
+    let scrape = prometheus_multiproc::Collector::new(&dir).unwrap().collect().unwrap();
+    let text = String::from_utf8(prometheus_multiproc::render(&scrape, None, None).body).unwrap();
+    let line = format!("prometheus_multiproc_dropped_series_total{{reason=\"no_space\"}} {no_space}.0");
+    assert!(text.contains(&line), "missing {line:?} in\n{text}");
+    assert!(text.contains("fill_total{id=\"0\"} 1000.0"), "{text}");
+    println!("created {created} series before: {err}; {no_space} series dropped");
 }
 
 fn full_disk_is_a_creation_error_and_existing_handles_keep_counting() -> Result<(), Failed> {

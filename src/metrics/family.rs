@@ -9,9 +9,9 @@ use hashbrown::{Equivalent, HashMap};
 use parking_lot::RwLock;
 
 use crate::error::Result;
-use crate::metrics::opts::{Decl, Kind};
+use crate::metrics::opts::{Decl, Kind, OVERFLOW_LABEL_VALUE};
 use crate::metrics::{Counter, Gauge, Histogram, Summary};
-use crate::writer::Shared;
+use crate::writer::{DropReason, Shared};
 
 /// A metric type that a [`Family`] can hand out. Sealed: implemented by [`Counter`],
 /// [`Gauge`], [`Histogram`] and [`Summary`].
@@ -120,7 +120,21 @@ impl<T: Metric> Family<T> {
         if let Some(child) = children.get(&Values(values)) {
             return Ok(child.clone());
         }
-        let child = T::create(&self.inner.shared, &self.inner.decl, values)?;
+        let overflow: Vec<&str>;
+        let mut values = values;
+        if let Some(limit) = self.inner.decl.max_series {
+            overflow = vec![OVERFLOW_LABEL_VALUE; values.len()];
+            let has_overflow = children.contains_key(&Values(&overflow));
+            if children.len() - usize::from(has_overflow) >= limit {
+                self.inner.shared.count_dropped(DropReason::Cardinality);
+                if let Some(child) = children.get(&Values(&overflow)) {
+                    return Ok(child.clone());
+                }
+                values = &overflow;
+            }
+        }
+        let child = T::create(&self.inner.shared, &self.inner.decl, values)
+            .inspect_err(|e| self.inner.shared.count_dropped(DropReason::of(e)))?;
         children.insert(values.iter().map(|v| Box::from(*v)).collect(), child.clone());
         Ok(child)
     }

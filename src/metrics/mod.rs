@@ -16,5 +16,5 @@ pub use counter::Counter;
 pub use family::{Family, Metric};
 pub use gauge::{Gauge, GaugeMode};
 pub use histogram::Histogram;
-pub use opts::{DEFAULT_BUCKETS, Opts};
+pub use opts::{DEFAULT_BUCKETS, OVERFLOW_LABEL_VALUE, Opts};
 pub use summary::Summary;

@@ -25,7 +25,12 @@ pub struct Opts {
     namespace: String,
     subsystem: String,
     unit: String,
+    max_series: Option<usize>,
 }
+
+/// The label value every label of a family's overflow series carries (see
+/// [`Opts::max_series`]).
+pub const OVERFLOW_LABEL_VALUE: &str = "__overflow__";
 
 impl Opts {
     /// Options with a name and a help text.
@@ -36,6 +41,7 @@ impl Opts {
             namespace: String::new(),
             subsystem: String::new(),
             unit: String::new(),
+            max_series: None,
         }
     }
 
@@ -54,6 +60,19 @@ impl Opts {
     /// Appends `_unit` to the name unless it already ends with it.
     pub fn unit(mut self, unit: impl Into<String>) -> Opts {
         self.unit = unit.into();
+        self
+    }
+
+    /// Caps a labeled family at `limit` label sets (a cardinality guard). Past it, a
+    /// new combination of label values is not created: [`Family::get`](crate::Family::get)
+    /// hands out the family's **overflow series** instead, whose every label value is
+    /// [`OVERFLOW_LABEL_VALUE`] (`"__overflow__"`), so a bug that puts user IDs into
+    /// labels cannot fill the disk, and what it counted still shows up in the totals.
+    /// Each such redirection is counted in
+    /// `prometheus_multiproc_dropped_series_total{reason="cardinality"}` when the
+    /// registry's self-metrics are on. No limit by default.
+    pub fn max_series(mut self, limit: usize) -> Opts {
+        self.max_series = Some(limit);
         self
     }
 
@@ -148,6 +167,8 @@ pub(crate) struct Decl {
     pub(crate) label_names: Vec<String>,
     /// Indices into `label_names` in sorted-name order (the order keys hold them in).
     sorted: Vec<usize>,
+    /// The cardinality guard, if any.
+    pub(crate) max_series: Option<usize>,
 }
 
 impl Decl {
@@ -182,6 +203,7 @@ impl Decl {
             kind,
             label_names: label_names.iter().map(|s| (*s).to_owned()).collect(),
             sorted,
+            max_series: opts.max_series,
         })
     }
 

@@ -38,6 +38,48 @@ pub(crate) struct Shared {
     state: Mutex<State>,
     /// Writes that could not be placed in a file (see [`Series::resync`]).
     pub(crate) lost_series: AtomicU64,
+    /// Series lost after fork, not yet counted (see `flush_fork_drops`).
+    pending_fork_drops: AtomicU64,
+    /// Series not created, by [`DropReason`], in this process.
+    dropped: [AtomicU64; DropReason::ALL.len()],
+    /// The registry's own counters of dropped series, when self-metrics are on.
+    self_metrics: std::sync::OnceLock<Vec<crate::metrics::Counter>>,
+}
+
+/// Why a series was not created (or not where it was asked for).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DropReason {
+    /// The file system is full.
+    NoSpace,
+    /// Another I/O failure (or a file that would pass 2 GiB).
+    Io,
+    /// The family's cardinality guard redirected it to the overflow series.
+    Cardinality,
+    /// It could not be re-created in this process's files after `fork()`.
+    Fork,
+}
+
+impl DropReason {
+    pub(crate) const ALL: [DropReason; 4] =
+        [DropReason::NoSpace, DropReason::Io, DropReason::Cardinality, DropReason::Fork];
+
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            DropReason::NoSpace => "no_space",
+            DropReason::Io => "io",
+            DropReason::Cardinality => "cardinality",
+            DropReason::Fork => "fork",
+        }
+    }
+
+    /// The reason a creation error counts under, if it counts: validation errors
+    /// (bad names, wrong label count) are the caller's bug, not a dropped series.
+    pub(crate) fn of(err: &Error) -> DropReason {
+        match err.kind() {
+            ErrorKind::NoSpace => DropReason::NoSpace,
+            _ => DropReason::Io,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -67,7 +109,37 @@ impl Shared {
             creator_epoch: epoch,
             state: Mutex::new(State { epoch, id, live, files: HashMap::new(), series: Vec::new() }),
             lost_series: AtomicU64::new(0),
+            pending_fork_drops: AtomicU64::new(0),
+            dropped: Default::default(),
+            self_metrics: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// Counts a series that was not created, in the process-local tally and, when
+    /// self-metrics are on, in the shared files.
+    pub(crate) fn count_dropped(&self, reason: DropReason) {
+        let i = DropReason::ALL.iter().position(|r| *r == reason).expect("every reason is listed");
+        self.dropped[i].fetch_add(1, Ordering::Relaxed);
+        if let Some(counters) = self.self_metrics.get() {
+            counters[i].inc();
+        }
+    }
+
+    /// Counts the series a fork child could not re-create; called without the state lock.
+    fn flush_fork_drops(&self) {
+        for _ in 0..self.pending_fork_drops.swap(0, Ordering::Relaxed) {
+            self.count_dropped(DropReason::Fork);
+        }
+    }
+
+    /// This process's tally of series not created, by reason name.
+    pub(crate) fn dropped(&self) -> Vec<(&'static str, u64)> {
+        DropReason::ALL.iter().zip(&self.dropped).map(|(r, n)| (r.as_str(), n.load(Ordering::Relaxed))).collect()
+    }
+
+    /// Installs the self-metric counters, one per [`DropReason`] in order.
+    pub(crate) fn set_self_metrics(&self, counters: Vec<crate::metrics::Counter>) {
+        let _ = self.self_metrics.set(counters);
     }
 
     pub(crate) fn dir(&self) -> &Path {
@@ -98,6 +170,8 @@ impl Shared {
             epoch: AtomicU64::new(state.epoch),
         });
         state.series.push(Arc::downgrade(&series));
+        drop(state);
+        self.flush_fork_drops();
         Ok(series)
     }
 
@@ -150,6 +224,9 @@ impl Shared {
                 }
                 Err(err) => {
                     self.lost_series.fetch_add(1, Ordering::Relaxed);
+                    // Counted in the self-metrics once the state lock is released
+                    // (`flush_fork_drops`): a handle's write would need that lock.
+                    self.pending_fork_drops.fetch_add(1, Ordering::Relaxed);
                     log::error!("metrics series could not be re-created after fork, its writes are dropped: {err}");
                     for cell in series.values.iter() {
                         cell.set(&DISCARD);
@@ -214,6 +291,8 @@ impl Series {
             self.timestamp.set(&DISCARD);
             self.epoch.store(state.epoch, Ordering::Release);
         }
+        drop(state);
+        self.shared.flush_fork_drops();
     }
 }
 
