@@ -26,6 +26,9 @@ pub struct FileReport {
     pub mode: Option<&'static str>,
     pub writer_id: Option<String>,
     pub liveness: Option<&'static str>,
+    /// What `compact` would do with the file now: `fold` it into an archive, `remove`
+    /// it (a dead writer's live gauge), `keep` it (a dead writer's `all` gauge).
+    pub compaction: Option<&'static str>,
     pub entries: usize,
     pub families: usize,
     pub bytes_used: Option<u64>,
@@ -175,6 +178,13 @@ pub fn inspect(dir: &Path) -> Result<Vec<FileReport>, String> {
                         Liveness::Unknown => "unknown",
                     }
                 });
+                if report.liveness == Some("dead") {
+                    report.compaction = Some(match mode {
+                        Some("all") => "keep",
+                        Some(m) if m.starts_with("live") => "remove",
+                        _ => "fold",
+                    });
+                }
             }
             None => report.problems.push(
                 "unknown file name: expected counter_ID.db, gauge_MODE_ID.db, histogram_ID.db or summary_ID.db".into(),
@@ -202,8 +212,8 @@ fn or_dash(value: Option<&str>) -> &str {
 
 /// The report as an aligned table, problems indented under their file.
 pub fn to_table(reports: &[FileReport]) -> String {
-    let header = ["FILE", "TYPE", "MODE", "WRITER", "LIVENESS", "FAMILIES", "ENTRIES", "USED", "ALLOCATED"];
-    let rows: Vec<[String; 9]> = reports
+    let header = ["FILE", "TYPE", "MODE", "WRITER", "LIVENESS", "COMPACT", "FAMILIES", "ENTRIES", "USED", "ALLOCATED"];
+    let rows: Vec<[String; 10]> = reports
         .iter()
         .map(|r| {
             [
@@ -212,6 +222,7 @@ pub fn to_table(reports: &[FileReport]) -> String {
                 or_dash(r.mode).to_owned(),
                 or_dash(r.writer_id.as_deref()).to_owned(),
                 or_dash(r.liveness).to_owned(),
+                or_dash(r.compaction).to_owned(),
                 r.families.to_string(),
                 r.entries.to_string(),
                 r.bytes_used.map_or("-".to_owned(), |u| u.to_string()),
@@ -230,7 +241,7 @@ pub fn to_table(reports: &[FileReport]) -> String {
         let mut text = String::new();
         for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
             // Text columns left-aligned, numbers right-aligned.
-            if i >= 5 { text.push_str(&format!("{cell:>w$}  ")) } else { text.push_str(&format!("{cell:<w$}  ")) }
+            if i >= 6 { text.push_str(&format!("{cell:>w$}  ")) } else { text.push_str(&format!("{cell:<w$}  ")) }
         }
         out.push_str(text.trim_end());
         out.push('\n');
@@ -244,7 +255,11 @@ pub fn to_table(reports: &[FileReport]) -> String {
     }
     let with_problems = reports.iter().filter(|r| !r.problems.is_empty()).count();
     let entries: usize = reports.iter().map(|r| r.entries).sum();
-    out.push_str(&format!("{} files, {entries} entries, {with_problems} with problems\n", reports.len()));
+    let compactable = reports.iter().filter(|r| matches!(r.compaction, Some("fold" | "remove"))).count();
+    out.push_str(&format!(
+        "{} files, {entries} entries, {with_problems} with problems, {compactable} compactable\n",
+        reports.len()
+    ));
     out
 }
 
@@ -259,6 +274,7 @@ pub fn to_json(dir: &Path, reports: &[FileReport]) -> String {
                 "mode": r.mode,
                 "writer_id": r.writer_id,
                 "liveness": r.liveness,
+                "compaction": r.compaction,
                 "families": r.families,
                 "entries": r.entries,
                 "bytes_used": r.bytes_used,
