@@ -91,6 +91,9 @@ mod with_feature {
         let registry = Registry::from_env().expect("PROMETHEUS_MULTIPROC_DIR is set by the parent");
         MultiprocRecorder::builder(registry)
             .buckets_for("job_seconds", &[0.5, 1.0])
+            // A total over workers that have exited: `sum` keeps dead workers' values,
+            // the default `livesum` (rightly) drops them once they are gone.
+            .gauge_mode_for("workers_started", GaugeMode::Sum)
             .build()
             .unwrap()
             .install()
