@@ -36,7 +36,10 @@ fn worker(dir: &Path, id: &str) -> Registry {
 /// * `temperature_celsius` (all): 20.5 and 21 under `pid` `w1` and `w2`;
 /// * `latency_seconds{route}` (buckets 0.3, 1): `/a` observes 0.25, 0.5 in w1 and 2 in w2;
 /// * `payload_bytes` (summary): 100 and 300.
-fn two_workers(dir: &Path) {
+///
+/// The returned registries keep both workers alive: the live-sum gauge of a writer
+/// that has exited leaves the scrape.
+fn two_workers(dir: &Path) -> [Registry; 2] {
     let declare = |r: &Registry| {
         (
             r.counter_family(Opts::new("requests_total", "Requests."), &["route"]).unwrap(),
@@ -46,7 +49,8 @@ fn two_workers(dir: &Path) {
             r.summary(Opts::new("payload_bytes", "Payload.")).unwrap(),
         )
     };
-    let (requests, in_flight, temperature, latency, payload) = declare(&worker(dir, "w1"));
+    let w1 = worker(dir, "w1");
+    let (requests, in_flight, temperature, latency, payload) = declare(&w1);
     requests.get(&["/a"]).unwrap().inc_by(3.0);
     in_flight.inc_by(2.0);
     temperature.set(20.5);
@@ -54,13 +58,15 @@ fn two_workers(dir: &Path) {
     latency.get(&["/a"]).unwrap().observe(0.5);
     payload.observe(100.0);
 
-    let (requests, in_flight, temperature, latency, payload) = declare(&worker(dir, "w2"));
+    let w2 = worker(dir, "w2");
+    let (requests, in_flight, temperature, latency, payload) = declare(&w2);
     requests.get(&["/a"]).unwrap().inc_by(2.0);
     requests.get(&["/b"]).unwrap().inc();
     in_flight.inc_by(3.0);
     temperature.set(21.0);
     latency.get(&["/a"]).unwrap().observe(2.0);
     payload.observe(300.0);
+    [w1, w2]
 }
 
 /// Writes `counter_stray.db`: a counter family `jobs` holding its `jobs_total` and a
@@ -92,7 +98,7 @@ mod prometheus_tikv {
     #[test]
     fn registry_gathers_merged_values_of_every_type() {
         let dir = TestDir::new();
-        two_workers(dir.path());
+        let _workers = two_workers(dir.path());
         let registry = prometheus::Registry::new();
         registry.register(Box::new(PrometheusCollector::new(dir.path()).unwrap())).unwrap();
         assert_eq!(
@@ -258,14 +264,14 @@ payload_bytes_sum 400.0
     #[test]
     fn encode_emits_merged_values_of_every_type() {
         let dir = TestDir::new();
-        two_workers(dir.path());
+        let _workers = two_workers(dir.path());
         assert_eq!(encoded(&registry(dir.path())), TWO_WORKERS);
     }
 
     #[test]
     fn pythons_openmetrics_parser_reads_the_same_values() {
         let dir = TestDir::new();
-        two_workers(dir.path());
+        let _workers = two_workers(dir.path());
         let parsed = support::run_python(PY_PARSE_OPENMETRICS, &[&encoded(&registry(dir.path()))]);
         assert_eq!(
             parsed.lines().collect::<Vec<_>>(),
