@@ -65,15 +65,8 @@ pub(crate) fn remove_db(dir: &Path, name: &str) -> Result<bool> {
 pub(crate) fn open_or_create_db(dir: &Path, name: &str, mode: u32) -> Result<File> {
     let path = dir.join(name);
     loop {
-        match open_existing(&path) {
-            Ok(file) => return Ok(file),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-                return Err(Error::new(ErrorKind::NotARegularFile)
-                    .at(&path)
-                    .expected("a regular file, found a symlink (never followed)"));
-            }
-            Err(e) => return Err(Error::io(&path, e)),
+        if let Some(file) = open_existing(&path)? {
+            return Ok(file);
         }
         let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
         let _ = fs::remove_file(&tmp);
@@ -93,7 +86,7 @@ pub(crate) fn open_or_create_db(dir: &Path, name: &str, mode: u32) -> Result<Fil
         })();
         if let Err(e) = init {
             let _ = fs::remove_file(&tmp);
-            return Err(e);
+            return Err(e.at(&path)); // name the file asked for, not the removed dot-name
         }
         // link(2) never replaces an existing name: if another process created the file
         // in the meantime, use theirs.
@@ -107,17 +100,58 @@ pub(crate) fn open_or_create_db(dir: &Path, name: &str, mode: u32) -> Result<Fil
     }
 }
 
-fn open_existing(path: &Path) -> io::Result<File> {
-    let file = OpenOptions::new()
+/// Opens the existing regular file `path` for reading and writing; `None` when there is
+/// nothing by that name.
+fn open_existing(path: &Path) -> Result<Option<File>> {
+    let file = match OpenOptions::new()
         .read(true)
         .write(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path)?;
-    let meta = file.metadata()?;
-    if !meta.file_type().is_file() {
-        return Err(io::Error::from_raw_os_error(libc::ELOOP));
+        .open(path)
+    {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(open_error(path, e)),
+    };
+    let meta = file.metadata().map_err(|e| Error::io(path, e))?;
+    check_regular(path, &meta)?;
+    Ok(Some(file))
+}
+
+/// The error for a failed open of `path` with `O_NOFOLLOW`: `ELOOP` (and `EISDIR`)
+/// mean the name is not a regular file.
+fn open_error(path: &Path, e: io::Error) -> Error {
+    match e.raw_os_error() {
+        Some(libc::ELOOP) => {
+            Error::new(ErrorKind::NotARegularFile).at(path).expected("a regular file, found a symlink (never followed)")
+        }
+        Some(libc::EISDIR) => {
+            Error::new(ErrorKind::NotARegularFile).at(path).expected("a regular file, found a directory")
+        }
+        _ => Error::io(path, e),
     }
-    Ok(file)
+}
+
+/// Fails unless `meta` (of an open descriptor) is a regular file's: a FIFO, socket or
+/// device planted under a file's name opens without blocking (`O_NONBLOCK`) but is
+/// never used.
+fn check_regular(path: &Path, meta: &fs::Metadata) -> Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    let ft = meta.file_type();
+    let found = if ft.is_file() {
+        return Ok(());
+    } else if ft.is_fifo() {
+        "a FIFO"
+    } else if ft.is_socket() {
+        "a socket"
+    } else if ft.is_dir() {
+        "a directory"
+    } else if ft.is_char_device() || ft.is_block_device() {
+        "a device"
+    } else {
+        "another kind of file"
+    };
+    Err(Error::new(ErrorKind::NotARegularFile).at(path).expected(format!("a regular file, found {found}")))
 }
 
 /// Current size of `file`.
@@ -182,12 +216,17 @@ pub(crate) fn lock_liveness(dir: &Path, id: &str, mode: u32) -> Result<File> {
         .mode(mode)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(&path)
-        .map_err(|e| match e.raw_os_error() {
-            Some(libc::ELOOP) => {
-                Error::new(ErrorKind::NotARegularFile).at(&path).expected("a regular file, found a symlink")
-            }
-            _ => Error::io(&path, e),
-        })?;
+        .map_err(|e| open_error(&path, e))?;
+    let meta = file.metadata().map_err(|e| Error::io(&path, e))?;
+    check_regular(&path, &meta)?;
+    // The umask may have taken bits of `mode` away when the file was created (or an
+    // earlier writer used another mode): a scraper of the writers' group probes this
+    // file, so give it `mode`, as `.db` files get it.
+    if meta.mode() & 0o777 != mode
+        && let Err(e) = file.set_permissions(fs::Permissions::from_mode(mode))
+    {
+        log::warn!("cannot set mode {mode:o} on {}: {e}", path.display());
+    }
     match file.try_lock() {
         Ok(()) if same_inode(&file, &path) => Ok(file),
         // The compactor removed the file between our open and our lock: the lock we
@@ -416,4 +455,24 @@ pub(crate) fn list_names(dir: &Path) -> Result<Vec<String>> {
     }
     names.sort();
     Ok(names)
+}
+
+/// Removes the temporary files (`.PREFIX_ID.db.PID.tmp`) a writer of worker `id` left
+/// when it was killed between creating a file and linking it into place. Called by the
+/// writer that has just taken `id`'s exclusive lock, so no live writer owns them.
+pub(crate) fn remove_stale_temps(dir: &Path, id: &str) {
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    let suffix = format!("_{id}.db");
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some(stem) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp")) else { continue };
+        let Some((db, pid)) = stem.rsplit_once('.') else { continue };
+        if db.ends_with(&suffix) && !db.contains("0archive-") && pid.bytes().all(|b| b.is_ascii_digit()) {
+            match remove_db(dir, name) {
+                Ok(_) => log::debug!("removed {name}, left by a writer killed while creating it"),
+                Err(e) => log::warn!("cannot remove a stale temporary file: {e}"),
+            }
+        }
+    }
 }

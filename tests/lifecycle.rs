@@ -33,6 +33,7 @@ fn main() {
         ),
         Trial::test("a_reused_pid_does_not_bring_a_dead_writer_back", a_reused_pid_does_not_bring_a_dead_writer_back),
         Trial::test("mark_process_dead_removes_only_live_gauge_files", mark_process_dead_removes_only_live_gauge_files),
+        Trial::test("taking_a_slot_removes_its_killed_predecessors_temp_files", taking_a_slot_removes_temp_files),
         Trial::test(
             "clear_directory_removes_only_our_files_and_spares_live_dirs",
             clear_directory_removes_only_our_files,
@@ -208,6 +209,19 @@ fn slot_takeover_continues_counters_and_resets_live_gauges() -> Result<(), Faile
         dir.db_files(),
         vec!["counter_3.db".to_owned(), "gauge_livesum_3.db".into()],
     )
+}
+
+fn taking_a_slot_removes_temp_files() -> Result<(), Failed> {
+    let dir = TestDir::new();
+    // What a writer killed between creating and linking a file leaves behind.
+    for name in [".counter_5.db.4242.tmp", ".gauge_livesum_5.db.4243.tmp", ".counter_15.db.4244.tmp"] {
+        std::fs::write(dir.path().join(name), [0u8; 64])?;
+    }
+    let _registry = Registry::builder().dir(dir.path()).worker_id(WorkerId::new("5")?).build()?;
+    let mut left: Vec<String> =
+        std::fs::read_dir(dir.path())?.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    left.sort();
+    expect_eq("files", left, vec![".counter_15.db.4244.tmp".to_owned(), "writer_5.lock".into()])
 }
 
 fn mark_process_dead_removes_only_live_gauge_files() -> Result<(), Failed> {

@@ -300,6 +300,8 @@ impl Series {
 /// dead writer's ID for the few file-system operations it takes to fold its files.
 const ID_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// Takes worker `id`'s exclusive liveness lock (waiting up to [`ID_WAIT`]) and removes
+/// the temporary files a killed predecessor in that slot may have left.
 fn lock_liveness(dir: &Path, id: &WorkerId, mode: u32) -> Result<LiveLock> {
     let deadline = std::time::Instant::now() + ID_WAIT;
     let file = loop {
@@ -310,6 +312,7 @@ fn lock_liveness(dir: &Path, id: &WorkerId, mode: u32) -> Result<LiveLock> {
             other => break other?,
         }
     };
+    file::remove_stale_temps(dir, id.as_str());
     LiveLock::hold(file).map_err(|_| {
         Error::new(ErrorKind::Io)
             .about(id.to_string())
