@@ -16,7 +16,9 @@ pub enum ErrorKind {
     /// Neither `PROMETHEUS_MULTIPROC_DIR` nor `prometheus_multiproc_dir` is set and no
     /// directory was given in code.
     DirNotSet,
-    /// The metrics directory is missing, not a directory, or a symlink.
+    /// The metrics directory is missing or not a directory (a symlink to a directory is
+    /// accepted: the directory itself is the operator's choice; what is inside it is never
+    /// followed).
     NotADirectory,
     /// The metrics directory cannot be written.
     DirNotWritable,

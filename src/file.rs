@@ -33,6 +33,13 @@ pub(crate) fn check_dir(dir: &Path) -> Result<PathBuf> {
             .expected("write and search permission")
             .caused_by(io::Error::from(e))
     })?;
+    warn_if_world_writable(dir, &meta);
+    Ok(dir.to_path_buf())
+}
+
+/// Warns when `dir` is world-writable without the sticky bit: any local user could
+/// then replace or remove the files in it.
+pub(crate) fn warn_if_world_writable(dir: &Path, meta: &fs::Metadata) {
     let mode = meta.mode();
     if mode & 0o002 != 0 && mode & 0o1000 == 0 {
         log::warn!(
@@ -40,7 +47,6 @@ pub(crate) fn check_dir(dir: &Path) -> Result<PathBuf> {
             dir.display()
         );
     }
-    Ok(dir.to_path_buf())
 }
 
 /// Removes `dir/name` if it is a regular file (never through a symlink); a missing
@@ -115,6 +121,13 @@ fn open_existing(path: &Path) -> Result<Option<File>> {
     };
     let meta = file.metadata().map_err(|e| Error::io(path, e))?;
     check_regular(path, &meta)?;
+    // Our files have exactly one name. A second one means a hard link was planted,
+    // possibly to a file outside the directory: never write through it.
+    if meta.nlink() > 1 {
+        return Err(Error::new(ErrorKind::NotARegularFile)
+            .at(path)
+            .expected(format!("a file with one name, found {} hard links (never written through)", meta.nlink())));
+    }
     Ok(Some(file))
 }
 

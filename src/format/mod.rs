@@ -275,10 +275,11 @@ impl<'a> Iterator for Entries<'a> {
 }
 
 /// Reads the (value, timestamp) pair of an entry from bytes (for tests and for
-/// readers that copied the file).
+/// readers that copied the file); `None` when the 16 bytes at `value_offset` are not
+/// all inside `data` (whatever the offset, even near `usize::MAX`).
 pub fn decode_value(data: &[u8], value_offset: usize) -> Option<(f64, f64)> {
-    let v = data.get(value_offset..value_offset + 8)?;
-    let t = data.get(value_offset + 8..value_offset + 16)?;
+    let bytes = data.get(value_offset..value_offset.checked_add(VALUE_LEN)?)?;
+    let (v, t) = bytes.split_at(8);
     Some((f64::from_le_bytes(v.try_into().ok()?), f64::from_le_bytes(t.try_into().ok()?)))
 }
 
