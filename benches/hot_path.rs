@@ -42,6 +42,9 @@ fn hot_path(c: &mut Criterion) {
     g.bench_function("bare_f64_cas_add", |b| b.iter(|| cas_add(black_box(&bare), black_box(1.0))));
     g.bench_function("counter_inc", |b| b.iter(|| black_box(&counter).inc()));
     g.bench_function("labeled_get_inc", |b| b.iter(|| family.get(black_box(&["GET", "200"])).unwrap().inc()));
+    g.bench_function("labeled_with_inc", |b| {
+        b.iter(|| family.with(black_box(&["GET", "200"]), prometheus_multiproc::Counter::inc).unwrap())
+    });
     g.bench_function("gauge_set", |b| b.iter(|| black_box(&gauge).set(black_box(3.0))));
     g.bench_function("histogram_observe", |b| b.iter(|| black_box(&histogram).observe(black_box(0.3))));
     g.bench_function("prometheus_counter_inc", |b| b.iter(|| black_box(&prom_counter).inc()));

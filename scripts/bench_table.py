@@ -17,7 +17,8 @@ def ns(bench):
 bare = ns('bare_f64_cas_add')
 rows = [
     ('counter `inc` (cached handle)', 'counter_inc', 'prometheus_counter_inc', 'counter_inc'),
-    ('labeled lookup + `inc`', 'labeled_get_inc', 'prometheus_with_label_values_inc', 'labeled_get_inc'),
+    ('labeled lookup + `inc`: `family.get(..)?.inc()`', 'labeled_get_inc', 'prometheus_with_label_values_inc', 'labeled_get_inc'),
+    ('labeled lookup + `inc`: `family.with(.., Counter::inc)`', 'labeled_with_inc', 'prometheus_with_label_values_inc', 'labeled_get_inc'),
     ('gauge `set`', 'gauge_set', 'prometheus_gauge_set', 'gauge_set'),
     ('histogram `observe` (15 buckets)', 'histogram_observe', 'prometheus_histogram_observe', 'histogram_observe'),
 ]

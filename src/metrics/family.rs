@@ -139,6 +139,35 @@ impl<T: Metric> Family<T> {
         Ok(child)
     }
 
+    /// Runs `f` on the child for `values` (created on first use) without cloning its
+    /// handle: the cheapest way to do a one-off `inc` or `observe` on a labeled metric,
+    /// `family.with(&["GET", "200"], Counter::inc)?`. Keep a handle from
+    /// [`Family::get`] instead when the same child is used again and again.
+    ///
+    /// `f` runs while the family's read lock is held: it must not create children of
+    /// the same family (other families are fine).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// use prometheus_multiproc::{Counter, Opts, Registry};
+    /// let registry = Registry::builder().dir(dir.path()).build()?;
+    /// let requests = registry.counter_family(Opts::new("requests_total", "Requests."), &["code"])?;
+    /// requests.with(&["200"], Counter::inc)?;
+    /// requests.with(&["200"], |c| c.inc_by(2.0))?;
+    /// assert_eq!(requests.with(&["200"], Counter::get)?, 3.0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Family::get`].
+    #[inline]
+    pub fn with<R>(&self, values: &[&str], f: impl FnOnce(&T) -> R) -> Result<R> {
+        if let Some(child) = self.inner.children.read().get(&Values(values)) {
+            return Ok(f(child));
+        }
+        self.get(values).map(|child| f(&child))
+    }
+
     /// The label names, in the order values are given.
     pub fn label_names(&self) -> &[String] {
         &self.inner.decl.label_names
