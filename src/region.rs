@@ -288,6 +288,23 @@ impl ReadMap {
         self.raw.len()
     }
 
+    /// Asks the kernel to map the pages of the first `len` bytes now
+    /// (`MADV_POPULATE_READ`, Linux 5.14+), in one call, instead of one page fault per
+    /// page or page cluster as they are first read. Only a hint: errors (an older
+    /// kernel, a page it cannot read) are ignored, and a page left out faults in on
+    /// first access as usual.
+    pub(crate) fn populate(&self, len: usize) {
+        #[cfg(target_os = "linux")]
+        {
+            let len = len.min(self.raw.len());
+            if len > 0 {
+                let _ = self.raw.advise_range(memmap2::Advice::PopulateRead, 0, len);
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = len;
+    }
+
     /// A pointer to `size` bytes at `offset`, if they lie within the mapping and the
     /// pointer is aligned to `size`.
     fn checked_ptr(&self, offset: usize, size: usize) -> Option<*mut u8> {
@@ -341,6 +358,40 @@ impl ReadMap {
         let used = self.load_u32(0)?;
         std::sync::atomic::fence(Ordering::Acquire);
         Some(used as i32)
+    }
+
+    /// Whether the bytes at `[start, start + expected.len())` equal `expected`,
+    /// compared one 8-byte atomic load (`Relaxed`) at a time (all of them: the caller
+    /// expects equality, so the loop has no early exit to mispredict). `None` when the
+    /// range is out of bounds, `start` is not 8-aligned or `expected.len()` is not a
+    /// multiple of 8.
+    ///
+    /// Meant, like [`ReadMap::copy_to`], for bytes below `used`, which writers never
+    /// change once published.
+    #[allow(clippy::disallowed_methods)]
+    #[inline]
+    pub(crate) fn words_equal(&self, start: usize, expected: &[u8]) -> Option<bool> {
+        if !start.is_multiple_of(8)
+            || !expected.len().is_multiple_of(8)
+            || start.checked_add(expected.len())? > self.len()
+        {
+            return None;
+        }
+        let base = self.raw.as_mut_ptr().wrapping_add(start);
+        let mut diff = 0u64;
+        for (i, chunk) in expected.chunks_exact(8).enumerate() {
+            let ptr = base.wrapping_add(i * 8).cast::<u64>();
+            // SAFETY: `[start, start + expected.len())` lies within the live mapping
+            // (checked above) and this word, `start + 8i .. start + 8i + 8`, lies within
+            // it; the mapping is page-aligned and `start` 8-aligned, so `ptr` is
+            // 8-aligned. As in `load_u64`, the reference is used for one `Relaxed`
+            // 8-byte load, defined on read-only memory, and never escapes.
+            let word = unsafe { AtomicU64::from_ptr(ptr) }.load(Ordering::Relaxed);
+            let want =
+                u64::from_ne_bytes([chunk[0], chunk[1], chunk[2], chunk[3], chunk[4], chunk[5], chunk[6], chunk[7]]);
+            diff |= word ^ want;
+        }
+        Some(diff == 0)
     }
 
     /// Copies the bytes `[start, end)` of the mapping into the front of `buf`, 8 bytes
@@ -404,6 +455,30 @@ mod read_map_tests {
         assert_eq!(map.load_u64(usize::MAX - 3), None, "overflow");
         assert_eq!(map.load_u32(16), Some(0));
         assert_eq!(map.load_u32(18), None);
+    }
+
+    #[test]
+    fn words_equal_compares_whole_aligned_words_in_bounds() {
+        let bytes: Vec<u8> = (0..32).collect();
+        let map = ReadMap::map(&file_with(&bytes), 32).unwrap();
+        assert_eq!(map.words_equal(8, &bytes[8..24]), Some(true));
+        assert_eq!(map.words_equal(0, &bytes), Some(true));
+        assert_eq!(map.words_equal(8, &[]), Some(true));
+        let mut other = bytes[8..24].to_vec();
+        other[15] ^= 1;
+        assert_eq!(map.words_equal(8, &other), Some(false), "last byte differs");
+        assert_eq!(map.words_equal(4, &bytes[4..12]), None, "unaligned start");
+        assert_eq!(map.words_equal(8, &bytes[8..12]), None, "not whole words");
+        assert_eq!(map.words_equal(24, &bytes[..16]), None, "past the end");
+    }
+
+    #[test]
+    fn populate_is_only_a_hint() {
+        let map = ReadMap::map(&file_with(&[7u8; 100]), 100).unwrap();
+        map.populate(0);
+        map.populate(100);
+        map.populate(usize::MAX);
+        assert_eq!(map.load_u64(8), Some(u64::from_ne_bytes([7; 8])));
     }
 
     #[test]

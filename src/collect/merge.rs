@@ -63,6 +63,13 @@ pub(crate) struct Unmergeable {
 
 const NONE: u32 = u32::MAX;
 
+/// A sample's shortcut (see `Scratch::shortcut`): what to do with its next value,
+/// in the top two bits, and where, in the others. `NONE` has both bits set.
+const ADD_TO_SLOT: u32 = 0;
+const SET_SLOT: u32 = 1 << 30;
+const ADD_TO_BUCKET: u32 = 2 << 30;
+const OP_MASK: u32 = 3 << 30;
+
 /// What an output slot holds.
 #[derive(Debug, Clone, Copy)]
 enum SlotKind {
@@ -116,6 +123,13 @@ struct Family {
 pub(crate) struct Scratch {
     family_of: Vec<u32>,
     slot_of: Vec<u32>,
+    /// Per sample, once its first value has placed it: the operation every later value
+    /// of that sample does (an add to a slot or bucket, or a store into a slot), so
+    /// that a repeated sample costs one lookup. Samples with other rules (min, max,
+    /// mostrecent) have none.
+    shortcut: Vec<u32>,
+    /// The samples that have a shortcut, to clear them after the merge.
+    with_shortcut: Vec<u32>,
     bucket_of: Vec<u32>,
     slots: Vec<Slot>,
     groups: Vec<Group>,
@@ -142,6 +156,10 @@ pub(crate) fn merge(
 
 impl Scratch {
     fn reset(&mut self) {
+        for &sample in &self.with_shortcut {
+            self.shortcut[sample as usize] = NONE;
+        }
+        self.with_shortcut.clear();
         for slot in &self.slots {
             if let SlotKind::Sample(id) = slot.kind {
                 self.slot_of[id as usize] = NONE;
@@ -167,6 +185,7 @@ impl Merger<'_, '_> {
     fn run(mut self, files: &[FileInput<'_>]) -> Result<Vec<MetricFamily>, Unmergeable> {
         let t = self.tables;
         self.s.slot_of.resize(t.sample_count(), NONE);
+        self.s.shortcut.resize(t.sample_count(), NONE);
         self.s.bucket_of.resize(t.bucket_count(), NONE);
         self.s.family_of.resize(t.name_count(), NONE);
 
@@ -195,16 +214,21 @@ impl Merger<'_, '_> {
             }
         }
 
-        // Pass 2: accumulate.
+        // Pass 2: accumulate. A sample seen before (in most files, every sample) takes
+        // its shortcut; the first value of each goes through `add`.
         for (index, file) in files.iter().enumerate() {
-            if file.typ == MetricType::Gauge {
-                let timestamps = file.timestamps.iter().copied().chain(std::iter::repeat(0.0));
-                for ((&sample, &value), ts) in file.samples.iter().zip(file.values).zip(timestamps) {
-                    self.add(index, sample, value, ts)?;
-                }
-            } else {
-                for (&sample, &value) in file.samples.iter().zip(file.values) {
-                    self.add(index, sample, value, 0.0)?;
+            let gauge = file.typ == MetricType::Gauge;
+            for (i, (&sample, &value)) in file.samples.iter().zip(file.values).enumerate() {
+                let shortcut = self.s.shortcut[sample as usize];
+                let at = (shortcut & !OP_MASK) as usize;
+                match shortcut & OP_MASK {
+                    ADD_TO_SLOT => self.s.slots[at].value += value,
+                    SET_SLOT => self.s.slots[at].value = value,
+                    ADD_TO_BUCKET => self.s.buckets[at].value += value,
+                    _ => {
+                        let ts = if gauge { file.timestamps.get(i).copied().unwrap_or(0.0) } else { 0.0 };
+                        self.add(index, sample, value, ts)?;
+                    }
                 }
             }
         }
@@ -222,6 +246,7 @@ impl Merger<'_, '_> {
                 GaugeMode::All | GaugeMode::LiveAll => {
                     let slot = self.slot(fam, sample, value);
                     self.s.slots[slot].value = value;
+                    self.remember(sample, SET_SLOT, slot);
                 }
                 GaugeMode::Min | GaugeMode::LiveMin => {
                     let slot = self.slot(fam, info.without_pid, value);
@@ -240,6 +265,7 @@ impl Merger<'_, '_> {
                 GaugeMode::Sum | GaugeMode::LiveSum => {
                     let slot = self.slot(fam, info.without_pid, 0.0);
                     self.s.slots[slot].value += value;
+                    self.remember(sample, ADD_TO_SLOT, slot);
                 }
                 GaugeMode::MostRecent | GaugeMode::LiveMostRecent => {
                     let target = info.without_pid;
@@ -258,10 +284,12 @@ impl Merger<'_, '_> {
                 Le::None => {
                     let slot = self.slot(fam, sample, 0.0);
                     self.s.slots[slot].value += value;
+                    self.remember(sample, ADD_TO_SLOT, slot);
                 }
                 Le::Bucket { bucket, .. } => {
                     let idx = self.bucket(fam, *bucket, sample);
                     self.s.buckets[idx].value += value;
+                    self.remember(sample, ADD_TO_BUCKET, idx);
                 }
                 Le::Invalid => {
                     let le = t.exposed_labels(info.labels).iter().find(|(n, _)| &**n == "le");
@@ -275,9 +303,21 @@ impl Merger<'_, '_> {
             MetricType::Counter | MetricType::Summary => {
                 let slot = self.slot(fam, sample, 0.0);
                 self.s.slots[slot].value += value;
+                self.remember(sample, ADD_TO_SLOT, slot);
             }
         }
         Ok(())
+    }
+
+    /// Gives `sample` the shortcut `op` on slot or bucket `at`: the operation each of
+    /// its later values does, exactly what `add` would do with them.
+    fn remember(&mut self, sample: u32, op: u32, at: usize) {
+        if let Ok(at) = u32::try_from(at)
+            && at & OP_MASK == 0
+        {
+            self.s.shortcut[sample as usize] = op | at;
+            self.s.with_shortcut.push(sample);
+        }
     }
 
     /// The slot of `sample` in family `fam`, created with `initial` (and its label

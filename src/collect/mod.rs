@@ -240,6 +240,7 @@ impl Collector {
                 .at(dir)
                 .expected("a directory, found another kind of file"));
         }
+        crate::file::warn_if_world_writable(dir, &meta);
         Ok(Collector { dir: dir.to_path_buf(), self_metrics: false, state: Mutex::default() })
     }
 

@@ -14,7 +14,7 @@ use hashbrown::HashSet;
 
 use super::SkipReason;
 use super::name::FileKind;
-use super::table::{BadKey, Str, Tables};
+use super::table::{BadKey, Tables};
 use crate::file;
 use crate::format::{self, FormatError};
 use crate::region::ReadMap;
@@ -28,6 +28,8 @@ pub(crate) struct FileState {
     map: ReadMap,
     /// Offset just past the last entry parsed.
     parsed_to: usize,
+    /// The key of the last entry parsed (what predicts the next one's).
+    last_key: Option<u32>,
     /// The sample of each parsed entry.
     pub(crate) samples: Vec<u32>,
     /// The value offset of each parsed entry.
@@ -84,6 +86,11 @@ pub(crate) fn refresh(
         }
         let len = meta.len().min(MAX_MAP) as usize;
         let map = ReadMap::map(&handle, len).map_err(|e| io_reason(&e))?;
+        // Every page below `used` holds values that are about to be read: map them in
+        // one call rather than fault them in one at a time.
+        if let Some(used) = map.load_used().and_then(|u| usize::try_from(u).ok()) {
+            map.populate(used);
+        }
         match slot {
             // Same inode, grown: keep what was parsed.
             Some(st) if st.dev == meta.dev() && st.ino == meta.ino() && len >= st.map.len() => st.map = map,
@@ -94,6 +101,7 @@ pub(crate) fn refresh(
                     kind,
                     map,
                     parsed_to: format::HEADER_LEN,
+                    last_key: None,
                     samples: Vec::new(),
                     value_offsets: Vec::new(),
                     families: Vec::new(),
@@ -105,13 +113,14 @@ pub(crate) fn refresh(
         }
     }
     let st = slot.as_mut().expect("state was just created");
-    st.parse(tables, buf)?;
+    // Values of the entries known already, then new entries with their values.
     st.snapshot();
-    Ok(())
+    st.parse(tables, buf)
 }
 
 impl FileState {
-    /// Parses the entries between what was parsed before and `used`.
+    /// Parses the entries between what was parsed before and `used`, reading the value
+    /// (and, in gauge files, the timestamp) of each new entry as it goes.
     fn parse(&mut self, tables: &mut Tables, buf: &mut Vec<u8>) -> Result<(), SkipReason> {
         let len = self.map.len();
         let raw_used = self.map.load_used().ok_or(SkipReason::Corrupt(FormatError::ShortHeader { len }))?;
@@ -119,60 +128,110 @@ impl FileState {
         if used < self.parsed_to {
             // `used` went down: the file was rewritten in place. Start over.
             self.parsed_to = format::HEADER_LEN;
+            self.last_key = None;
             self.samples.clear();
             self.value_offsets.clear();
             self.families.clear();
             self.seen_families.clear();
+            self.values.clear();
+            self.timestamps.clear();
         }
         if used == self.parsed_to {
             return Ok(());
         }
-        let pid: Option<Str> = self.kind.gauge.as_ref().map(|(_, pid)| pid.clone());
-        while self.parsed_to < used {
-            // Copy one entry at a time (its length field says how much), so memory stays
-            // bounded by the largest entry, and let the format module validate it.
-            let offset = self.parsed_to;
-            let key_len = self.map.load_u32(offset).map_or(-1, |n| n as i32);
-            let end = match usize::try_from(key_len) {
-                Ok(n) => offset.saturating_add(format::entry_len(n)).min(used),
-                Err(_) => (offset + 4).min(used),
-            };
-            let bytes = self
-                .map
-                .copy_to(offset, end, buf)
-                .ok_or(SkipReason::Corrupt(FormatError::UsedBeyondEnd { used, len }))?;
-            let entry = match format::entries_at(bytes, offset).next() {
-                Some(Ok(entry)) if bytes.len() == format::entry_len(entry.key.len()) => entry,
-                Some(Err(e)) => return Err(SkipReason::Corrupt(e)),
-                _ => {
-                    let end = offset.saturating_add(format::entry_len(key_len.max(0) as usize));
-                    return Err(SkipReason::Corrupt(FormatError::EntryBeyondUsed { offset, end, used }));
+        // Room for the new entries, sized by the keys seen so far (or, before any,
+        // by a typical entry of 64 bytes), so that the vectors are not copied as they
+        // grow; capped, as `used` may be a corrupt file's claim.
+        let expected = ((used - self.parsed_to) / tables.mean_entry_len().unwrap_or(64)).min(1 << 20);
+        self.samples.reserve(expected);
+        self.value_offsets.reserve(expected);
+        self.values.reserve(expected);
+        let pid = self.kind.gauge.as_ref().map(|(_, pid)| (tables.pid_id(pid), pid.clone()));
+        let mut last_key = self.last_key;
+        let mut offset = self.parsed_to;
+        while offset < used {
+            // Fast path: the entry is the key that followed the previous entry's key in
+            // the file read before, compared in place (its head, word by word).
+            let predicted = tables.predicted(last_key).filter(|&key| {
+                let head = tables.head(key);
+                offset + head.len() + format::VALUE_LEN <= used && self.map.words_equal(offset, head) == Some(true)
+            });
+            let (key, value_offset) = match predicted {
+                Some(key) => (key, offset + tables.head(key).len()),
+                None => {
+                    // Keep what was parsed so far if this entry is corrupt.
+                    self.parsed_to = offset;
+                    self.last_key = last_key;
+                    let (key, value_offset) = self.parse_entry(offset, used, tables, buf)?;
+                    tables.record_successor(last_key, key);
+                    (key, value_offset)
                 }
             };
-            let key = tables.key_id(entry.key).map_err(|bad| match bad {
-                BadKey::Invalid(error) => SkipReason::InvalidKey { offset, error },
-                BadKey::EmptyMetricName => SkipReason::EmptyMetricName { offset },
-            })?;
+            last_key = Some(key);
+            let info = tables.key(key);
+            let family = info.family;
             let sample = match &pid {
-                Some(pid) => tables.gauge_sample(key, pid),
-                None => tables.key(key).sample,
+                Some((pid_id, pid)) => tables.gauge_sample_of(key, pid, *pid_id),
+                None => info.sample,
             };
-            let family = tables.key(key).family;
             // Consecutive entries usually belong to one family: skip the set then.
             if self.families.last().is_none_or(|&(last, _)| last != family) && self.seen_families.insert(family) {
                 self.families.push((family, key));
             }
             self.samples.push(sample);
             // `used` fits an i32, so every offset below it fits a u32.
-            self.value_offsets.push(entry.value_offset as u32);
-            self.parsed_to = offset + format::entry_len(entry.key.len());
+            self.value_offsets.push(value_offset as u32);
+            // The value and timestamp lie below `used`, checked above; the fallbacks
+            // are never taken.
+            self.values.push(self.map.load_u64(value_offset).map_or(f64::NAN, f64::from_bits));
+            if pid.is_some() {
+                self.timestamps.push(self.map.load_u64(value_offset + 8).map_or(0.0, f64::from_bits));
+            }
+            offset = value_offset + format::VALUE_LEN;
         }
+        self.parsed_to = offset;
+        self.last_key = last_key;
         Ok(())
     }
 
-    /// Reads every entry's value (and, in gauge files, timestamp) with one atomic load
-    /// each. Every offset lies below `used` (checked when its entry was parsed), so
-    /// within the mapping; the fallbacks are never taken.
+    /// Reads and validates the entry at `offset` (below `used`) and returns its key id
+    /// (decoding the key if it is new) and value offset.
+    fn parse_entry(
+        &self,
+        offset: usize,
+        used: usize,
+        tables: &mut Tables,
+        buf: &mut Vec<u8>,
+    ) -> Result<(u32, usize), SkipReason> {
+        // Copy one entry at a time (its length field says how much), so memory stays
+        // bounded by the largest entry, and let the format module validate it.
+        let len = self.map.len();
+        let key_len = self.map.load_u32(offset).map_or(-1, |n| n as i32);
+        let end = match usize::try_from(key_len) {
+            Ok(n) => offset.saturating_add(format::entry_len(n)).min(used),
+            Err(_) => (offset + 4).min(used),
+        };
+        let bytes =
+            self.map.copy_to(offset, end, buf).ok_or(SkipReason::Corrupt(FormatError::UsedBeyondEnd { used, len }))?;
+        let entry = match format::entries_at(bytes, offset).next() {
+            Some(Ok(entry)) if bytes.len() == format::entry_len(entry.key.len()) => entry,
+            Some(Err(e)) => return Err(SkipReason::Corrupt(e)),
+            _ => {
+                let end = offset.saturating_add(format::entry_len(key_len.max(0) as usize));
+                return Err(SkipReason::Corrupt(FormatError::EntryBeyondUsed { offset, end, used }));
+            }
+        };
+        let head = &bytes[..entry.value_offset - offset];
+        let key = tables.entry_key_id(head, entry.key).map_err(|bad| match bad {
+            BadKey::Invalid(error) => SkipReason::InvalidKey { offset, error },
+            BadKey::EmptyMetricName => SkipReason::EmptyMetricName { offset },
+        })?;
+        Ok((key, entry.value_offset))
+    }
+
+    /// Reads the value (and, in gauge files, timestamp) of every entry parsed so far
+    /// with one atomic load each. Every offset lies below `used` (checked when its
+    /// entry was parsed), so within the mapping; the fallbacks are never taken.
     fn snapshot(&mut self) {
         let map = &self.map;
         self.values.clear();

@@ -6,6 +6,15 @@
 //!   processes write byte-identical keys, so the collector decodes each JSON key once
 //!   however many files hold it (Python's collector does the same with its
 //!   `key_cache`).
+//!
+//!   Finding a key's id must not cost a hash of its bytes per entry either: workers of
+//!   one server create their series in much the same order, so the entry that follows
+//!   key `k` in one file is very likely the one that followed it in the file read
+//!   before. Each key remembers its last successor and its *head* (the entry's length
+//!   field, key and padding, as first read); the reader compares the next entry's head
+//!   with the predicted key's, word by word, and falls back to hashing only when they
+//!   differ. Equal heads are equal keys, so a prediction can only save work, never
+//!   change a result.
 //! * A **label set** is a sequence of `(name, value)` pairs, compared as Python
 //!   compares the tuples it groups by: a key's labels sorted by name, then for gauge
 //!   files the writer's `("pid", ID)` appended (so a user label `pid` can appear twice).
@@ -13,12 +22,13 @@
 //!   Each sample knows its twin without `pid` labels (gauge modes other than `all`)
 //!   and, when it has an `le` label, its histogram bucket.
 
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
-use hashbrown::{HashMap, HashSet};
+use hashbrown::{DefaultHashBuilder, HashMap, HashSet, HashTable};
 
 use crate::format::float::go_float;
-use crate::format::key::{Key, KeyError, decode_key};
+use crate::format::key::{KeyError, KeyRef, decode_key_ref};
 
 /// An interned string.
 pub(crate) type Str = Arc<str>;
@@ -36,7 +46,16 @@ pub(crate) struct KeyInfo {
     name: u32,
     /// Label set id of the key's labels, sorted by name.
     labels: u32,
+    /// Where the key's entry head (length field, key, padding) starts in `Tables::heads`.
+    head_start: usize,
+    /// Length of the head: a multiple of eight, the value's offset in the entry.
+    head_len: u32,
+    /// The key that followed this one in the file read last (`NO_KEY` if none yet).
+    successor: u32,
 }
+
+/// No key: the end of a chain of successors.
+const NO_KEY: u32 = u32::MAX;
 
 /// How a sample takes part in a histogram family.
 #[derive(Debug, Clone)]
@@ -88,9 +107,20 @@ pub(crate) struct Tables {
     strings: HashSet<Str>,
     name_ids: HashMap<Str, u32>,
     names: Vec<Str>,
-    raw_keys: HashMap<Box<[u8]>, u32>,
+    /// `(hash, key id)`, found by the hash of the key bytes (compared in `heads`); the
+    /// hash is kept so that growing the table hashes no key again.
+    raw_keys: HashTable<(u64, u32)>,
+    hasher: DefaultHashBuilder,
+    /// The entry head of every key, back to back.
+    heads: Vec<u8>,
     keys: Vec<KeyInfo>,
-    label_ids: HashMap<Arc<[(Str, Str)]>, u32>,
+    /// The key that opened the file read last (`None` before any).
+    first_key: Option<u32>,
+    pid_ids: HashMap<Str, u32>,
+    /// (key, pid id) → the sample of that key in a gauge file of that pid.
+    gauge_samples: HashMap<(u32, u32), u32>,
+    /// Label set ids, found by the hash of their sequence (compared in `labels`).
+    label_ids: HashTable<u32>,
     labels: Vec<LabelSet>,
     with_pid: HashMap<(u32, Str), u32>,
     sample_ids: HashMap<(u32, u32, u32), u32>,
@@ -154,23 +184,86 @@ impl Tables {
         &self.labels[id as usize].exposed
     }
 
-    /// The key id of raw key bytes, decoding and interning them the first time.
+    /// The key id of raw key bytes, decoding and interning them the first time (with
+    /// the head a writer of this crate or Python would write for them).
+    #[cfg(test)]
     pub(crate) fn key_id(&mut self, raw: &[u8]) -> Result<u32, BadKey> {
-        if let Some(&id) = self.raw_keys.get(raw) {
+        let mut head = Vec::with_capacity(crate::format::value_offset_in_entry(raw.len()));
+        head.extend_from_slice(&(raw.len() as u32).to_le_bytes());
+        head.extend_from_slice(raw);
+        head.resize(crate::format::value_offset_in_entry(raw.len()), b' ');
+        self.entry_key_id(&head, raw)
+    }
+
+    /// The key id of an entry whose head (length field, key, padding: the bytes before
+    /// its value) is `head` and whose key bytes are `raw`, decoding and interning the
+    /// key the first time.
+    pub(crate) fn entry_key_id(&mut self, head: &[u8], raw: &[u8]) -> Result<u32, BadKey> {
+        let hash = self.hasher.hash_one(raw);
+        let (keys, heads) = (&self.keys, &self.heads);
+        if let Some(&(_, id)) = self.raw_keys.find(hash, |&(h, id)| h == hash && key_bytes(keys, heads, id) == raw) {
             return Ok(id);
         }
-        let key = decode_key(raw).map_err(BadKey::Invalid)?;
+        let key = decode_key_ref(raw).map_err(BadKey::Invalid)?;
         if key.metric_name.is_empty() {
             return Err(BadKey::EmptyMetricName);
         }
-        let id = self.intern_key(key);
-        self.raw_keys.insert(raw.into(), id);
+        let id = self.intern_key(key, head);
+        self.raw_keys.insert_unique(hash, (hash, id), |&(h, _)| h);
         Ok(id)
     }
 
-    /// The sample an entry with key `key` denotes in a gauge file of writer `pid`: the
-    /// key's labels with `("pid", pid)` appended.
+    /// The key most likely to come after `prev` in a file (after the start of a file
+    /// when `prev` is `None`): the one that came after it in the file read last.
+    #[inline]
+    pub(crate) fn predicted(&self, prev: Option<u32>) -> Option<u32> {
+        match prev {
+            None => self.first_key,
+            Some(prev) => Some(self.keys[prev as usize].successor).filter(|&k| k != NO_KEY),
+        }
+    }
+
+    /// Records that `key` came after `prev` (at the start of a file when `None`).
+    #[inline]
+    pub(crate) fn record_successor(&mut self, prev: Option<u32>, key: u32) {
+        match prev {
+            None => self.first_key = Some(key),
+            Some(prev) => self.keys[prev as usize].successor = key,
+        }
+    }
+
+    /// The entry head of key `id` as first read: length field, key bytes and padding.
+    /// An entry whose bytes before its value equal these has key `id`.
+    #[inline]
+    pub(crate) fn head(&self, id: u32) -> &[u8] {
+        let info = &self.keys[id as usize];
+        &self.heads[info.head_start..info.head_start + info.head_len as usize]
+    }
+
+    /// The id of a gauge file's `pid` label value.
+    pub(crate) fn pid_id(&mut self, pid: &Str) -> u32 {
+        if let Some(&id) = self.pid_ids.get(pid) {
+            return id;
+        }
+        let id = self.pid_ids.len() as u32;
+        self.pid_ids.insert(pid.clone(), id);
+        id
+    }
+
+    /// [`Tables::gauge_sample_of`] for tests, which have no pid ids at hand.
+    #[cfg(test)]
     pub(crate) fn gauge_sample(&mut self, key: u32, pid: &Str) -> u32 {
+        let pid_id = self.pid_id(pid);
+        self.gauge_sample_of(key, pid, pid_id)
+    }
+
+    /// The sample an entry with key `key` denotes in a gauge file of writer `pid`, whose
+    /// id `pid_id` comes from [`Tables::pid_id`]: the key's labels with `("pid", pid)`
+    /// appended. Once known, one lookup on two integers.
+    pub(crate) fn gauge_sample_of(&mut self, key: u32, pid: &Str, pid_id: u32) -> u32 {
+        if let Some(&sample) = self.gauge_samples.get(&(key, pid_id)) {
+            return sample;
+        }
         let KeyInfo { family, name, labels, .. } = self.keys[key as usize];
         let labels = match self.with_pid.get(&(labels, pid.clone())) {
             Some(&id) => id,
@@ -182,10 +275,17 @@ impl Tables {
                 id
             }
         };
-        self.intern_sample(family, name, labels)
+        let sample = self.intern_sample(family, name, labels);
+        self.gauge_samples.insert((key, pid_id), sample);
+        sample
     }
 
-    fn intern_key(&mut self, key: Key) -> u32 {
+    /// Mean length of an entry of the keys seen so far (for sizing buffers).
+    pub(crate) fn mean_entry_len(&self) -> Option<usize> {
+        (!self.keys.is_empty()).then(|| self.heads.len() / self.keys.len() + crate::format::VALUE_LEN)
+    }
+
+    fn intern_key(&mut self, key: KeyRef<'_>, head: &[u8]) -> u32 {
         let family = self.name_id(&key.metric_name);
         let name = self.name_id(&key.sample_name);
         let pairs = key.labels.iter().map(|(n, v)| (self.string(n), self.string(v))).collect();
@@ -193,17 +293,15 @@ impl Tables {
         let help = self.string(&key.help);
         let sample = self.intern_sample(family, name, labels);
         let id = self.keys.len() as u32;
-        self.keys.push(KeyInfo { family, help, sample, name, labels });
+        let head_start = self.heads.len();
+        self.heads.extend_from_slice(head);
+        let head_len = head.len() as u32;
+        self.keys.push(KeyInfo { family, help, sample, name, labels, head_start, head_len, successor: NO_KEY });
         id
     }
 
     fn string(&mut self, s: &str) -> Str {
-        if let Some(found) = self.strings.get(s) {
-            return found.clone();
-        }
-        let new: Str = Arc::from(s);
-        self.strings.insert(new.clone());
-        new
+        self.strings.get_or_insert_with(s, |s: &str| Arc::from(s)).clone()
     }
 
     fn name_id(&mut self, name: &str) -> u32 {
@@ -217,23 +315,33 @@ impl Tables {
         id
     }
 
+    /// The id of the label set `pairs`, whose strings must all be interned (see
+    /// `ByAddress`).
     fn label_set(&mut self, pairs: Vec<(Str, Str)>) -> u32 {
-        if let Some(&id) = self.label_ids.get(pairs.as_slice()) {
+        let hash = self.hasher.hash_one(ByAddress(&pairs));
+        let labels = &self.labels;
+        if let Some(&id) = self.label_ids.find(hash, |&id| same_strings(&labels[id as usize].sequence, &pairs)) {
             return id;
         }
-        let mut exposed: Vec<(Str, Str)> = Vec::with_capacity(pairs.len());
-        for (name, value) in &pairs {
-            match exposed.iter_mut().find(|(n, _)| n == name) {
-                Some(slot) => slot.1 = value.clone(),
-                None => exposed.push((name.clone(), value.clone())),
-            }
-        }
-        exposed.sort_by(|a, b| a.0.cmp(&b.0));
         let sequence: Arc<[(Str, Str)]> = pairs.into();
-        let exposed = if *exposed == *sequence { sequence.clone() } else { exposed.into() };
+        // Sorted by name without repeats already (every key's own labels): share.
+        let exposed = if sequence.windows(2).all(|w| w[0].0 < w[1].0) {
+            sequence.clone()
+        } else {
+            let mut exposed: Vec<(Str, Str)> = Vec::with_capacity(sequence.len());
+            for (name, value) in sequence.iter() {
+                match exposed.iter_mut().find(|(n, _)| n == name) {
+                    Some(slot) => slot.1 = value.clone(),
+                    None => exposed.push((name.clone(), value.clone())),
+                }
+            }
+            exposed.sort_by(|a, b| a.0.cmp(&b.0));
+            exposed.into()
+        };
         let id = self.labels.len() as u32;
-        self.labels.push(LabelSet { sequence: sequence.clone(), exposed });
-        self.label_ids.insert(sequence, id);
+        self.labels.push(LabelSet { sequence, exposed });
+        let (hasher, labels) = (&self.hasher, &self.labels);
+        self.label_ids.insert_unique(hash, id, |&id| hasher.hash_one(ByAddress(&labels[id as usize].sequence)));
         id
     }
 
@@ -275,6 +383,34 @@ impl Tables {
         self.sample_ids.insert((family, name, labels), id);
         id
     }
+}
+
+/// A label set hashed by the addresses of its strings rather than their text: every
+/// string in a label set is interned (made by `Tables::string`, or cloned from one
+/// that was), so equal text means the same allocation.
+struct ByAddress<'a>(&'a [(Str, Str)]);
+
+impl std::hash::Hash for ByAddress<'_> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_usize(self.0.len());
+        for (name, value) in self.0 {
+            state.write_usize(Arc::as_ptr(name).cast::<u8>() as usize);
+            state.write_usize(Arc::as_ptr(value).cast::<u8>() as usize);
+        }
+    }
+}
+
+/// Whether two label sequences of interned strings are the same (by address).
+fn same_strings(a: &[(Str, Str)], b: &[(Str, Str)]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|((an, av), (bn, bv))| Arc::ptr_eq(an, bn) && Arc::ptr_eq(av, bv))
+}
+
+/// The key bytes of key `id`: its head without the length field and the padding.
+fn key_bytes<'a>(keys: &[KeyInfo], heads: &'a [u8], id: u32) -> &'a [u8] {
+    let info = &keys[id as usize];
+    let head = &heads[info.head_start..info.head_start + info.head_len as usize];
+    let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
+    &head[4..4 + len]
 }
 
 /// Python's `float(text)` for the strings a `le` label can hold: surrounding

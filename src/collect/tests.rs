@@ -429,6 +429,89 @@ mod on_disk {
         assert_eq!(collector.collect().unwrap(), Scrape::default());
     }
 
+    /// Writes a file of counter entries `c_total{i=LABEL}` with value 1, the padding
+    /// of each entry filled with `pad`.
+    fn write_raw(dir: &std::path::Path, name: &str, family: &str, labels: &[&str], pad: u8) {
+        let mut bytes = crate::format::encode_header(0).to_vec();
+        for label in labels {
+            let key = encode_key(family, &format!("{family}_total"), &[("i", label)], "h");
+            let start = bytes.len();
+            crate::format::encode_entry(&mut bytes, key.as_bytes(), 1.0, 0.0);
+            let pad_at = start + 4 + key.len();
+            let pad_len = crate::format::padding_len(key.len());
+            bytes[pad_at..pad_at + pad_len].fill(pad);
+        }
+        let used = bytes.len() as u32;
+        bytes[..4].copy_from_slice(&used.to_le_bytes());
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
+
+    #[test]
+    fn predicted_keys_never_change_the_result() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let ten: Vec<String> = (0..10).map(|i| format!("{i:02}")).collect();
+        let ten: Vec<&str> = ten.iter().map(String::as_str).collect();
+        write_raw(d, "counter_a.db", "c", &ten, b' ');
+        // An entry inserted early, then the same order.
+        let mut inserted = ten.clone();
+        inserted.insert(1, "50");
+        write_raw(d, "counter_b.db", "c", &inserted, b' ');
+        // The reverse order: every prediction fails.
+        let reversed: Vec<&str> = ten.iter().rev().copied().collect();
+        write_raw(d, "counter_c.db", "c", &reversed, b' ');
+        // Same keys, other padding bytes (which readers ignore): same series.
+        write_raw(d, "counter_d.db", "c", &ten, b'\t');
+        // A key of the same length that differs in one byte, then the known order.
+        write_raw(d, "counter_e.db", "c", &["0Z", "01", "02"], b' ');
+        // A key that is a prefix of the predicted one's bytes but longer.
+        write_raw(d, "counter_f.db", "c", &["00", "010"], b' ');
+        // A file that ends inside the predicted entry: skipped whole, as before.
+        write_raw(d, "counter_g.db", "c", &["00", "01"], b' ');
+        let g = d.join("counter_g.db");
+        let mut bytes = std::fs::read(&g).unwrap();
+        let short = (bytes.len() - 8) as u32;
+        bytes[..4].copy_from_slice(&short.to_le_bytes());
+        std::fs::write(&g, bytes).unwrap();
+
+        // 00 is in a, b, c, d, f; 01 and 02 in a, b, c, d, e; the others in a, b, c, d.
+        let mut expected: Vec<String> = ten
+            .iter()
+            .map(|label| {
+                let n = match *label {
+                    "00" | "01" | "02" => 5,
+                    _ => 4,
+                };
+                format!("c_total{{i={label}}} {n}.0")
+            })
+            .collect();
+        expected.insert(10, "c_total{i=50} 1.0".into());
+        expected.insert(11, "c_total{i=0Z} 1.0".into());
+        expected.insert(12, "c_total{i=010} 1.0".into());
+
+        let collector = Collector::new(d).unwrap();
+        let first = collector.collect().unwrap();
+        assert_eq!(values(&first), expected);
+        assert_eq!(first.skipped.len(), 1);
+        assert_eq!(first.skipped[0].path, g);
+        // A repeat scrape, and a fresh collector whose predictions start empty, agree.
+        assert_eq!(collector.collect().unwrap(), first);
+        assert_eq!(Collector::new(d).unwrap().collect().unwrap(), first);
+    }
+
+    #[test]
+    fn gauge_files_of_many_writers_share_keys_but_not_samples() {
+        let dir = tempfile::tempdir().unwrap();
+        for id in ["7", "8"] {
+            let r = registry(dir.path(), id);
+            let g = r.gauge_family(Opts::new("g", "G."), GaugeMode::All, &["a"]).unwrap();
+            g.get(&["x"]).unwrap().set(1.0);
+            g.get(&["y"]).unwrap().set(2.0);
+        }
+        let scrape = Collector::new(dir.path()).unwrap().collect().unwrap();
+        assert_eq!(values(&scrape), ["g{a=x,pid=7} 1.0", "g{a=y,pid=7} 2.0", "g{a=x,pid=8} 1.0", "g{a=y,pid=8} 2.0"]);
+    }
+
     #[test]
     fn collector_new_refuses_a_missing_directory_and_collect_fails_only_on_the_directory() {
         let dir = tempfile::tempdir().unwrap();

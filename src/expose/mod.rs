@@ -242,7 +242,10 @@ pub fn encode(families: &[MetricFamily], format: Format, escaping: Escaping, out
 /// framework can send.
 pub fn render(scrape: &Scrape, accept: Option<&str>, accept_encoding: Option<&str>) -> Rendered {
     let chosen = negotiate(accept, accept_encoding);
-    let mut text = String::with_capacity(4096);
+    // About one line of 64 bytes per sample and a few per family, so that a large
+    // body is not copied again and again as it grows.
+    let samples: usize = scrape.families.iter().map(|f| f.samples.len() + 4).sum();
+    let mut text = String::with_capacity(4096 + 64 * samples);
     encode(&scrape.families, chosen.format, chosen.escaping, &mut text);
     if !chosen.gzip {
         return Rendered { content_type: chosen.content_type, content_encoding: None, body: text.into_bytes() };

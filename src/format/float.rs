@@ -127,6 +127,67 @@ pub fn write_python_repr(out: &mut String, v: f64) {
 /// a positive value with more than six digits before the dot switches to
 /// exponent form (`1000000.0` → `1e+06`, `1234567.0` → `1.234567e+06`).
 pub fn write_go_float(out: &mut String, v: f64) {
+    if !write_integral_go_float(out, v) {
+        write_go_float_general(out, v);
+    }
+}
+
+/// [`write_go_float`] for the common case of a whole number below 10^15 in magnitude
+/// (counts, bucket totals), without the shortest-digits search: such a value is an
+/// exact integer whose shortest round-trip digits are its own decimal digits (doubles
+/// this small are at most 1 apart, so no shorter decimal rounds to them). Returns
+/// `false`, having written nothing, for any other value.
+fn write_integral_go_float(out: &mut String, v: f64) -> bool {
+    // NaN fails the first test, infinities the second.
+    if v.trunc() != v || v.abs() >= 1e15 {
+        return false;
+    }
+    if v == 0.0 {
+        out.push_str(if v.is_sign_negative() { "-0.0" } else { "0.0" });
+        return true;
+    }
+    let mut buf = [0u8; 16];
+    let mut start = buf.len();
+    // Below 10^15, so exact in a u64 and at most 15 digits.
+    let mut n = v.abs() as u64;
+    while n > 0 {
+        start -= 1;
+        buf[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    let digits = &buf[start..];
+    if v < 0.0 {
+        // repr: fixed notation; floatToGoString leaves negative values alone.
+        out.push('-');
+        out.push_str(as_str(digits));
+        out.push_str(".0");
+    } else if digits.len() <= 6 {
+        out.push_str(as_str(digits));
+        out.push_str(".0");
+    } else {
+        // More than six digits before the dot: d.ddd (trailing zeros dropped) e+NN.
+        let rest = &digits[1..];
+        let kept = rest.len() - rest.iter().rev().take_while(|&&d| d == b'0').count();
+        out.push_str(as_str(&digits[..1]));
+        if kept > 0 {
+            out.push('.');
+            out.push_str(as_str(&rest[..kept]));
+        }
+        let exp = digits.len() - 1;
+        out.push_str("e+");
+        out.push((b'0' + (exp / 10) as u8) as char);
+        out.push((b'0' + (exp % 10) as u8) as char);
+    }
+    true
+}
+
+/// Digits stored as ASCII bytes, as a `&str`.
+fn as_str(digits: &[u8]) -> &str {
+    std::str::from_utf8(digits).unwrap_or("")
+}
+
+/// [`write_go_float`] for any value: Python's `repr` digits, then its rewrite.
+fn write_go_float_general(out: &mut String, v: f64) {
     if v.is_nan() {
         out.push_str("NaN");
         return;
@@ -203,6 +264,40 @@ mod tests {
             let g = go_float(v);
             proptest::prop_assert_eq!(g.parse::<f64>().unwrap().to_bits(), v.to_bits(), "{}", g);
             proptest::prop_assert!(r.contains('.') || r.contains('e'), "{}", r);
+        }
+    }
+
+    fn general(v: f64) -> String {
+        let mut s = String::new();
+        write_go_float_general(&mut s, v);
+        s
+    }
+
+    #[test]
+    fn whole_numbers_take_the_fast_path_with_the_same_spelling() {
+        let mut cases = vec![0.0, -0.0, 1.0, -1.0, 999999.0, 1e6, -1e6, 1234567.0, 1200000.0, 1e14, 999999999999999.0];
+        cases.extend((0..15).map(|e| 10f64.powi(e)));
+        cases.extend((0..15).map(|e| 7.0 * 10f64.powi(e) + 3.0));
+        for v in cases {
+            let mut fast = String::new();
+            assert!(write_integral_go_float(&mut fast, v), "{v:?}");
+            assert_eq!(fast, general(v), "floatToGoString({v:?})");
+        }
+        for v in [0.5, 1e15, -1e15, 1e16, f64::INFINITY, f64::NAN, 5e-324] {
+            assert!(!write_integral_go_float(&mut String::new(), v), "{v:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn fast_and_general_go_float_agree(n in -1_000_000_000_000_000i64..1_000_000_000_000_000, bits in proptest::prelude::any::<u64>()) {
+            for v in [n as f64, f64::from_bits(bits)] {
+                let mut fast = String::new();
+                if write_integral_go_float(&mut fast, v) {
+                    proptest::prop_assert_eq!(&fast, &general(v));
+                }
+                proptest::prop_assert_eq!(go_float(v), general(v));
+            }
         }
     }
 

@@ -17,6 +17,7 @@
 //! Byte-identical keys matter: a writer that reopens a file finds its entries by the
 //! raw key bytes, and the collector deduplicates on them before parsing.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 /// Appends `s` as a JSON string literal, escaped exactly as Python's `ensure_ascii`
@@ -120,10 +121,123 @@ impl std::fmt::Display for KeyError {
 
 /// Decodes a key written by us or by Python.
 pub fn decode_key(bytes: &[u8]) -> Result<Key, KeyError> {
+    let key = decode_key_ref(bytes)?;
+    Ok(Key {
+        metric_name: key.metric_name.into_owned(),
+        sample_name: key.sample_name.into_owned(),
+        labels: key.labels.into_iter().map(|(n, v)| (n.into_owned(), v.into_owned())).collect(),
+        help: key.help.into_owned(),
+    })
+}
+
+/// A decoded key like [`Key`], whose strings borrow from the key bytes when they hold
+/// no escape sequence (as Python writes every ASCII name, value and help text), so
+/// that decoding such a key allocates only its label list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRef<'a> {
+    /// The family name (first element).
+    pub metric_name: Cow<'a, str>,
+    /// The sample name (second element).
+    pub sample_name: Cow<'a, str>,
+    /// Label pairs sorted by name, each name once (a name repeated in the JSON keeps
+    /// its last value, as Python's `json.loads` does).
+    pub labels: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+    /// The help text (fourth element).
+    pub help: Cow<'a, str>,
+}
+
+/// Decodes a key as [`decode_key`] does, borrowing what it can.
+///
+/// Keys laid out exactly as Python's `json.dumps` writes them (the separators `", "`
+/// and `": "`, label names in increasing order, no string holding `\` or a control
+/// character) are split in place; any other key goes through a general JSON parser.
+/// Both give the same result for the keys the first accepts.
+///
+/// # Errors
+/// As [`decode_key`].
+pub fn decode_key_ref(bytes: &[u8]) -> Result<KeyRef<'_>, KeyError> {
     let text = std::str::from_utf8(bytes).map_err(|e| KeyError::NotUtf8 { valid_up_to: e.valid_up_to() })?;
+    if let Some(key) = (Plain { text, pos: 0 }).key() {
+        return Ok(key);
+    }
     let (metric_name, sample_name, labels, help): (String, String, BTreeMap<String, String>, String) =
         serde_json::from_str(text).map_err(|e| KeyError::NotAKey(e.to_string()))?;
-    Ok(Key { metric_name, sample_name, labels: labels.into_iter().collect(), help })
+    Ok(KeyRef {
+        metric_name: Cow::Owned(metric_name),
+        sample_name: Cow::Owned(sample_name),
+        labels: labels.into_iter().map(|(n, v)| (Cow::Owned(n), Cow::Owned(v))).collect(),
+        help: Cow::Owned(help),
+    })
+}
+
+/// A reader of keys in Python's exact layout without escapes: `None` at the first
+/// byte that leaves it, for the general parser to decide.
+struct Plain<'a> {
+    text: &'a str,
+    pos: usize,
+}
+
+impl<'a> Plain<'a> {
+    fn key(mut self) -> Option<KeyRef<'a>> {
+        self.literal("[")?;
+        let metric_name = self.string()?;
+        self.literal(", ")?;
+        let sample_name = self.string()?;
+        self.literal(", {")?;
+        let mut labels: Vec<(Cow<'a, str>, Cow<'a, str>)> = Vec::new();
+        if !self.eat("}") {
+            loop {
+                let name = self.string()?;
+                self.literal(": ")?;
+                let value = self.string()?;
+                // Strictly increasing (so sorted and without repeats), as `sort_keys`
+                // writes them.
+                if labels.last().is_some_and(|(last, _)| **last >= *name) {
+                    return None;
+                }
+                labels.push((Cow::Borrowed(name), Cow::Borrowed(value)));
+                if self.eat("}") {
+                    break;
+                }
+                self.literal(", ")?;
+            }
+        }
+        self.literal(", ")?;
+        let help = self.string()?;
+        self.literal("]")?;
+        (self.pos == self.text.len()).then_some(KeyRef {
+            metric_name: Cow::Borrowed(metric_name),
+            sample_name: Cow::Borrowed(sample_name),
+            labels,
+            help: Cow::Borrowed(help),
+        })
+    }
+
+    fn eat(&mut self, literal: &str) -> bool {
+        let found = self.text.as_bytes()[self.pos..].starts_with(literal.as_bytes());
+        if found {
+            self.pos += literal.len();
+        }
+        found
+    }
+
+    fn literal(&mut self, literal: &str) -> Option<()> {
+        self.eat(literal).then_some(())
+    }
+
+    /// A JSON string without escapes or control characters: its content.
+    fn string(&mut self) -> Option<&'a str> {
+        self.literal("\"")?;
+        let rest = &self.text.as_bytes()[self.pos..];
+        let len = rest.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+        if rest[len] != b'"' {
+            return None;
+        }
+        // `"` is ASCII, so both ends are character boundaries.
+        let content = &self.text[self.pos..self.pos + len];
+        self.pos += len + 1;
+        Some(content)
+    }
 }
 
 #[cfg(test)]
@@ -156,6 +270,65 @@ mod tests {
         assert_eq!(decoded.sample_name, "m_sum");
         assert_eq!(decoded.labels, vec![("a".into(), "1".into()), ("b".into(), "é😀".into())]);
         assert_eq!(decoded.help, "h");
+    }
+
+    /// The general parser's answer, for comparison with the fast path.
+    fn decode_general(bytes: &[u8]) -> Result<Key, KeyError> {
+        let text = std::str::from_utf8(bytes).map_err(|e| KeyError::NotUtf8 { valid_up_to: e.valid_up_to() })?;
+        let (metric_name, sample_name, labels, help): (String, String, BTreeMap<String, String>, String) =
+            serde_json::from_str(text).map_err(|e| KeyError::NotAKey(e.to_string()))?;
+        Ok(Key { metric_name, sample_name, labels: labels.into_iter().collect(), help })
+    }
+
+    #[test]
+    fn plain_keys_are_borrowed_and_others_are_parsed_in_full() {
+        let plain = decode_key_ref(br#"["m", "m_total", {"a": "x", "b": "y"}, "Help."]"#).unwrap();
+        assert!(matches!(plain.metric_name, Cow::Borrowed("m")));
+        assert!(matches!(plain.labels[1].1, Cow::Borrowed("y")));
+        let cases: [&[u8]; 13] = [
+            br#"["m", "m", {"b": "1", "a": "2"}, "h"]"#,
+            br#"["m", "m", {"a": "1", "a": "2"}, "h"]"#,
+            br#"["m","m",{},"h"]"#,
+            br#"["m", "m", {}, "h"] "#,
+            br#"["m", "m", {}, "h"]x"#,
+            br#"["m", "m", {"a": "\n"}, "h"]"#,
+            br#"["m", "m", {}, "h\u00e9"]"#,
+            br#"["m", "m", {}]"#,
+            br#"["m", "m", {}, "h", "x"]"#,
+            br#"["m", "m", {"a": 1}, "h"]"#,
+            br#"["m", "m", {"a": "x", }, "h"]"#,
+            "[\"m\", \"m\", {\"a\": \"\u{1}\"}, \"h\"]".as_bytes(),
+            "[\"\u{e9}\", \"m\", {\"\u{e9}\": \"\u{1F600}\"}, \"h\"]".as_bytes(),
+        ];
+        for bytes in cases {
+            assert_eq!(decode_key(bytes), decode_general(bytes), "{}", String::from_utf8_lossy(bytes));
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn fast_and_general_decoding_agree(
+            metric in ".{0,8}",
+            sample in ".{0,8}",
+            labels in proptest::collection::btree_map(".{0,6}", ".{0,6}", 0..4),
+            help in ".{0,8}",
+        ) {
+            let labels: Vec<(&str, &str)> = labels.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+            let key = encode_key(&metric, &sample, &labels, &help);
+            let decoded = decode_key(key.as_bytes());
+            proptest::prop_assert_eq!(&decoded, &decode_general(key.as_bytes()));
+            let decoded = decoded.unwrap();
+            proptest::prop_assert_eq!(decoded.metric_name, metric);
+            proptest::prop_assert_eq!(decoded.labels.len(), labels.len());
+        }
+
+        #[test]
+        fn fast_and_general_decoding_agree_on_any_bytes(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40)) {
+            proptest::prop_assert_eq!(decode_key(&bytes).is_ok(), decode_general(&bytes).is_ok());
+            if let Ok(key) = decode_key(&bytes) {
+                proptest::prop_assert_eq!(key, decode_general(&bytes).unwrap());
+            }
+        }
     }
 
     #[test]
