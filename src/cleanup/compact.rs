@@ -207,6 +207,13 @@ pub fn compact_with(dir: &Path, mut options: CompactOptions<'_>) -> Result<Compa
     for id in &dead_ids {
         run.remove(&file::liveness_name(id))?;
     }
+    // Every source is gone, so the manifests have nothing left to exclude; without
+    // them a scrape does not read thousands of names it no longer needs. (A scrape
+    // reads manifests before opening files, and sources go before their manifest, so
+    // one that missed a manifest finds its sources gone too.)
+    for plan in &plans {
+        run.remove(&archive::manifest_name(&plan.archive))?;
+    }
     drop(held);
     run.report.dead_writers = dead_ids.into_iter().collect();
     Ok(run.report)

@@ -42,7 +42,8 @@
 //! 5. per archive, rename the manifest into place, then the archive;
 //! 6. bump the sequence back to even;
 //! 7. remove the sources, the superseded manifests, the dead writers' live gauge
-//!    files, then their liveness files.
+//!    files, their liveness files, and last the new manifests (nothing is left for
+//!    them to exclude).
 //!
 //! A collector of this crate counts an archive's sources only when the archive is not
 //! there, leaves out live gauge files of dead writers, waits (up to 5 s) while a live
