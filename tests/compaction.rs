@@ -8,17 +8,12 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use libtest_mimic::{Arguments, Failed, Trial};
+use libtest_mimic::{Failed, Trial};
 use prometheus_multiproc::cleanup::{CompactOptions, compact, compact_with};
 use prometheus_multiproc::{Collector, GaugeMode, Opts, Registry, WorkerId, render};
-use support::{ROLE, TestDir, python_samples, role_command};
+use support::{TestDir, python_samples, role_command};
 
 fn main() {
-    if let Ok(role) = std::env::var(ROLE) {
-        run_role(&role);
-        std::process::exit(0);
-    }
-    let args = Arguments::from_args();
     let tests = vec![
         Trial::test(
             "compaction_after_2000_restarts_bounds_files_and_keeps_every_total",
@@ -28,7 +23,7 @@ fn main() {
         Trial::test("scrapes_during_compaction_never_see_a_double_count_or_dip", scrapes_during_compaction),
         Trial::test("second_compactor_is_refused_while_one_runs", second_compactor_is_refused),
     ];
-    libtest_mimic::run(&args, tests).exit();
+    support::main_with_roles(run_role, tests)
 }
 
 fn run_role(role: &str) {

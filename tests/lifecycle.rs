@@ -8,17 +8,12 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use libtest_mimic::{Arguments, Failed, Trial};
+use libtest_mimic::{Failed, Trial};
 use prometheus_multiproc::cleanup::{Liveness, clear_directory, liveness, mark_process_dead};
 use prometheus_multiproc::{Collector, ErrorKind, GaugeMode, Opts, Registry, WorkerId, render};
-use support::{ROLE, TestDir, fork, role_command};
+use support::{TestDir, fork, role_command};
 
 fn main() {
-    if let Ok(role) = std::env::var(ROLE) {
-        run_role(&role);
-        std::process::exit(0);
-    }
-    let args = Arguments::from_args();
     let tests = vec![
         Trial::test("sigkilled_writer_is_dead_and_live_one_is_alive", sigkilled_writer_is_dead_and_live_one_is_alive),
         Trial::test("second_live_writer_for_a_worker_id_is_refused", second_live_writer_for_a_worker_id_is_refused),
@@ -39,7 +34,7 @@ fn main() {
             clear_directory_removes_only_our_files,
         ),
     ];
-    libtest_mimic::run(&args, tests).exit();
+    support::main_with_roles(run_role, tests)
 }
 
 fn run_role(role: &str) {

@@ -9,17 +9,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 
-use libtest_mimic::{Arguments, Failed, Trial};
+use libtest_mimic::{Failed, Trial};
 use prometheus_multiproc::format;
 use prometheus_multiproc::{ErrorKind, GaugeMode, Opts, Registry, WorkerId};
-use support::{ROLE, TestDir, fork, python_samples, role_command};
+use support::{TestDir, fork, python_samples, role_command};
 
 fn main() {
-    if let Ok(role) = std::env::var(ROLE) {
-        run_role(&role);
-        std::process::exit(0);
-    }
-    let args = Arguments::from_args();
     let tests = vec![
         Trial::test(
             "concurrent_workers_and_threads_give_python_exact_totals",
@@ -46,7 +41,7 @@ fn main() {
             full_disk_is_a_creation_error_and_existing_handles_keep_counting,
         ),
     ];
-    libtest_mimic::run(&args, tests).exit();
+    support::main_with_roles(run_role, tests)
 }
 
 /// Spawns this binary as a worker in `role`, with `dir` as the metrics directory.

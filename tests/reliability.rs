@@ -99,7 +99,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-use libtest_mimic::{Arguments, Failed, Trial};
+use libtest_mimic::{Failed, Trial};
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
@@ -109,14 +109,9 @@ use prometheus_multiproc::{
     Collector, Counter, DROPPED_SERIES_METRIC, ErrorKind, GaugeMode, MetricType, Opts, Registry, Scrape, SkipReason,
     WorkerId, format,
 };
-use support::{ROLE, TestDir, fork, role_command};
+use support::{TestDir, fork, role_command};
 
 fn main() {
-    if let Ok(role) = std::env::var(ROLE) {
-        run_role(&role);
-        std::process::exit(0);
-    }
-    let args = Arguments::from_args();
     let tests = vec![
         Trial::test(
             "kill_storm_counts_every_completed_increment_exactly_while_scrapes_never_go_backwards",
@@ -127,7 +122,7 @@ fn main() {
             full_disk_keeps_writers_alive_and_counting_and_scrapes_exact,
         ),
     ];
-    libtest_mimic::run(&args, tests).exit();
+    support::main_with_roles(run_role, tests)
 }
 
 fn run_role(role: &str) {

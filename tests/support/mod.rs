@@ -198,3 +198,14 @@ pub fn samples_of(scrape: &prometheus_multiproc::Scrape) -> Vec<String> {
     lines.sort();
     lines
 }
+
+/// The `main` of a `harness = false` test binary whose worker processes are the
+/// binary itself: runs `run_role` and exits when started as a worker (see
+/// [`role_command`]), otherwise runs `tests` with libtest's command-line interface.
+pub fn main_with_roles(run_role: fn(&str), tests: Vec<libtest_mimic::Trial>) -> ! {
+    if let Ok(role) = std::env::var(ROLE) {
+        run_role(&role);
+        std::process::exit(0);
+    }
+    libtest_mimic::run(&libtest_mimic::Arguments::from_args(), tests).exit()
+}
