@@ -65,6 +65,20 @@ pub(crate) fn remove_db(dir: &Path, name: &str) -> Result<bool> {
     }
 }
 
+/// Removes `dir/name` if it is a regular file or a symlink (the link itself, never what
+/// it points at); a missing name is fine. Anything else is refused.
+pub(crate) fn remove_file_or_link(dir: &Path, name: &str) -> Result<bool> {
+    let path = dir.join(name);
+    match fs::symlink_metadata(&path) {
+        Ok(meta) if meta.file_type().is_symlink() => match fs::remove_file(&path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(Error::io(&path, e)),
+        },
+        _ => remove_db(dir, name),
+    }
+}
+
 /// Opens `dir/name` for reading and writing without following symlinks or blocking,
 /// creating it (with `mode`, a header and [`format::INITIAL_SIZE`] reserved bytes)
 /// when it does not exist.
@@ -240,17 +254,17 @@ pub(crate) fn lock_liveness(dir: &Path, id: &str, mode: u32) -> Result<File> {
     {
         log::warn!("cannot set mode {mode:o} on {}: {e}", path.display());
     }
-    match file.try_lock() {
-        Ok(()) if same_inode(&file, &path) => Ok(file),
+    match try_lock(&file, LockKind::Exclusive) {
+        Ok(true) if same_inode(&file, &path) => Ok(file),
         // The compactor removed the file between our open and our lock: the lock we
         // hold is on a name nobody sees. Report it as in use; the caller retries.
-        Ok(()) => {
+        Ok(true) => {
             Err(Error::new(ErrorKind::WorkerIdInUse).about(id).at(&path).expected("a liveness file still linked"))
         }
-        Err(fs::TryLockError::WouldBlock) => Err(Error::new(ErrorKind::WorkerIdInUse).about(id).at(&path).expected(
+        Ok(false) => Err(Error::new(ErrorKind::WorkerIdInUse).about(id).at(&path).expected(
             "a worker ID no live writer holds (another process, or another Registry on this directory in this process)",
         )),
-        Err(fs::TryLockError::Error(e)) => Err(Error::io(&path, e)),
+        Err(e) => Err(Error::io(&path, e)),
     }
 }
 
@@ -264,7 +278,7 @@ pub(crate) fn hold_dead_liveness(dir: &Path, id: &str) -> Option<File> {
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(&path)
         .ok()?;
-    (file.try_lock_shared().is_ok() && same_inode(&file, &path)).then_some(file)
+    (try_lock(&file, LockKind::Shared).ok()? && same_inode(&file, &path)).then_some(file)
 }
 
 /// Whether the writer with liveness file `dir/writer_ID.lock` is alive.
@@ -290,11 +304,24 @@ pub(crate) fn probe_liveness(dir: &Path, id: &str) -> Liveness {
     if !file.metadata().is_ok_and(|m| m.file_type().is_file()) {
         return Liveness::Unknown;
     }
-    match file.try_lock_shared() {
-        Ok(()) => Liveness::Dead,
-        Err(fs::TryLockError::WouldBlock) => Liveness::Alive,
-        Err(fs::TryLockError::Error(_)) => Liveness::Unknown,
+    // A writer holds the exclusive lock; a compactor folding a dead writer holds a
+    // shared one (the writer is dead then). Testing takes no lock, so a probe never
+    // gets in the way of a writer taking its slot.
+    match lock_held(&file) {
+        Ok(None | Some(LockKind::Shared)) => Liveness::Dead,
+        Ok(Some(LockKind::Exclusive)) => Liveness::Alive,
+        Err(_) => Liveness::Unknown,
     }
+}
+
+/// Whether a process with pid `pid` (decimal) exists now, ours or not.
+pub(crate) fn pid_running(pid: &str) -> bool {
+    let Ok(pid) = pid.parse::<i32>() else { return false };
+    if pid <= 0 {
+        return false;
+    }
+    // Signal 0 checks for existence only; EPERM means it exists under another user.
+    matches!(nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None), Ok(()) | Err(nix::errno::Errno::EPERM))
 }
 
 /// The names of the `*.db` entries of `dir` (any file type), sorted by bytes, without
@@ -331,6 +358,58 @@ pub(crate) fn open_read_only(path: &Path) -> io::Result<(File, fs::Metadata)> {
     Ok((file, meta))
 }
 
+/// A whole-file lock: exclusive for a live writer or a compactor, shared for a
+/// compactor holding a dead writer's slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LockKind {
+    Shared,
+    Exclusive,
+}
+
+/// The `struct flock` for a lock of `kind` over the whole file.
+fn whole_file(kind: LockKind) -> libc::flock {
+    let l_type = match kind {
+        LockKind::Shared => libc::F_RDLCK,
+        LockKind::Exclusive => libc::F_WRLCK,
+    };
+    // l_pid must be 0 for open-file-description locks.
+    libc::flock {
+        l_type: l_type as libc::c_short,
+        l_whence: libc::SEEK_SET as libc::c_short,
+        l_start: 0,
+        l_len: 0,
+        l_pid: 0,
+    }
+}
+
+/// Tries to take an open-file-description lock (`F_OFD_SETLK`) of `kind` on the whole
+/// of `file`, without waiting; `false` when another holder's lock conflicts.
+///
+/// Open-file-description locks, like `flock`, belong to the open file (not the
+/// process), are released by the kernel when the last descriptor of it closes (exit,
+/// SIGKILL, OOM) and conflict between two opens in one process. Unlike `flock` they
+/// can be *tested* without being taken (`F_OFD_GETLK`), which is how probes and
+/// collectors look at them.
+fn try_lock(file: &File, kind: LockKind) -> io::Result<bool> {
+    match nix::fcntl::fcntl(file, nix::fcntl::FcntlArg::F_OFD_SETLK(&whole_file(kind))) {
+        Ok(_) => Ok(true),
+        Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EACCES) => Ok(false),
+        Err(e) => Err(io::Error::from(e)),
+    }
+}
+
+/// The lock another open file holds on `file` that would conflict with an exclusive
+/// one, found with `F_OFD_GETLK`: nothing is locked by asking.
+fn lock_held(file: &File) -> io::Result<Option<LockKind>> {
+    let mut query = whole_file(LockKind::Exclusive);
+    nix::fcntl::fcntl(file, nix::fcntl::FcntlArg::F_OFD_GETLK(&mut query)).map_err(io::Error::from)?;
+    Ok(match i32::from(query.l_type) {
+        libc::F_UNLCK => None,
+        libc::F_RDLCK => Some(LockKind::Shared),
+        _ => Some(LockKind::Exclusive),
+    })
+}
+
 fn same_inode(file: &File, path: &Path) -> bool {
     match (file.metadata(), fs::symlink_metadata(path)) {
         (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
@@ -356,12 +435,12 @@ pub(crate) fn lock_compaction(dir: &Path) -> Result<File> {
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(&path)
         .map_err(|e| Error::io(&path, e))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(fs::TryLockError::WouldBlock) => Err(Error::new(ErrorKind::CompactionInProgress)
+    match try_lock(&file, LockKind::Exclusive) {
+        Ok(true) => Ok(file),
+        Ok(false) => Err(Error::new(ErrorKind::CompactionInProgress)
             .at(&path)
             .expected("no other compaction running on this directory")),
-        Err(fs::TryLockError::Error(e)) => Err(Error::io(&path, e)),
+        Err(e) => Err(Error::io(&path, e)),
     }
 }
 
@@ -374,7 +453,7 @@ pub(crate) fn compaction_running(dir: &Path) -> bool {
     else {
         return false;
     };
-    matches!(file.try_lock_shared(), Err(fs::TryLockError::WouldBlock))
+    matches!(lock_held(&file), Ok(Some(_)))
 }
 
 /// The compaction sequence number (0 when there has never been a compaction).
@@ -390,15 +469,16 @@ pub(crate) fn read_compaction_seq(dir: &Path) -> u64 {
     }
 }
 
-/// Adds one to the compaction sequence number and makes it durable.
-pub(crate) fn bump_compaction_seq(dir: &Path) -> Result<u64> {
+/// Adds one to the compaction sequence number and makes it durable (creating the file
+/// with `mode` the first time).
+pub(crate) fn bump_compaction_seq(dir: &Path, mode: u32) -> Result<u64> {
     let path = dir.join(COMPACT_SEQ);
     let file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
-        .mode(0o644)
+        .mode(mode)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(&path)
         .map_err(|e| Error::io(&path, e))?;
@@ -408,6 +488,13 @@ pub(crate) fn bump_compaction_seq(dir: &Path) -> Result<u64> {
     file.write_all_at(&next.to_le_bytes(), 0).map_err(|e| Error::io(&path, e))?;
     file.sync_data().map_err(|e| Error::io(&path, e))?;
     Ok(next)
+}
+
+/// The permission bits of `dir/name` (never following a symlink), if it is a regular
+/// file.
+pub(crate) fn mode(dir: &Path, name: &str) -> Option<u32> {
+    let meta = fs::symlink_metadata(dir.join(name)).ok()?;
+    meta.file_type().is_file().then_some(meta.mode() & 0o777)
 }
 
 /// Reads a whole `.db` file without following symlinks or blocking.

@@ -161,7 +161,7 @@ const NO_FD: u64 = u64::MAX;
 static LIVE_FDS: [AtomicU64; MAX_LIVE_LOCKS] = [const { AtomicU64::new(NO_FD) }; MAX_LIVE_LOCKS];
 static LIVE_GENERATION: AtomicU32 = AtomicU32::new(0);
 
-/// A held `flock` on a writer's liveness file. The lock lasts until this value is
+/// A held exclusive lock on a writer's liveness file. The lock lasts until this value is
 /// dropped, the process dies, or the process forks (the child closes its inherited
 /// copy in the fork hook; the parent keeps its own).
 #[derive(Debug)]
