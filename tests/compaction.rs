@@ -11,7 +11,7 @@ use std::time::Duration;
 use libtest_mimic::{Failed, Trial};
 use prometheus_multiproc::cleanup::{CompactOptions, compact, compact_with};
 use prometheus_multiproc::{Collector, GaugeMode, Opts, Registry, WorkerId, render};
-use support::{TestDir, python_samples, role_command};
+use support::{TestDir, python_samples, role_command, samples_of};
 
 fn main() {
     let tests = vec![
@@ -22,6 +22,23 @@ fn main() {
         Trial::test("compactor_killed_at_every_step_loses_and_doubles_nothing", compactor_killed_at_every_step),
         Trial::test("scrapes_during_compaction_never_see_a_double_count_or_dip", scrapes_during_compaction),
         Trial::test("second_compactor_is_refused_while_one_runs", second_compactor_is_refused),
+        Trial::test(
+            "worker_taking_a_slot_after_a_compactor_crash_at_any_step_loses_nothing",
+            worker_taking_a_slot_after_a_compactor_crash,
+        ),
+        Trial::test(
+            "compactor_killed_again_at_every_step_of_each_recovery_converges",
+            compactor_killed_again_during_each_recovery,
+        ),
+        Trial::test(
+            "a_corrupt_dead_file_is_left_in_place_and_the_rest_compacted",
+            a_corrupt_dead_file_is_left_in_place,
+        ),
+        Trial::test("archives_take_the_permission_bits_of_their_sources", archives_take_the_mode_of_their_sources),
+        Trial::test(
+            "a_dead_writer_whose_pid_runs_again_is_not_folded_until_it_is_gone",
+            a_dead_writer_whose_pid_runs_again_is_deferred,
+        ),
     ];
     support::main_with_roles(run_role, tests)
 }
@@ -242,4 +259,167 @@ fn second_compactor_is_refused() -> Result<(), Failed> {
         refused.into_inner().unwrap(),
         Some(Err(prometheus_multiproc::ErrorKind::CompactionInProgress)),
     )
+}
+
+/// Our samples of `dir`, from `collector`, in the form of [`python_samples`]; only files
+/// that vanished while it read are tolerated as skipped.
+fn samples(collector: &Collector) -> Vec<String> {
+    let scrape = collector.collect().unwrap();
+    let bad: Vec<_> =
+        scrape.skipped.iter().filter(|s| s.reason != prometheus_multiproc::SkipReason::Vanished).collect();
+    assert!(bad.is_empty(), "skipped files: {bad:?}");
+    samples_of(&scrape)
+}
+
+/// `lines` with `add` added to the value of the sample line starting with `sample `.
+fn plus(lines: &[String], sample: &str, add: f64) -> Vec<String> {
+    let prefix = format!("{sample} ");
+    let mut found = false;
+    let out = lines
+        .iter()
+        .map(|line| match line.strip_prefix(&prefix) {
+            Some(v) => {
+                found = true;
+                format!("{prefix}{:?}", v.parse::<f64>().unwrap() + add)
+            }
+            None => line.clone(),
+        })
+        .collect();
+    assert!(found, "no sample {sample} in {lines:?}");
+    out
+}
+
+fn crash_compactor_at(dir: &Path, step: usize) -> Result<bool, Failed> {
+    let out = role_command("compact-crash", dir).env("CRASH_AT", step.to_string()).output()?;
+    Ok(out.status.success())
+}
+
+fn worker_taking_a_slot_after_a_compactor_crash() -> Result<(), Failed> {
+    let reference = TestDir::new();
+    let _live = crash_scenario(reference.path());
+    let steps = AtomicUsize::new(0);
+    let counter = |_: &prometheus_multiproc::cleanup::Step| {
+        steps.fetch_add(1, Ordering::Relaxed);
+    };
+    compact_with(reference.path(), CompactOptions { on_step: Some(Box::new(counter)), ..Default::default() })?;
+    let total = steps.load(Ordering::Relaxed);
+    for crash_at in 0..total {
+        let dir = TestDir::new();
+        let _live = crash_scenario(dir.path());
+        let collector = Collector::new(dir.path())?;
+        let before = samples(&collector);
+        if crash_compactor_at(dir.path(), crash_at)? {
+            return Err(format!("compactor was not killed at step {crash_at} of {total}").into());
+        }
+        // A replacement worker takes slot e3, whose files the compactor may have folded
+        // (archive published) without removing them, and keeps counting.
+        let worker = Registry::builder().dir(dir.path()).worker_id(WorkerId::new("e3")?).build()?;
+        let requests = worker.counter_family(Opts::new("c_requests_total", "Requests."), &["route"])?;
+        requests.get(&["/a"])?.inc_by(1000.0);
+        let want = plus(&before, "c_requests_total{route=/a}", 1000.0);
+        let at = format!("after a kill at step {crash_at} and a takeover");
+        expect_eq(&format!("scrape {at}"), samples(&collector), want.clone())?;
+        expect_eq(&format!("fresh collector {at}"), samples(&Collector::new(dir.path())?), want.clone())?;
+        compact(dir.path())?;
+        expect_eq(&format!("scrape {at}, then a compaction"), samples(&collector), want.clone())?;
+        requests.get(&["/a"])?.inc_by(24.0);
+        let want = plus(&want, "c_requests_total{route=/a}", 24.0);
+        expect_eq(&format!("scrape {at}, a compaction and more counts"), samples(&collector), want.clone())?;
+        expect_eq(&format!("python {at}"), python_samples(dir.path()), want.clone())?;
+        drop((requests, worker));
+        compact(dir.path())?;
+        expect_eq(&format!("scrape {at}, once the worker is gone and folded"), samples(&collector), want)?;
+    }
+    println!("a worker took a folded slot after a kill at each of {total} steps");
+    Ok(())
+}
+
+fn compactor_killed_again_during_each_recovery() -> Result<(), Failed> {
+    let reference = TestDir::new();
+    let _live_reference = crash_scenario(reference.path());
+    compact(reference.path())?;
+    let dir = TestDir::new();
+    let _live = crash_scenario(dir.path());
+    let collector = Collector::new(dir.path())?;
+    let before = samples(&collector);
+    // Run j is killed right after its own step j, starting from the wreckage of run
+    // j - 1: every recovery is itself interrupted, one step further each time.
+    let mut runs = 0;
+    loop {
+        let finished = crash_compactor_at(dir.path(), runs)?;
+        runs += 1;
+        let at = format!("after {runs} interrupted runs");
+        expect_eq(&format!("scrape {at}"), samples(&collector), before.clone())?;
+        expect_eq(&format!("fresh collector {at}"), samples(&Collector::new(dir.path())?), before.clone())?;
+        if finished {
+            break;
+        }
+        if runs > 500 {
+            return Err("compaction never finished".into());
+        }
+    }
+    expect_eq("python after the last run", python_samples(dir.path()), before)?;
+    expect_eq("files", without_generation(dir.db_files()), without_generation(reference.db_files()))?;
+    println!("{runs} runs, each killed one step further into its recovery, until one finished");
+    Ok(())
+}
+
+fn a_corrupt_dead_file_is_left_in_place() -> Result<(), Failed> {
+    let dir = TestDir::new();
+    dead_workers(dir.path(), "d", 0, 3);
+    // d1's counter file: a key that is not JSON (the collector skips the file whole).
+    let path = dir.path().join("counter_d1.db");
+    let mut bytes = std::fs::read(&path)?;
+    bytes[12] = b'{';
+    std::fs::write(&path, &bytes)?;
+    let collector = Collector::new(dir.path())?;
+    let scrape = collector.collect()?;
+    expect_eq("skipped before", scrape.skipped.len(), 1)?;
+    let before = samples_of(&scrape);
+    let done = compact(dir.path())?;
+    expect_eq(
+        "unreadable",
+        done.unreadable.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+        vec!["counter_d1.db"],
+    )?;
+    if !done.unreadable[0].1.contains("offset 8") {
+        return Err(format!("the reason should name the entry: {}", done.unreadable[0].1).into());
+    }
+    expect_eq("dead writers folded", done.dead_writers, ["d0", "d1", "d2"].map(String::from).to_vec())?;
+    let after = collector.collect()?;
+    expect_eq("still skipped after", after.skipped.iter().map(|s| s.path.clone()).collect::<Vec<_>>(), vec![path])?;
+    expect_eq("totals", samples_of(&after), before)?;
+    if !dir.db_files().contains(&"counter_0archive-1.db".to_owned()) {
+        return Err(format!("the good counter files were not folded: {:?}", dir.db_files()).into());
+    }
+    Ok(())
+}
+
+fn archives_take_the_mode_of_their_sources() -> Result<(), Failed> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TestDir::new();
+    for i in 0..2 {
+        let registry =
+            Registry::builder().dir(dir.path()).worker_id(WorkerId::new(&format!("m{i}"))?).file_mode(0o640).build()?;
+        registry.counter(Opts::new("m_total", "M."))?.inc();
+    }
+    compact(dir.path())?;
+    let mode = |name: &str| std::fs::metadata(dir.path().join(name)).map(|m| m.permissions().mode() & 0o777);
+    expect_eq("archive mode", mode("counter_0archive-1.db")?, 0o640)?;
+    expect_eq("sequence file mode", mode(".compaction.seq")?, 0o640)
+}
+
+fn a_dead_writer_whose_pid_runs_again_is_deferred() -> Result<(), Failed> {
+    let dir = TestDir::new();
+    let running = std::process::id().to_string();
+    // Above the kernel's largest pid (4,194,304): never a running process.
+    let gone = "4194999";
+    for id in [running.as_str(), gone] {
+        let registry = Registry::builder().dir(dir.path()).worker_id(WorkerId::new(id)?).build()?;
+        registry.counter(Opts::new("p_total", "P."))?.inc();
+    }
+    let done = compact(dir.path())?;
+    expect_eq("deferred", done.deferred, vec![running.clone()])?;
+    expect_eq("folded", done.dead_writers, vec![gone.to_owned()])?;
+    expect_eq("files", dir.db_files(), vec!["counter_0archive-1.db".to_owned(), format!("counter_{running}.db")])
 }

@@ -26,7 +26,15 @@ fn main() {
             "sigkilled_writers_live_gauges_leave_the_next_scrape_unmarked",
             sigkilled_writers_live_gauges_leave_the_next_scrape_unmarked,
         ),
+        Trial::test(
+            "slot_takeover_hides_the_predecessors_live_gauges_before_any_gauge_is_created",
+            slot_takeover_hides_live_gauges_at_once,
+        ),
         Trial::test("a_reused_pid_does_not_bring_a_dead_writer_back", a_reused_pid_does_not_bring_a_dead_writer_back),
+        Trial::test(
+            "clear_directory_removes_compaction_leftovers_and_planted_symlinks_only",
+            clear_directory_removes_compaction_leftovers_and_symlinks,
+        ),
         Trial::test("mark_process_dead_removes_only_live_gauge_files", mark_process_dead_removes_only_live_gauge_files),
         Trial::test("taking_a_slot_removes_its_killed_predecessors_temp_files", taking_a_slot_removes_temp_files),
         Trial::test(
@@ -274,4 +282,62 @@ fn clear_directory_removes_only_our_files() -> Result<(), Failed> {
         std::fs::read_dir(dir.path())?.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     left.sort();
     expect_eq("kept", left, vec!["foo.db".to_owned(), "notes.txt".into()])
+}
+
+fn slot_takeover_hides_live_gauges_at_once() -> Result<(), Failed> {
+    let dir = TestDir::new();
+    kill(hold(&dir, "3")?)?;
+    // The new writer in slot 3 creates a counter only: the dead predecessor's live gauge
+    // (7.0) must not come back now that the slot reads as alive again.
+    let registry = Registry::builder().dir(dir.path()).worker_id(WorkerId::new("3")?).build()?;
+    registry.counter(Opts::new("held_total", "Held."))?.inc();
+    expect_eq("liveness", liveness(dir.path(), "3"), Liveness::Alive)?;
+    let text = scrape(&dir)?;
+    if text.contains("held_in_flight") || !text.contains("held_total 6.0\n") {
+        return Err(format!("after takeover the dead writer's live gauge is scraped again:\n{text}").into());
+    }
+    expect_eq("files", dir.db_files(), vec!["counter_3.db".to_owned()])
+}
+
+fn clear_directory_removes_compaction_leftovers_and_symlinks() -> Result<(), Failed> {
+    let dir = TestDir::new();
+    let outside = TestDir::new();
+    let target = outside.path().join("precious.db");
+    std::fs::write(&target, "outside")?;
+    for name in [
+        "counter_0archive-3.db",
+        ".counter_0archive-3.db.sources",
+        ".histogram_0archive-4.db.tmp",
+        ".histogram_0archive-4.db.sources.tmp",
+        ".compaction.seq",
+        ".compact.lock",
+        "keep.txt",
+        ".hidden",
+    ] {
+        std::fs::write(dir.path().join(name), "x")?;
+    }
+    std::os::unix::fs::symlink(&target, dir.path().join("counter_9.db"))?;
+    std::fs::create_dir(dir.path().join("summary_8.db"))?;
+    let cleared = clear_directory(dir.path())?;
+    expect_eq(
+        "removed",
+        cleared.removed,
+        [
+            ".compact.lock",
+            ".compaction.seq",
+            ".counter_0archive-3.db.sources",
+            ".histogram_0archive-4.db.sources.tmp",
+            ".histogram_0archive-4.db.tmp",
+            "counter_0archive-3.db",
+            "counter_9.db",
+        ]
+        .map(String::from)
+        .to_vec(),
+    )?;
+    expect_eq("left (a directory under our name)", cleared.left, vec!["summary_8.db".to_owned()])?;
+    expect_eq("the symlink's target is untouched", std::fs::read_to_string(&target)?, "outside".to_owned())?;
+    let mut left: Vec<String> =
+        std::fs::read_dir(dir.path())?.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    left.sort();
+    expect_eq("kept", left, [".hidden", "keep.txt", "summary_8.db"].map(String::from).to_vec())
 }

@@ -8,6 +8,8 @@ use hashbrown::HashMap;
 use crate::cleanup::{Liveness, worker_id_of};
 use crate::error::{Error, ErrorKind, Result};
 use crate::file;
+use crate::format::float::parse_python_float;
+use crate::format::key::decode_key_ref;
 use crate::format::{self, archive};
 use crate::metrics::GaugeMode;
 
@@ -93,14 +95,28 @@ pub struct Compaction {
     pub removed: Vec<String>,
     /// Files of dead writers left in place (`all`-mode gauges).
     pub kept: Vec<String>,
+    /// Files that would have been folded but cannot be read or parsed, with the reason:
+    /// left in place (collectors skip them too) and folded by no archive, so one bad
+    /// file never stops the rest of the directory from being compacted.
+    pub unreadable: Vec<(String, String)>,
+    /// Dead writers named by a pid that a running process has again, left for a later
+    /// compaction: that process may be a Python worker (which announces no liveness)
+    /// continuing the same files.
+    pub deferred: Vec<String>,
 }
 
 /// Compacts `dir` now. See [compaction](crate::cleanup#compaction).
 ///
+/// A dead writer's file that cannot be read or parsed is left in place and listed in
+/// [`Compaction::unreadable`]; the rest is compacted.
+///
+/// Archives and manifests get the permission bits of the files they fold (so a scraper
+/// that could read the sources can read the archive), or `0600` when there are none.
+///
 /// # Errors
 /// [`ErrorKind::CompactionInProgress`] when another compaction runs;
-/// [`ErrorKind::CorruptFile`] naming a dead writer's file that cannot be parsed (nothing
-/// is changed then); an I/O kind naming the file that could not be written, renamed or
+/// [`ErrorKind::CorruptFile`] naming an unreadable manifest of an interrupted
+/// compaction; an I/O kind naming the file that could not be written, renamed or
 /// removed (the directory stays consistent; the next compaction finishes the work).
 pub fn compact(dir: &Path) -> Result<Compaction> {
     compact_with(dir, CompactOptions::default())
@@ -124,9 +140,17 @@ pub fn compact_with(dir: &Path, mut options: CompactOptions<'_>) -> Result<Compa
     }
     // Hold each dead writer's liveness file with a shared lock: a worker taking over the
     // slot now (it needs the exclusive lock) would continue a file that is about to be
-    // folded and removed, while probes (shared locks) still see the writer as dead.
+    // folded and removed, while probes (which test for an exclusive lock) still see the
+    // writer as dead.
     let mut held = Vec::new();
     for id in std::mem::take(&mut dead_ids) {
+        // A dead writer named by a pid that runs again may have a successor that takes
+        // no lock (a Python worker given the same pid) and writes the same files:
+        // folding them would remove files it writes. Wait until that pid is gone.
+        if id.bytes().all(|b| b.is_ascii_digit()) && file::pid_running(&id) {
+            run.report.deferred.push(id);
+            continue;
+        }
         if let Some(lock) = file::hold_dead_liveness(dir, &id) {
             held.push(lock);
             dead_ids.insert(id);
@@ -162,27 +186,43 @@ pub fn compact_with(dir: &Path, mut options: CompactOptions<'_>) -> Result<Compa
         return Ok(run.report);
     }
 
-    // Stage: fold every plan first, so a corrupt source changes nothing.
+    // Stage: read and check every source first. A source that cannot be read or
+    // parsed stays where it is, out of the plan (its bytes count nowhere, as in a scrape).
     let mut staged = Vec::new();
-    for plan in &plans {
+    for plan in &mut plans {
         let mut inputs = Vec::new();
-        for source in &plan.sources {
-            inputs.push((source.clone(), file::read_db(dir, source)?));
+        for source in std::mem::take(&mut plan.sources) {
+            match file::read_db(dir, &source).and_then(|bytes| {
+                check_source(plan.prefix, &bytes)
+                    .map(|()| bytes)
+                    .map_err(|why| Error::new(ErrorKind::CorruptFile).at(&dir.join(&source)).expected(why))
+            }) {
+                Ok(bytes) => {
+                    plan.sources.push(source.clone());
+                    inputs.push((source, bytes));
+                }
+                Err(e) => {
+                    log::warn!("compaction leaves {source} in place: {e}");
+                    run.report.unreadable.push((source, e.to_string()));
+                }
+            }
         }
-        let bytes = fold_files(plan.fold, &inputs).map_err(|(name, e)| {
-            Error::new(ErrorKind::CorruptFile)
-                .at(&dir.join(name))
-                .expected(format!("{e} (compaction of {} aborted)", plan.prefix))
-        })?;
-        staged.push(bytes);
+        staged.push(fold_files(plan.fold, &inputs));
     }
+    // A plan whose every dead source was left out would only copy the previous archive.
+    let (plans, staged): (Vec<Plan>, Vec<Vec<u8>>) = plans
+        .into_iter()
+        .zip(staged)
+        .filter(|(plan, _)| plan.sources.iter().any(|s| archive::parse_archive_name(s).is_none()))
+        .unzip();
+    let mode = file_mode_of(dir, plans.iter().flat_map(|p| p.sources.iter()));
     for (plan, bytes) in plans.iter().zip(&staged) {
         let manifest = archive::manifest_name(&plan.archive);
-        run.write_staged(&tmp_name(&manifest), archive::encode_manifest(&plan.sources).as_bytes())?;
-        run.write_staged(&tmp_name(&plan.archive), bytes)?;
+        run.write_staged(&tmp_name(&manifest), archive::encode_manifest(&plan.sources).as_bytes(), mode)?;
+        run.write_staged(&tmp_name(&plan.archive), bytes, mode)?;
     }
 
-    run.bump_seq()?;
+    run.bump_seq(mode)?;
     for plan in &plans {
         let manifest = archive::manifest_name(&plan.archive);
         run.publish(&tmp_name(&manifest), &manifest)?;
@@ -190,7 +230,7 @@ pub fn compact_with(dir: &Path, mut options: CompactOptions<'_>) -> Result<Compa
         run.report.archives.push(plan.archive.clone());
     }
     file::sync_dir(dir)?;
-    run.bump_seq()?;
+    run.bump_seq(mode)?;
     // Published archives are stable directory entries now and readers leave their
     // sources out, so removing the sources needs no sequencing.
     for plan in &plans {
@@ -217,6 +257,30 @@ pub fn compact_with(dir: &Path, mut options: CompactOptions<'_>) -> Result<Compa
     drop(held);
     run.report.dead_writers = dead_ids.into_iter().collect();
     Ok(run.report)
+}
+
+/// How long a writer taking over a slot waits for a running compaction before it
+/// finishes an interrupted one itself.
+const FINISH_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Finishes an interrupted compaction (step 2 of the protocol) for a writer that has
+/// just taken over a slot whose files an archive already counts: waits for a running
+/// compactor (which finishes it first thing), then recovers under the directory lock.
+///
+/// Recovery removes every source of a published archive, whatever the liveness of its
+/// slot: a writer opens its files only after this check, so a slot's listed file is
+/// never one a live writer has opened since the archive was published.
+pub(crate) fn finish_interrupted(dir: &Path) -> Result<()> {
+    let start = std::time::Instant::now();
+    let _dir_lock = loop {
+        match file::lock_compaction(dir) {
+            Err(e) if e.kind() == ErrorKind::CompactionInProgress && start.elapsed() < FINISH_WAIT => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => break other?,
+        }
+    };
+    Run { dir, index: 0, on_step: None, report: Compaction::default() }.recover()
 }
 
 struct Plan {
@@ -246,9 +310,9 @@ impl Run<'_, '_> {
         }
     }
 
-    fn write_staged(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
+    fn write_staged(&mut self, name: &str, bytes: &[u8], mode: u32) -> Result<()> {
         file::remove_db(self.dir, name)?;
-        file::write_new(self.dir, name, bytes, 0o644)?;
+        file::write_new(self.dir, name, bytes, mode)?;
         self.step(StepAction::Staged, name);
         Ok(())
     }
@@ -267,66 +331,101 @@ impl Run<'_, '_> {
         Ok(())
     }
 
-    fn bump_seq(&mut self) -> Result<()> {
-        file::bump_compaction_seq(self.dir)?;
+    fn bump_seq(&mut self, mode: u32) -> Result<()> {
+        file::bump_compaction_seq(self.dir, mode)?;
         self.step(StepAction::Sequenced, file::COMPACT_SEQ);
         Ok(())
     }
 
-    /// Finishes what an interrupted compaction left: sources of published archives,
-    /// manifests without their archive, temporary files, an odd sequence number.
+    /// Finishes what an interrupted compaction left: the sources of published archives
+    /// and then their manifests (step 7), manifests without their archive, temporary
+    /// files, an odd sequence number.
     fn recover(&mut self) -> Result<()> {
         let names = file::list_names(self.dir)?;
         let present: BTreeSet<&str> = names.iter().map(String::as_str).collect();
-        let mut leftovers: Vec<String> = Vec::new();
+        // Removed in this order, as step 7 removes them: sources before the manifests
+        // that exclude them.
+        let mut sources: Vec<String> = Vec::new();
+        let mut manifests: Vec<String> = Vec::new();
+        let mut temporary: Vec<String> = Vec::new();
         for name in &names {
             if archive::parse_archive_name(name).is_some() {
                 let manifest = archive::manifest_name(name);
                 if present.contains(manifest.as_str()) {
                     let text = file::read_text(self.dir, &manifest)?;
-                    let sources = archive::decode_manifest(&text).ok_or_else(|| {
+                    let listed = archive::decode_manifest(&text).ok_or_else(|| {
                         Error::new(ErrorKind::CorruptFile)
                             .at(&self.dir.join(&manifest))
                             .expected("an archive source manifest")
                     })?;
-                    leftovers.extend(sources.into_iter().filter(|s| s != name && present.contains(s.as_str())));
+                    sources.extend(listed.into_iter().filter(|s| s != name && present.contains(s.as_str())));
+                    manifests.push(manifest);
                 }
             } else if let Some(archive) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".sources")) {
                 if !present.contains(archive) {
-                    leftovers.push(name.clone());
+                    manifests.push(name.clone());
                 }
             } else if name.starts_with('.')
                 && name.ends_with(".tmp")
                 && (name.contains("_0archive-") || name.contains(".sources"))
             {
-                leftovers.push(name.clone());
+                temporary.push(name.clone());
             }
         }
-        for name in leftovers {
+        for name in sources.into_iter().chain(temporary).chain(manifests) {
             if file::remove_db(self.dir, &name)? {
                 self.report.removed.push(name.clone());
                 self.step(StepAction::Recovered, &name);
             }
         }
         if file::read_compaction_seq(self.dir) % 2 == 1 {
-            self.bump_seq()?;
+            self.bump_seq(DEFAULT_MODE)?;
         }
         Ok(())
     }
 }
 
-/// A file that could not be folded, and why.
-type FoldError = (String, format::FormatError);
+/// Permission bits for archives, manifests and the sequence file when there is no
+/// source to take them from.
+const DEFAULT_MODE: u32 = 0o600;
 
-/// Folds the entries of `files` (name, bytes), in order, into the bytes of one archive
-/// file. On a parse error, returns the offending file's name and the error.
-fn fold_files(fold: Fold, files: &[(String, Vec<u8>)]) -> std::result::Result<Vec<u8>, FoldError> {
+/// The permission bits of the first of `sources` that can be read (writers' files carry
+/// the mode their registry was configured with), or [`DEFAULT_MODE`].
+fn file_mode_of<'n>(dir: &Path, mut sources: impl Iterator<Item = &'n String>) -> u32 {
+    sources.find_map(|name| file::mode(dir, name)).unwrap_or(DEFAULT_MODE)
+}
+
+/// Whether a collector would use `bytes`, a file of `prefix`, whole: the format, every
+/// key, and (in a histogram file) every bucket bound. A file a collector skips must not
+/// be folded: the archive would be skipped in its turn, with everything it holds.
+fn check_source(prefix: &str, bytes: &[u8]) -> std::result::Result<(), String> {
+    let used = format::checked_used(bytes).map_err(|e| e.to_string())?;
+    for entry in format::entries(bytes, used) {
+        let entry = entry.map_err(|e| e.to_string())?;
+        let at = entry.offset;
+        let key = decode_key_ref(entry.key).map_err(|e| format!("entry at offset {at}: {e}"))?;
+        if key.metric_name.is_empty() {
+            return Err(format!("entry at offset {at}: expected a metric name, found an empty one"));
+        }
+        if prefix == "histogram"
+            && let Some((_, le)) = key.labels.iter().find(|(name, _)| name == "le")
+            && parse_python_float(le).is_none_or(f64::is_nan)
+        {
+            return Err(format!("entry at offset {at}: expected a number as bucket bound, found le={le:?}"));
+        }
+    }
+    Ok(())
+}
+
+/// Folds the entries of `files` (name, bytes, each accepted by [`check_source`]), in
+/// order, into the bytes of one archive file.
+fn fold_files(fold: Fold, files: &[(String, Vec<u8>)]) -> Vec<u8> {
     let mut order: Vec<&[u8]> = Vec::new();
     let mut acc: HashMap<&[u8], (f64, f64)> = HashMap::new();
-    for (name, data) in files {
-        let used = format::checked_used(data).map_err(|e| (name.clone(), e))?;
+    for (_, data) in files {
+        let used = format::checked_used(data).expect("sources are checked before folding");
         for entry in format::entries(data, used) {
-            let entry = entry.map_err(|e| (name.clone(), e))?;
+            let entry = entry.expect("sources are checked before folding");
             let (value, ts) = format::decode_value(data, entry.value_offset).expect("entries lie below used");
             match acc.get_mut(entry.key) {
                 None => {
@@ -367,7 +466,7 @@ fn fold_files(fold: Fold, files: &[(String, Vec<u8>)]) -> std::result::Result<Ve
     }
     let used = out.len() as u32;
     out[..4].copy_from_slice(&used.to_le_bytes());
-    Ok(out)
+    out
 }
 
 /// Files whose contribution an archive has taken over: the sources listed in the
@@ -422,7 +521,7 @@ mod tests {
     fn sums_keep_first_seen_order() {
         let a = file(&[("a", 1.0, 0.0), ("b", 2.0, 0.0)]);
         let b = file(&[("c", 5.0, 0.0), ("a", 3.0, 0.0)]);
-        let out = fold_files(Fold::Sum, &[("x".into(), a), ("y".into(), b)]).unwrap();
+        let out = fold_files(Fold::Sum, &[("x".into(), a), ("y".into(), b)]);
         assert_eq!(values(&out), vec![("a".into(), 4.0, 0.0), ("b".into(), 2.0, 0.0), ("c".into(), 5.0, 0.0)]);
     }
 
@@ -430,22 +529,14 @@ mod tests {
     fn min_max_and_mostrecent_follow_the_collector_rules() {
         let a = file(&[("g", f64::NAN, 0.0)]);
         let b = file(&[("g", 1.0, 0.0)]);
-        let min = fold_files(Fold::Min, &[("a".into(), a.clone()), ("b".into(), b.clone())]).unwrap();
+        let min = fold_files(Fold::Min, &[("a".into(), a.clone()), ("b".into(), b.clone())]);
         assert!(values(&min)[0].1.is_nan(), "a NaN seen first sticks");
-        let max = fold_files(Fold::Max, &[("b".into(), b), ("a".into(), a)]).unwrap();
+        let max = fold_files(Fold::Max, &[("b".into(), b), ("a".into(), a)]);
         assert_eq!(values(&max)[0].1, 1.0, "a NaN seen later is ignored");
         let r1 = file(&[("m", 5.0, 100.0)]);
         let r2 = file(&[("m", 7.0, 100.0)]);
         let r3 = file(&[("m", 9.0, 0.0)]);
-        let recent = fold_files(Fold::MostRecent, &[("1".into(), r1), ("2".into(), r2), ("3".into(), r3)]).unwrap();
+        let recent = fold_files(Fold::MostRecent, &[("1".into(), r1), ("2".into(), r2), ("3".into(), r3)]);
         assert_eq!(values(&recent), vec![("m".into(), 5.0, 100.0)], "ties keep the first; ts 0 never wins");
-    }
-
-    #[test]
-    fn corrupt_source_names_the_file() {
-        let mut bad = file(&[("a", 1.0, 0.0)]);
-        bad[8..12].copy_from_slice(&(-3i32).to_le_bytes());
-        let err = fold_files(Fold::Sum, &[("ok".into(), file(&[])), ("bad".into(), bad)]).unwrap_err();
-        assert_eq!(err.0, "bad");
     }
 }

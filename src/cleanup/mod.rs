@@ -1,11 +1,24 @@
 //! Dead writers: liveness, `mark_process_dead`, clearing a directory on boot, and
 //! compaction.
 //!
-//! Every writer of this crate holds an exclusive `flock` on `writer_ID.lock` in the
-//! metrics directory for as long as it lives. The kernel drops the lock when the
-//! process exits or is killed (SIGKILL and OOM included), and a fork child closes
-//! its inherited copy at once, so "the lock is free" means "no live process writes
-//! under this ID", whatever happened to its pid since.
+//! Every writer of this crate holds an exclusive lock (an open-file-description
+//! record lock, `F_OFD_SETLK`) on `writer_ID.lock` in the metrics directory for as
+//! long as it lives. The kernel drops the lock when the process exits or is killed
+//! (SIGKILL and OOM included), and a fork child closes its inherited copy at once, so
+//! "the lock is free" means "no live process writes under this ID", whatever happened
+//! to its pid since. Probes and collectors *test* the lock (`F_OFD_GETLK`) without
+//! taking it, so looking never delays a writer.
+//!
+//! # Taking over a slot
+//!
+//! A writer that takes a worker ID's lock is the only live writer of that ID; whatever
+//! its files hold was written by dead predecessors. Before it opens any file it
+//! removes the temporary files a killed predecessor left, the predecessor's live-mode
+//! gauge files (their values died with it: they leave the very next scrape, whether or
+//! not the new writer ever creates a gauge of that mode), and, if a compactor was
+//! killed after publishing an archive of the slot's files but before removing them,
+//! finishes that compaction first (under the directory's compaction lock), so that it
+//! never continues a file the archive has already counted.
 //!
 //! # Compaction
 //!
@@ -21,7 +34,13 @@
 //! the collector applies. Its live-mode gauge files are removed (they no longer
 //! count). `all`-mode gauge files stay: each carries the dead process's own `pid`
 //! series, which folding would lose. Writers without a liveness file (Python's, or
-//! ones whose state is unknown) are never touched.
+//! ones whose state is unknown) are never touched, nor, for now, a dead writer whose ID
+//! is a pid that a running process has again (it may be a Python worker, which takes
+//! no lock, writing the same files; see [`Compaction::deferred`]).
+//!
+//! A dead writer's file that a collector would skip (corrupt, or not a regular file) is
+//! left in place and reported ([`Compaction::unreadable`]); folding it would make the
+//! archive unreadable in turn. Archives get the permission bits of the files they fold.
 //!
 //! Integer-valued counts (every counter incremented by whole numbers, every bucket
 //! count) are preserved exactly. A float sum such as a histogram `_sum` is added in a
@@ -34,9 +53,11 @@
 //! 1. take the directory lock (`.compact.lock`; one compactor at a time) and a shared
 //!    lock on the liveness file of every dead writer being folded (a replacement
 //!    worker for that slot, which needs the exclusive lock, waits until the compaction
-//!    ends and then starts from the archive's totals; probes still read it as dead);
+//!    ends, up to 60 s, and then starts from the archive's totals; probes still read
+//!    it as dead);
 //! 2. recover from an earlier crash: remove the sources of archives already
-//!    published, manifests whose archive never appeared, and temporary files;
+//!    published and then their manifests, manifests whose archive never appeared, and
+//!    temporary files;
 //! 3. write each archive and its source manifest under temporary dot-names;
 //! 4. bump the sequence file `.compaction.seq` to odd;
 //! 5. per archive, rename the manifest into place, then the archive;
@@ -50,7 +71,12 @@
 //! compactor is between steps 4 and 6, and scrapes again when the sequence number
 //! changed under it. So it never sees a total twice or a dip, whatever step the
 //! compactor is killed at. The next compaction finishes an interrupted one (step 2)
-//! before starting. **Python's collector** knows neither manifests nor the sequence
+//! before starting, and so does a writer that takes over a slot whose files an
+//! interrupted compaction folded (see [taking over a slot](#taking-over-a-slot)): the
+//! archive has counted those files, so the writer must start afresh, and a later
+//! recovery must never remove a file a live writer has opened. (Recovery removes the
+//! listed sources whatever the liveness of their slot; that is safe because a writer
+//! opens its files only after this check.) **Python's collector** knows neither manifests nor the sequence
 //! file: from an archive's rename (step 5) until its sources are removed (step 7) it
 //! counts those files twice: a few file-system operations, or until the next
 //! compaction if the compactor was killed in between.
@@ -66,6 +92,7 @@ pub use compact::{CompactOptions, Compaction, Step, StepAction, StepHook, compac
 use crate::error::{Error, Result};
 use crate::file;
 pub use crate::file::Liveness;
+use crate::format::archive;
 use crate::metrics::GaugeMode;
 use crate::writer::WorkerId;
 
@@ -106,25 +133,67 @@ pub fn mark_process_dead(dir: &Path, id: &str) -> Result<usize> {
     Ok(removed)
 }
 
+/// Prepares worker slot `id` for the writer that has just taken its exclusive lock
+/// (see [taking over a slot](self#taking-over-a-slot)), before it opens any file.
+///
+/// # Errors
+/// When an interrupted compaction that folded this slot's files cannot be finished:
+/// continuing those files would hide every later write of the slot.
+pub(crate) fn take_over_slot(dir: &Path, id: &str) -> Result<()> {
+    file::remove_stale_temps(dir, id);
+    for mode in GaugeMode::ALL.into_iter().filter(|m| m.is_live()) {
+        let name = format!("{}_{id}.db", mode.file_prefix());
+        match file::remove_db(dir, &name) {
+            Ok(true) => log::debug!("removed {name}: live gauges of a dead writer in slot {id}"),
+            Ok(false) => {}
+            // A planted non-file under the name: creating that gauge will fail, naming it.
+            Err(e) => log::warn!("cannot reset the live gauges of slot {id}: {e}"),
+        }
+    }
+    let names = file::list_names(dir)?;
+    if superseded(dir, &names).keys().any(|name| worker_id_of(name) == Some(id)) {
+        compact::finish_interrupted(dir)?;
+    }
+    Ok(())
+}
+
 /// What [`clear_directory`] removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Cleared {
-    /// Names of the files removed.
+    /// Names of the files (and symlinks) removed.
     pub removed: Vec<String>,
+    /// Names of ours that are neither files nor symlinks (a directory or FIFO planted
+    /// under one): left in place, and logged.
+    pub left: Vec<String>,
 }
 
 /// Startup hygiene for a supervisor: removes every file of ours or Python's from a
 /// previous run (`counter_*.db`, `histogram_*.db`, `summary_*.db`, `gauge_MODE_*.db`,
-/// `writer_*.lock` and our `.NAME.PID.tmp` leftovers), and nothing else.
+/// compaction archives, `writer_*.lock`, our `.NAME.PID.tmp` leftovers, and the
+/// compaction's manifests, staging files, lock and sequence files), and nothing else.
+/// A symlink under one of those names is removed (never followed).
 ///
 /// Call it once at boot, **before** forking workers and before any process of this run
 /// writes. It refuses to touch a directory in which a writer of ours is still alive
-/// (another instance sharing the directory), because wiping a live writer's files
-/// would make its counters go backwards.
+/// (another instance sharing the directory) or a compaction runs, because wiping a live
+/// writer's files would make its counters go backwards.
+///
+/// ```
+/// # let dir = tempfile::tempdir()?;
+/// use prometheus_multiproc::{cleanup::clear_directory, Opts, Registry, WorkerId};
+/// std::fs::write(dir.path().join("notes.txt"), "not ours")?;
+/// drop(Registry::builder().dir(dir.path()).worker_id(WorkerId::new("w1")?).build()?);
+/// let cleared = clear_directory(dir.path())?; // at boot, before forking workers
+/// assert_eq!(cleared.removed, ["writer_w1.lock"]);
+/// assert!(dir.path().join("notes.txt").exists());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 ///
 /// # Errors
 /// [`ErrorKind::WorkerIdInUse`](crate::ErrorKind::WorkerIdInUse) naming a live writer;
-/// an I/O kind naming a file or the directory that could not be read or removed.
+/// [`ErrorKind::CompactionInProgress`](crate::ErrorKind::CompactionInProgress) while a
+/// compaction runs; an I/O kind naming a file or the directory that could not be read
+/// or removed.
 pub fn clear_directory(dir: &Path) -> Result<Cleared> {
     let entries = fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
     let mut names: Vec<String> = Vec::new();
@@ -145,10 +214,21 @@ pub fn clear_directory(dir: &Path) -> Result<Cleared> {
                 .expected("no live writer in a directory being cleared"));
         }
     }
+    if file::compaction_running(dir) {
+        return Err(Error::new(crate::ErrorKind::CompactionInProgress)
+            .at(&dir.join(file::COMPACT_LOCK))
+            .expected("no compaction running in a directory being cleared"));
+    }
     let mut cleared = Cleared::default();
     for name in names.into_iter().filter(|n| is_ours(n)) {
-        if file::remove_db(dir, &name)? {
-            cleared.removed.push(name);
+        match file::remove_file_or_link(dir, &name) {
+            Ok(true) => cleared.removed.push(name),
+            Ok(false) => {}
+            Err(e) if e.kind() == crate::ErrorKind::NotARegularFile => {
+                log::warn!("clear_directory leaves {name} in place: {e}");
+                cleared.left.push(name);
+            }
+            Err(e) => return Err(e),
         }
     }
     Ok(cleared)
@@ -159,8 +239,19 @@ fn is_ours(name: &str) -> bool {
     if let Some(id) = name.strip_prefix("writer_").and_then(|n| n.strip_suffix(".lock")) {
         return !id.is_empty();
     }
+    if name == file::COMPACT_LOCK || name == file::COMPACT_SEQ {
+        return true;
+    }
+    if let Some(archive) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".sources")) {
+        // A manifest, `.counter_0archive-N.db.sources`.
+        return archive::parse_archive_name(archive).is_some();
+    }
     if let Some(tmp) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp")) {
-        // `.counter_ID.db.PID.tmp`
+        // A writer's `.counter_ID.db.PID.tmp`, or a compaction's staged
+        // `.counter_0archive-N.db.tmp` or `.counter_0archive-N.db.sources.tmp`.
+        if archive::parse_archive_name(tmp).is_some() || is_ours(&format!(".{tmp}")) && tmp.ends_with(".sources") {
+            return true;
+        }
         return tmp.rsplit_once('.').is_some_and(|(db, pid)| is_ours(db) && pid.bytes().all(|b| b.is_ascii_digit()));
     }
     let Some(stem) = name.strip_suffix(".db") else { return false };
@@ -183,13 +274,32 @@ mod tests {
 
     #[test]
     fn only_our_file_patterns_are_recognised() {
-        for ours in ["counter_1.db", "gauge_livesum_w-3.db", "histogram_9.db", "writer_7.lock", ".summary_3.db.123.tmp"]
-        {
+        for ours in [
+            "counter_1.db",
+            "gauge_livesum_w-3.db",
+            "histogram_9.db",
+            "writer_7.lock",
+            ".summary_3.db.123.tmp",
+            "counter_0archive-4.db",
+            ".counter_0archive-4.db.sources",
+            ".counter_0archive-4.db.tmp",
+            ".counter_0archive-4.db.sources.tmp",
+            ".compact.lock",
+            ".compaction.seq",
+        ] {
             assert!(is_ours(ours), "{ours}");
         }
-        for theirs in
-            ["notes.txt", "counter_.db", "gauge_bogus_1.db", "foo.db", ".x.tmp", "writer_.lock", "counter_1.db.bak"]
-        {
+        for theirs in [
+            "notes.txt",
+            "counter_.db",
+            "gauge_bogus_1.db",
+            "foo.db",
+            ".x.tmp",
+            "writer_.lock",
+            "counter_1.db.bak",
+            ".foo.sources",
+            ".notes.sources.tmp",
+        ] {
             assert!(!is_ours(theirs), "{theirs}");
         }
     }

@@ -27,7 +27,7 @@ use std::sync::Arc;
 
 use hashbrown::{DefaultHashBuilder, HashMap, HashSet, HashTable};
 
-use crate::format::float::go_float;
+use crate::format::float::{go_float, parse_python_float};
 use crate::format::key::{KeyError, KeyRef, decode_key_ref};
 
 /// An interned string.
@@ -411,27 +411,4 @@ fn key_bytes<'a>(keys: &[KeyInfo], heads: &'a [u8], id: u32) -> &'a [u8] {
     let head = &heads[info.head_start..info.head_start + info.head_len as usize];
     let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
     &head[4..4 + len]
-}
-
-/// Python's `float(text)` for the strings a `le` label can hold: surrounding
-/// whitespace ignored, `inf`/`infinity`/`nan` in any case with an optional sign, and
-/// `_` allowed between digits.
-pub(crate) fn parse_python_float(text: &str) -> Option<f64> {
-    let text = text.trim();
-    if !text.contains('_') {
-        return text.parse().ok();
-    }
-    let chars: Vec<char> = text.chars().collect();
-    let mut cleaned = String::with_capacity(text.len());
-    for (i, &c) in chars.iter().enumerate() {
-        if c == '_' {
-            let digit = |j: Option<usize>| j.and_then(|j| chars.get(j)).is_some_and(char::is_ascii_digit);
-            if !(digit(i.checked_sub(1)) && digit(Some(i + 1))) {
-                return None;
-            }
-        } else {
-            cleaned.push(c);
-        }
-    }
-    cleaned.parse().ok()
 }

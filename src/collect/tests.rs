@@ -332,7 +332,7 @@ fn a_bound_that_is_not_a_number_makes_its_file_unmergeable() {
 
 #[test]
 fn python_float_accepts_what_float_accepts() {
-    use super::table::parse_python_float as p;
+    use crate::format::float::parse_python_float as p;
     assert_eq!(p("+Inf"), Some(f64::INFINITY));
     assert_eq!(p(" -infinity "), Some(f64::NEG_INFINITY));
     assert_eq!(p("1_000.5"), Some(1000.5));

@@ -220,6 +220,29 @@ pub fn go_float(v: f64) -> String {
     s
 }
 
+/// Python's `float(text)` for the strings a `le` label can hold: surrounding
+/// whitespace ignored, `inf`/`infinity`/`nan` in any case with an optional sign, and
+/// `_` allowed between digits.
+pub(crate) fn parse_python_float(text: &str) -> Option<f64> {
+    let text = text.trim();
+    if !text.contains('_') {
+        return text.parse().ok();
+    }
+    let chars: Vec<char> = text.chars().collect();
+    let mut cleaned = String::with_capacity(text.len());
+    for (i, &c) in chars.iter().enumerate() {
+        if c == '_' {
+            let digit = |j: Option<usize>| j.and_then(|j| chars.get(j)).is_some_and(char::is_ascii_digit);
+            if !(digit(i.checked_sub(1)) && digit(Some(i + 1))) {
+                return None;
+            }
+        } else {
+            cleaned.push(c);
+        }
+    }
+    cleaned.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

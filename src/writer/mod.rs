@@ -181,12 +181,9 @@ impl Shared {
             state.live = Some(lock_liveness(&self.dir, &state.id, self.file_mode)?);
         }
         if !state.files.contains_key(prefix) {
+            // A dead predecessor's live gauge files were removed when this process took
+            // the ID (`cleanup::take_over_slot`); every other file is continued.
             let name = format!("{prefix}_{}.db", state.id);
-            if prefix.starts_with("gauge_live") {
-                // We hold this ID's exclusive liveness lock, so whatever the file holds was
-                // written by a dead predecessor in this slot: live gauges start fresh.
-                file::remove_db(&self.dir, &name)?;
-            }
             let db = DbFile::open(&self.dir, &name, self.file_mode)?;
             state.files.insert(prefix, db);
         }
@@ -296,23 +293,32 @@ impl Series {
     }
 }
 
-/// How long a writer waits for a worker ID held by someone else: a compaction holds a
-/// dead writer's ID for the few file-system operations it takes to fold its files.
+/// How long a writer waits for a worker ID held by someone else when no compaction
+/// runs: the previous holder may be exiting (its descriptor closes a moment after the
+/// exit is reported to its parent).
 const ID_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Takes worker `id`'s exclusive liveness lock (waiting up to [`ID_WAIT`]) and removes
-/// the temporary files a killed predecessor in that slot may have left.
+/// How long a writer waits for a worker ID while a compaction runs: the compactor holds
+/// the IDs of the dead writers it folds until their files are folded and removed.
+const ID_WAIT_COMPACTION: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Takes worker `id`'s exclusive liveness lock (waiting while it is held by a compactor
+/// or a writer that is going away) and prepares the slot for this writer.
 fn lock_liveness(dir: &Path, id: &WorkerId, mode: u32) -> Result<LiveLock> {
-    let deadline = std::time::Instant::now() + ID_WAIT;
+    let start = std::time::Instant::now();
     let file = loop {
         match file::lock_liveness(dir, id.as_str(), mode) {
-            Err(e) if e.kind() == ErrorKind::WorkerIdInUse && std::time::Instant::now() < deadline => {
+            Err(e) if e.kind() == ErrorKind::WorkerIdInUse => {
+                let waited = start.elapsed();
+                if waited >= ID_WAIT_COMPACTION || (waited >= ID_WAIT && !file::compaction_running(dir)) {
+                    return Err(e);
+                }
                 std::thread::sleep(std::time::Duration::from_millis(5));
             }
             other => break other?,
         }
     };
-    file::remove_stale_temps(dir, id.as_str());
+    crate::cleanup::take_over_slot(dir, id.as_str())?;
     LiveLock::hold(file).map_err(|_| {
         Error::new(ErrorKind::Io)
             .about(id.to_string())
