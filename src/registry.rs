@@ -25,7 +25,16 @@ pub const DIR_ENV_DEPRECATED: &str = "prometheus_multiproc_dir";
 #[derive(Debug, Clone)]
 pub struct Registry {
     shared: Arc<Shared>,
-    decls: Arc<Mutex<HashMap<String, Declared>>>,
+    decls: Arc<Mutex<Decls>>,
+}
+
+/// The declarations of a registry.
+#[derive(Debug, Default)]
+struct Decls {
+    /// By family name.
+    families: HashMap<String, Declared>,
+    /// Every name a declared family takes (see [`Decl::taken_names`]) → that family.
+    taken: HashMap<String, String>,
 }
 
 /// A declared metric and its family (a `Family<T>` behind `Any`), so that declaring
@@ -178,25 +187,34 @@ impl Registry {
     }
 
     /// The family of a declaration: the one handed out before for an identical
-    /// declaration, a new one for a new name, a [`ErrorKind::Conflict`] otherwise.
+    /// declaration, a new one for a new name, a [`ErrorKind::Conflict`] otherwise (the
+    /// same name declared differently, or a name that another family's samples take,
+    /// as Python's registry refuses duplicated time series).
     fn family<T: Metric + Send + Sync + 'static>(&self, opts: &Opts, kind: Kind, labels: &[&str]) -> Result<Family<T>> {
         let decl = Decl::new(opts, kind, labels)?;
         let mut decls = self.decls.lock();
-        match decls.get(&decl.name) {
-            Some(existing) if *existing.decl == decl => {
+        if let Some(existing) = decls.families.get(&decl.name) {
+            return if *existing.decl == decl {
                 Ok(existing.family.downcast_ref::<Family<T>>().expect("equal declarations have one type").clone())
-            }
-            Some(existing) => Err(Error::new(ErrorKind::Conflict).about(decl.name.clone()).expected(format!(
-                "the earlier declaration: {:?} with labels {:?}, help {:?} and limit {:?}",
-                existing.decl.kind, existing.decl.label_names, existing.decl.help, existing.decl.max_series
-            ))),
-            None => {
-                let decl = Arc::new(decl);
-                let family = Family::<T>::new(Arc::clone(&self.shared), Arc::clone(&decl));
-                decls.insert(decl.name.clone(), Declared { decl, family: Box::new(family.clone()) });
-                Ok(family)
-            }
+            } else {
+                Err(Error::new(ErrorKind::Conflict).about(decl.name.clone()).expected(format!(
+                    "the earlier declaration: {:?} with labels {:?}, help {:?} and limit {:?}",
+                    existing.decl.kind, existing.decl.label_names, existing.decl.help, existing.decl.max_series
+                )))
+            };
         }
+        if let Some((name, other)) = decl.taken_names().find_map(|n| decls.taken.get(&n).map(|o| (n, o.clone()))) {
+            return Err(Error::new(ErrorKind::Conflict)
+                .about(decl.name.clone())
+                .expected(format!("no sample named {name}, which the family {other} already has")));
+        }
+        let decl = Arc::new(decl);
+        let family = Family::<T>::new(Arc::clone(&self.shared), Arc::clone(&decl));
+        for name in decl.taken_names() {
+            decls.taken.insert(name, decl.name.clone());
+        }
+        decls.families.insert(decl.name.clone(), Declared { decl, family: Box::new(family.clone()) });
+        Ok(family)
     }
 
     fn single<T: Metric + Send + Sync + 'static>(&self, opts: &Opts, kind: Kind) -> Result<T> {

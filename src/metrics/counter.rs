@@ -37,7 +37,11 @@ impl Counter {
     /// NaN and poison the counter for good). Use [`Counter::try_inc_by`] to be told.
     #[inline]
     pub fn inc_by(&self, amount: f64) {
-        let _ = self.try_inc_by(amount);
+        // Checked here rather than through `try_inc_by`, so that a refused amount
+        // costs no error value (the hot path never allocates).
+        if amount >= 0.0 {
+            add_f64(self.series.values()[0].get(), amount);
+        }
     }
 
     /// Adds `amount`, or refuses a negative or NaN amount.

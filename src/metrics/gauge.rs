@@ -138,25 +138,25 @@ impl Gauge {
     /// [`Gauge::try_inc_by`].
     #[inline]
     pub fn inc(&self) {
-        let _ = self.try_inc_by(1.0);
+        self.add(1.0);
     }
 
     /// Subtracts one. Ignored in the `mostrecent` modes.
     #[inline]
     pub fn dec(&self) {
-        let _ = self.try_inc_by(-1.0);
+        self.add(-1.0);
     }
 
     /// Adds `amount`. Ignored in the `mostrecent` modes.
     #[inline]
     pub fn inc_by(&self, amount: f64) {
-        let _ = self.try_inc_by(amount);
+        self.add(amount);
     }
 
     /// Subtracts `amount`. Ignored in the `mostrecent` modes.
     #[inline]
     pub fn dec_by(&self, amount: f64) {
-        let _ = self.try_inc_by(-amount);
+        self.add(-amount);
     }
 
     /// Adds `amount`, or refuses in the `mostrecent` modes.
@@ -165,13 +165,23 @@ impl Gauge {
     /// [`ErrorKind::ModeForbids`] in the `mostrecent` modes; nothing is written then.
     #[inline]
     pub fn try_inc_by(&self, amount: f64) -> Result<()> {
-        if self.mode.is_most_recent() {
-            return Err(Error::new(ErrorKind::ModeForbids)
+        if self.add(amount) {
+            Ok(())
+        } else {
+            Err(Error::new(ErrorKind::ModeForbids)
                 .about(self.mode.as_str())
-                .expected("set(), not inc/dec, in the mostrecent modes"));
+                .expected("set(), not inc/dec, in the mostrecent modes"))
+        }
+    }
+
+    /// Adds `amount` unless the mode forbids it; whether it was added. Never allocates.
+    #[inline]
+    fn add(&self, amount: f64) -> bool {
+        if self.mode.is_most_recent() {
+            return false;
         }
         add_f64(self.series.values()[0].get(), amount);
-        Ok(())
+        true
     }
 
     /// Sets the value. In the `mostrecent` modes the current time is stored beside it,

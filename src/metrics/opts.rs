@@ -146,6 +146,18 @@ impl Kind {
         }
     }
 
+    /// The suffixes Python's registry reserves beside a family's name
+    /// (`CollectorRegistry._get_names`): two families of one registry may not share any
+    /// of the resulting names.
+    fn name_suffixes(&self) -> &'static [&'static str] {
+        match self {
+            Kind::Counter => &["_total", "_created"],
+            Kind::Gauge(_) => &[],
+            Kind::Histogram(_) => &["_bucket", "_sum", "_count", "_created"],
+            Kind::Summary => &["_sum", "_count", "_created"],
+        }
+    }
+
     fn reserved_label(&self) -> Option<&'static str> {
         match self {
             Kind::Counter => None,
@@ -205,6 +217,13 @@ impl Decl {
             sorted,
             max_series: opts.max_series,
         })
+    }
+
+    /// Every name the family takes in a registry: its own and its samples' (as
+    /// Python's registry counts them), so that `x` (a counter, sample `x_total`) and a
+    /// gauge `x_total` cannot both be declared.
+    pub(crate) fn taken_names(&self) -> impl Iterator<Item = String> + '_ {
+        std::iter::once(self.name.clone()).chain(self.kind.name_suffixes().iter().map(|s| format!("{}{s}", self.name)))
     }
 
     /// Checks the number of values against the label names.
