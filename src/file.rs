@@ -255,7 +255,16 @@ pub(crate) fn lock_liveness(dir: &Path, id: &str, mode: u32) -> Result<File> {
         log::warn!("cannot set mode {mode:o} on {}: {e}", path.display());
     }
     match try_lock(&file, LockKind::Exclusive) {
-        Ok(true) if same_inode(&file, &path) => Ok(file),
+        Ok(true) if same_inode(&file, &path) => {
+            // Record who holds the ID, so that compaction can tell an ID that is the
+            // writer's pid (which a later process, maybe a Python worker, may get
+            // again) from a stable slot name.
+            let pid = format!("{}\n", std::process::id());
+            if let Err(e) = file.set_len(0).and_then(|()| file.write_all_at(pid.as_bytes(), 0)) {
+                log::warn!("cannot record the writer's pid in {}: {e}", path.display());
+            }
+            Ok(file)
+        }
         // The compactor removed the file between our open and our lock: the lock we
         // hold is on a name nobody sees. Report it as in use; the caller retries.
         Ok(true) => {
@@ -312,6 +321,12 @@ pub(crate) fn probe_liveness(dir: &Path, id: &str) -> Liveness {
         Ok(Some(LockKind::Exclusive)) => Liveness::Alive,
         Err(_) => Liveness::Unknown,
     }
+}
+
+/// The pid recorded in worker `id`'s liveness file by the last writer that held it.
+pub(crate) fn liveness_holder(dir: &Path, id: &str) -> Option<u32> {
+    let text = read_text(dir, &liveness_name(id)).ok()?;
+    text.trim().parse().ok()
 }
 
 /// Whether a process with pid `pid` (decimal) exists now, ours or not.

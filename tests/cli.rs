@@ -89,3 +89,111 @@ fn exit_codes_are_2_for_usage_and_1_for_an_unreadable_directory() {
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/pmp"));
 }
+
+#[test]
+fn inspect_json_reports_every_field_and_the_problems_of_a_bad_file() {
+    let dir = TestDir::new();
+    let _live = scenario(&dir);
+    std::fs::write(dir.path().join("counter_9.db"), [7u8; 100]).unwrap();
+    let out = cli(&["inspect", "--json", "--dir", dir.path().to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["dir"], dir.path().to_str().unwrap());
+    let row = |file: &str| json["files"].as_array().unwrap().iter().find(|f| f["file"] == file).unwrap().clone();
+    let good = row("gauge_livesum_3.db");
+    assert_eq!(good["type"], "gauge");
+    assert_eq!(good["mode"], "livesum");
+    assert_eq!(good["writer_id"], "3");
+    assert_eq!(good["liveness"], "alive");
+    assert_eq!(good["families"], 1);
+    assert_eq!(good["entries"], 1);
+    assert_eq!(good["bytes_allocated"], 65536);
+    let used = good["bytes_used"].as_u64().unwrap();
+    assert!(used > 8 && used < 200, "{used}");
+    assert_eq!(good["problems"], serde_json::json!([]));
+    let bad = row("counter_9.db");
+    assert_eq!(bad["liveness"], "unknown", "no liveness file: a Python writer, alive until marked dead");
+    let problems = bad["problems"].as_array().unwrap();
+    assert!(problems.iter().any(|p| p.as_str().unwrap().contains("`used`")), "{problems:?}");
+    assert_eq!(json["files"].as_array().unwrap().len(), 7);
+}
+
+#[test]
+fn scrape_with_a_corrupt_file_exits_0_and_warns_on_stderr() {
+    let dir = TestDir::new();
+    let _live = scenario(&dir);
+    let before = stdout(&cli(&["scrape"], Some(&dir)));
+    std::fs::write(dir.path().join("counter_9.db"), [7u8; 100]).unwrap();
+    let out = cli(&["scrape"], Some(&dir));
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(stdout(&out), before, "the bad file changes nothing else");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("warning: skipped") && stderr.contains("counter_9.db"), "{stderr}");
+}
+
+#[test]
+fn inspect_and_compact_exit_1_on_a_missing_directory_and_2_on_usage() {
+    for cmd in ["inspect", "compact"] {
+        let out = cli(&[cmd, "--dir", "/nonexistent/pmp"], None);
+        assert_eq!(out.status.code(), Some(1), "{cmd}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/pmp"), "{cmd}");
+        assert_eq!(cli(&[cmd], None).status.code(), Some(2), "{cmd} without a directory");
+        assert_eq!(cli(&[cmd, "--bogus"], None).status.code(), Some(2), "{cmd} with an unknown flag");
+    }
+}
+
+/// Sends `GET /metrics` to `addr` and returns the status line and body.
+fn http_get(addr: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
+    write!(stream, "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    (head.lines().next().unwrap().to_owned(), body.to_owned())
+}
+
+#[test]
+fn serve_answers_scrapes_compacts_dead_writers_and_stops_on_sigterm() {
+    use std::io::BufRead;
+    let dir = TestDir::new();
+    let live = scenario(&dir);
+    let expected = stdout(&cli(&["scrape"], Some(&dir)));
+    /// Kills the server if the test fails before stopping it (its inherited stdout
+    /// would otherwise keep the test runner waiting).
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_prometheus-multiproc"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--compact-interval", "0.05", "--compact-min-dead-files", "1"])
+            .env("PROMETHEUS_MULTIPROC_DIR", dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    std::io::BufReader::new(child.0.stderr.as_mut().unwrap()).read_line(&mut line).unwrap();
+    let url = line.trim().rsplit(' ').next().unwrap().to_owned();
+    let addr = url.strip_prefix("http://").and_then(|u| u.strip_suffix("/metrics")).unwrap_or_else(|| panic!("{line}"));
+    let (status, body) = http_get(addr);
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert_eq!(body, expected);
+    // The dead writers 1 and 2 are folded by the server's automatic compaction.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while dir.db_files().iter().any(|f| f.ends_with("_1.db")) {
+        assert!(std::time::Instant::now() < deadline, "not compacted: {:?}", dir.db_files());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(dir.db_files().contains(&"counter_0archive-1.db".to_owned()), "{:?}", dir.db_files());
+    assert_eq!(http_get(addr).1, expected, "the same totals after compaction");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.0.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    assert!(child.0.wait().unwrap().success());
+    drop(live);
+}

@@ -36,6 +36,10 @@ fn main() {
         ),
         Trial::test("archives_take_the_permission_bits_of_their_sources", archives_take_the_mode_of_their_sources),
         Trial::test(
+            "automatic_compaction_waits_for_the_threshold_then_folds",
+            automatic_compaction_waits_for_the_threshold,
+        ),
+        Trial::test(
             "a_dead_writer_whose_pid_runs_again_is_not_folded_until_it_is_gone",
             a_dead_writer_whose_pid_runs_again_is_deferred,
         ),
@@ -422,4 +426,38 @@ fn a_dead_writer_whose_pid_runs_again_is_deferred() -> Result<(), Failed> {
     expect_eq("deferred", done.deferred, vec![running.clone()])?;
     expect_eq("folded", done.dead_writers, vec![gone.to_owned()])?;
     expect_eq("files", dir.db_files(), vec!["counter_0archive-1.db".to_owned(), format!("counter_{running}.db")])
+}
+
+fn automatic_compaction_waits_for_the_threshold() -> Result<(), Failed> {
+    use prometheus_multiproc::cleanup::{AutoCompact, spawn_auto_compaction};
+    let dir = TestDir::new();
+    let _live = live_workers(dir.path(), 1);
+    dead_workers(dir.path(), "d", 0, 1); // 8 files of one dead writer
+    let collector = Collector::new(dir.path())?;
+    let before = samples(&collector);
+    let policy = AutoCompact { interval: Duration::from_millis(20), min_dead_files: 12 };
+    let compactor = spawn_auto_compaction(dir.path(), policy)?;
+    std::thread::sleep(Duration::from_millis(300));
+    if dir.db_files().iter().any(|f| f.contains("0archive")) {
+        return Err(format!("compacted below the threshold: {:?}", dir.db_files()).into());
+    }
+    dead_workers(dir.path(), "d", 1, 1); // 16 files now
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while dir.db_files().iter().any(|f| f.ends_with("_d0.db") || f.ends_with("_d1.db")) {
+        if std::time::Instant::now() > deadline {
+            return Err(format!("not compacted past the threshold: {:?}", dir.db_files()).into());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    drop(compactor);
+    // The same writers, never compacted.
+    let reference = TestDir::new();
+    let _reference_live = live_workers(reference.path(), 1);
+    dead_workers(reference.path(), "d", 0, 2);
+    let want = samples(&Collector::new(reference.path())?);
+    expect_eq("totals after the automatic compaction", samples(&collector), want)?;
+    if samples(&collector) == before {
+        return Err("the second dead writer's counts are missing".into());
+    }
+    Ok(())
 }

@@ -69,7 +69,8 @@ pub type StepHook<'a> = Box<dyn FnMut(&Step) + 'a>;
 #[derive(Default)]
 pub struct CompactOptions<'a> {
     /// Do nothing unless at least this many files of dead writers can be folded or
-    /// removed (an automatic policy: call after reaping workers, with e.g. 64).
+    /// removed (a policy: call after reaping workers, with e.g. 64; see also
+    /// [`spawn_auto_compaction`](crate::cleanup::spawn_auto_compaction)).
     pub min_dead_files: usize,
     /// Called after every file-system step (progress reporting, fault injection).
     pub on_step: Option<StepHook<'a>>,
@@ -147,7 +148,7 @@ pub fn compact_with(dir: &Path, mut options: CompactOptions<'_>) -> Result<Compa
         // A dead writer named by a pid that runs again may have a successor that takes
         // no lock (a Python worker given the same pid) and writes the same files:
         // folding them would remove files it writes. Wait until that pid is gone.
-        if id.bytes().all(|b| b.is_ascii_digit()) && file::pid_running(&id) {
+        if crate::cleanup::pid_in_use(dir, &id) {
             run.report.deferred.push(id);
             continue;
         }

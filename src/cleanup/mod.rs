@@ -81,11 +81,13 @@
 //! counts those files twice: a few file-system operations, or until the next
 //! compaction if the compactor was killed in between.
 
+mod auto;
 mod compact;
 
 use std::fs;
 use std::path::Path;
 
+pub use auto::{AutoCompact, AutoCompactor, spawn_auto_compaction};
 pub(crate) use compact::superseded;
 pub use compact::{CompactOptions, Compaction, Step, StepAction, StepHook, compact, compact_with};
 
@@ -155,6 +157,13 @@ pub(crate) fn take_over_slot(dir: &Path, id: &str) -> Result<()> {
         compact::finish_interrupted(dir)?;
     }
     Ok(())
+}
+
+/// Whether compaction defers the dead writer `id` of `dir` for now: the ID was its
+/// writer's pid (not a stable slot name; the liveness file records which), and a
+/// running process has that pid again (see [`Compaction::deferred`]).
+pub fn pid_in_use(dir: &Path, id: &str) -> bool {
+    file::liveness_holder(dir, id).is_some_and(|pid| pid.to_string() == id) && file::pid_running(id)
 }
 
 /// What [`clear_directory`] removed.

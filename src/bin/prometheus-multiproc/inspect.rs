@@ -27,7 +27,9 @@ pub struct FileReport {
     pub writer_id: Option<String>,
     pub liveness: Option<&'static str>,
     /// What `compact` would do with the file now: `fold` it into an archive, `remove`
-    /// it (a dead writer's live gauge), `keep` it (a dead writer's `all` gauge).
+    /// it (a dead writer's live gauge), `keep` it (a dead writer's `all` gauge),
+    /// `leave` it (it has problems, so it cannot be folded), `defer` it (its writer's
+    /// pid runs again, perhaps as a Python worker continuing it).
     pub compaction: Option<&'static str>,
     pub entries: usize,
     pub families: usize,
@@ -182,6 +184,7 @@ pub fn inspect(dir: &Path) -> Result<Vec<FileReport>, String> {
                     report.compaction = Some(match mode {
                         Some("all") => "keep",
                         Some(m) if m.starts_with("live") => "remove",
+                        _ if cleanup::pid_in_use(dir, id) => "defer",
                         _ => "fold",
                     });
                 }
@@ -200,6 +203,9 @@ pub fn inspect(dir: &Path) -> Result<Vec<FileReport>, String> {
             } else {
                 report.problems.push(format!("skipped by the collector: {reason}"));
             }
+        }
+        if report.compaction == Some("fold") && !report.problems.is_empty() {
+            report.compaction = Some("leave");
         }
         reports.push(report);
     }

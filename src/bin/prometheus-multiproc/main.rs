@@ -65,6 +65,13 @@ enum Command {
         /// Most connections served at once.
         #[arg(long, value_name = "N", default_value_t = 64)]
         max_connections: usize,
+        /// Compact the directory automatically, checking every SECONDS (off by default).
+        #[arg(long, value_name = "SECONDS")]
+        compact_interval: Option<f64>,
+        /// With --compact-interval: compact once at least N files of dead writers can be
+        /// folded or removed.
+        #[arg(long, value_name = "N", default_value_t = 64, requires = "compact_interval")]
+        compact_min_dead_files: usize,
     },
     /// Remove the live-mode gauge files of a dead worker (Python's mark_process_dead).
     MarkDead {
@@ -103,6 +110,9 @@ enum Command {
     Compact {
         #[command(flatten)]
         dir: DirArg,
+        /// Do nothing unless at least N files of dead writers can be folded or removed.
+        #[arg(long, value_name = "N", default_value_t = 1)]
+        min_dead_files: usize,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -207,9 +217,29 @@ fn run(command: Command) -> Result<(), Failure> {
             let out = if json { inspect::to_json(&dir, &report) } else { inspect::to_table(&report) };
             write_stdout(out.as_bytes())
         }
-        Command::Serve { dir, listen, auth, tls_cert, tls_key, max_connections } => {
+        Command::Serve {
+            dir,
+            listen,
+            auth,
+            tls_cert,
+            tls_key,
+            max_connections,
+            compact_interval,
+            compact_min_dead_files,
+        } => {
             let dir = dir.resolve()?;
             let collector = Collector::new(&dir).map_err(failed)?;
+            let _compactor = match compact_interval {
+                Some(secs) => {
+                    let interval = Duration::try_from_secs_f64(secs)
+                        .ok()
+                        .filter(|d| !d.is_zero())
+                        .ok_or_else(|| Failure::Usage(format!("--compact-interval {secs}: expected seconds > 0")))?;
+                    let policy = cleanup::AutoCompact { interval, min_dead_files: compact_min_dead_files };
+                    Some(cleanup::spawn_auto_compaction(&dir, policy).map_err(failed)?)
+                }
+                None => None,
+            };
             let mut config = ServeConfig::new().listen(listen).max_connections(max_connections);
             if let Some(auth) = auth.resolve()? {
                 config = config.basic_auth(auth);
@@ -264,27 +294,37 @@ fn run(command: Command) -> Result<(), Failure> {
             eprintln!("pushed {} metric families to {url} ({method:?})", scrape.families.len());
             Ok(())
         }
-        Command::Compact { dir, json } => {
+        Command::Compact { dir, min_dead_files, json } => {
             let dir = dir.resolve()?;
             if !dir.is_dir() {
                 return Err(Failure::Failed(format!("{} is not a readable directory", dir.display())));
             }
-            let done = cleanup::compact(&dir).map_err(failed)?;
+            let done = cleanup::compact_with(&dir, cleanup::CompactOptions { min_dead_files, ..Default::default() })
+                .map_err(failed)?;
+            for (name, why) in &done.unreadable {
+                eprintln!("warning: left {name} in place: {why}");
+            }
+            let unreadable: Vec<String> = done.unreadable.iter().map(|(name, _)| name.clone()).collect();
             let out = if json {
                 let value = serde_json::json!({
                     "dead_writers": done.dead_writers,
                     "archives": done.archives,
                     "removed": done.removed,
                     "kept": done.kept,
+                    "unreadable": done.unreadable.iter().map(|(name, why)| serde_json::json!({"file": name, "problem": why})).collect::<Vec<_>>(),
+                    "deferred": done.deferred,
                 });
                 format!("{value:#}\n")
             } else {
                 format!(
-                    "dead writers folded: {}\narchives written: {}\nfiles removed: {}\nfiles kept: {}\n",
+                    "dead writers folded: {}\narchives written: {}\nfiles removed: {}\nfiles kept: {}\n\
+                     files left unreadable: {}\nwriters deferred (pid in use): {}\n",
                     list(&done.dead_writers),
                     list(&done.archives),
                     list(&done.removed),
-                    list(&done.kept)
+                    list(&done.kept),
+                    list(&unreadable),
+                    list(&done.deferred)
                 )
             };
             write_stdout(out.as_bytes())
