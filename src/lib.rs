@@ -40,7 +40,9 @@
 //!   so a handle stays valid however much its file grows.
 //! * **Fork.** A handle created before `fork()` writes, in the child, to the child's
 //!   own files: a `pthread_atfork` hook bumps a process epoch, and each handle
-//!   compares its own epoch with it (one relaxed load and a compare) before writing.
+//!   compares its own epoch with it before writing: one relaxed load of the process
+//!   epoch and a compare with the handle's (an acquire load of the handle's own
+//!   field, which on x86-64 is an ordinary load; it orders the re-pointed slots).
 //!   The child re-creates every live series in its own files, in creation order, as
 //!   Python does. A worker can also adopt a stable slot with [`set_worker_id`].
 //! * **Full disk.** Blocks are reserved with `fallocate` before a page is touched,
@@ -122,13 +124,16 @@
 //!
 //! * Linux (uses `fallocate`, `pthread_atfork`), 64-bit atomics, little-endian (the
 //!   files use native byte order, as Python writes them).
-//! * One live process per worker ID: two processes writing one file corrupt it.
+//! * One live process per worker ID (enforced: a second one is refused).
 //! * Metric and label names follow the classic Prometheus rules
 //!   (`[a-zA-Z_:][a-zA-Z0-9_:]*`, labels without `:` or a `__` prefix).
 //! * A file is at most 2 GiB (the format's `used` is an `i32`).
-//! * Forking while another thread is inside [`Family::get`] may leave that family's
-//!   lock held in the child; fork from a thread that is not creating labeled children
-//!   (every pre-fork server does).
+//! * `fork()` copies only the calling thread. Forking while another thread declares a
+//!   metric (a [`Registry`] method) or is inside [`Family::get`] or [`Family::with`]
+//!   may leave that registry's or family's lock held in the child, which then blocks
+//!   on it. Fork before starting threads that create metrics, or from a quiet moment
+//!   (every pre-fork server forks from a single-threaded master). Creating series and
+//!   re-resolving handles are guarded: a fork waits for them.
 
 pub mod cleanup;
 pub mod collect;

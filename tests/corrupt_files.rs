@@ -324,6 +324,7 @@ fn unreadable_file_is_skipped() {
     if !root {
         let scrape = Collector::new(dir.path()).unwrap().collect().unwrap();
         assert_eq!(text(&scrape), baseline());
+        assert_eq!(scrape.skipped.len(), 1);
         assert_eq!(scrape.skipped[0].reason, SkipReason::Unreadable(std::io::ErrorKind::PermissionDenied));
         return;
     }
@@ -373,8 +374,9 @@ fn valid_file_truncated_at_every_offset_never_disturbs_the_others() {
             assert_eq!(scrape, fresh, "cut at {cut}: cached state diverged from a fresh scrape");
             let whole_entries = rewrite_used && boundaries.contains(&cut);
             if whole_entries {
-                // A valid prefix: a smaller, well-formed file.
+                // A valid prefix: a smaller, well-formed file, merged as Python merges it.
                 assert!(scrape.skipped.is_empty(), "cut at {cut}: {:?}", scrape.skipped);
+                assert_eq!(text(&scrape), support::python_exposition(dir.path()), "cut at {cut}: differs from Python");
                 accepted += 1;
             } else {
                 assert_eq!(scrape.skipped.len(), 1, "cut at {cut} (used rewritten: {rewrite_used})");

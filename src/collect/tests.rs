@@ -6,6 +6,15 @@ use super::table::Tables;
 use super::*;
 use crate::format::key::encode_key;
 
+/// A callback a test runs between a scrape's listing and its reading of files.
+pub(super) struct Hook(pub(super) Box<dyn Fn(&std::path::Path) + Send + Sync>);
+
+impl std::fmt::Debug for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Hook")
+    }
+}
+
 /// An entry: (family, sample, labels, help, value, timestamp).
 type TestEntry = (&'static str, &'static str, Vec<(&'static str, &'static str)>, &'static str, f64, f64);
 
@@ -367,6 +376,28 @@ mod on_disk {
 
     fn values(scrape: &Scrape) -> Vec<String> {
         lines(&scrape.families)
+    }
+
+    #[test]
+    fn a_file_removed_between_listing_and_reading_is_skipped_as_vanished_and_the_rest_is_exact() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (registry(dir.path(), "1"), registry(dir.path(), "2"));
+        for r in [&a, &b] {
+            r.counter(Opts::new("c_total", "C.")).unwrap().inc();
+            r.gauge(Opts::new("g", "G."), GaugeMode::Sum).unwrap().set(2.0);
+        }
+        let mut collector = Collector::new(dir.path()).unwrap();
+        collector.after_listing = Some(Hook(Box::new(|dir: &std::path::Path| {
+            let _ = std::fs::remove_file(dir.join("gauge_sum_2.db"));
+        })));
+        let scrape = collector.collect().unwrap();
+        assert_eq!(scrape.skipped.len(), 1, "{:?}", scrape.skipped);
+        assert_eq!(scrape.skipped[0].path, dir.path().join("gauge_sum_2.db"));
+        assert_eq!(scrape.skipped[0].reason, SkipReason::Vanished);
+        // Exactly the directory without that file.
+        assert_eq!(values(&scrape), ["c_total{} 2.0", "g{} 2.0"]);
+        // The next scrape no longer lists it.
+        assert!(collector.collect().unwrap().skipped.is_empty());
     }
 
     #[test]
