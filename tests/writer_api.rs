@@ -162,3 +162,34 @@ fn worker_ids_that_break_python_file_names_are_refused() {
         assert_eq!(WorkerId::new(good).unwrap().as_str(), good);
     }
 }
+
+#[test]
+fn threads_racing_to_create_the_same_children_share_one_series_each() {
+    let dir = TestDir::new();
+    let r = registry(&dir);
+    let family = r.counter_family(Opts::new("race_total", "Race."), &["k"]).unwrap();
+    let keys: Vec<String> = (0..200).map(|i| format!("key-{i}")).collect();
+    std::thread::scope(|s| {
+        for t in 0..8 {
+            let (family, keys) = (&family, &keys);
+            s.spawn(move || {
+                for round in 0..50 {
+                    for (i, key) in keys.iter().enumerate() {
+                        // Half through `get`, half through `with`, in different orders.
+                        if (i + t + round) % 2 == 0 {
+                            family.get(&[key]).unwrap().inc();
+                        } else {
+                            family.with(&[key], Counter::inc).unwrap();
+                        }
+                    }
+                }
+            });
+        }
+    });
+    for key in &keys {
+        assert_eq!(family.get(&[key]).unwrap().get(), 8.0 * 50.0, "{key}");
+    }
+    let bytes = std::fs::read(dir.path().join("counter_api.db")).unwrap();
+    let used = prometheus_multiproc::format::checked_used(&bytes).unwrap();
+    assert_eq!(prometheus_multiproc::format::entries(&bytes, used).count(), 200, "one entry per label set");
+}

@@ -5,8 +5,9 @@
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use hashbrown::{Equivalent, HashMap};
-use parking_lot::RwLock;
+use papaya::Equivalent;
+use parking_lot::Mutex;
+use rustc_hash::FxBuildHasher;
 
 use crate::error::Result;
 use crate::metrics::opts::{Decl, Kind, OVERFLOW_LABEL_VALUE};
@@ -76,11 +77,17 @@ pub struct Family<T> {
     inner: Arc<FamilyInner<T>>,
 }
 
+/// The children live in a concurrent map whose reads take no lock and write nothing
+/// shared ([`papaya`]: a lookup pins the current thread, a thread-local store, and
+/// probes), so that threads looking up children never contend on a lock's cache line.
+/// Children are only ever added, and adding one is serialised by `creating`, which
+/// also keeps the cardinality count exact.
 #[derive(Debug)]
 struct FamilyInner<T> {
     shared: Arc<Shared>,
     decl: Arc<Decl>,
-    children: RwLock<HashMap<Box<[Box<str>]>, T>>,
+    children: papaya::HashMap<Box<[Box<str>]>, T, FxBuildHasher>,
+    creating: Mutex<()>,
 }
 
 /// Looks up `Box<[Box<str>]>` keys with a borrowed `&[&str]`: both hash as a length
@@ -95,13 +102,34 @@ impl Hash for Values<'_> {
 
 impl Equivalent<Box<[Box<str>]>> for Values<'_> {
     fn equivalent(&self, key: &Box<[Box<str>]>) -> bool {
-        self.0.len() == key.len() && self.0.iter().zip(key.iter()).all(|(a, b)| *a == &**b)
+        self.0.len() == key.len() && self.0.iter().zip(key.iter()).all(|(a, b)| same_bytes(a.as_bytes(), b.as_bytes()))
     }
+}
+
+/// `a == b`, compared in place: label values are short, and a call to `memcmp` per
+/// value would cost more than the comparison.
+#[inline]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut diff = 0u8;
+    for (x, y) in a.iter().zip(b) {
+        diff |= x ^ y;
+    }
+    diff == 0
 }
 
 impl<T: Metric> Family<T> {
     pub(crate) fn new(shared: Arc<Shared>, decl: Arc<Decl>) -> Family<T> {
-        Family { inner: Arc::new(FamilyInner { shared, decl, children: RwLock::new(HashMap::new()) }) }
+        Family {
+            inner: Arc::new(FamilyInner {
+                shared,
+                decl,
+                children: papaya::HashMap::with_hasher(FxBuildHasher),
+                creating: Mutex::new(()),
+            }),
+        }
     }
 
     /// The child for `values` (given in the order of the family's label names),
@@ -111,12 +139,21 @@ impl<T: Metric> Family<T> {
     /// [`ErrorKind::LabelCount`](crate::ErrorKind::LabelCount) when the number of values
     /// differs from the number of label names; [`ErrorKind::NoSpace`](crate::ErrorKind::NoSpace)
     /// or another I/O kind when a new child cannot be written to its file.
+    #[inline]
     pub fn get(&self, values: &[&str]) -> Result<T> {
-        if let Some(child) = self.inner.children.read().get(&Values(values)) {
+        if let Some(child) = self.inner.children.pin().get(&Values(values)) {
             return Ok(child.clone());
         }
+        self.create(values)
+    }
+
+    /// The slow path of [`Family::get`]: creates the child for `values` unless another
+    /// thread has just done so.
+    #[cold]
+    fn create(&self, values: &[&str]) -> Result<T> {
         self.inner.decl.check_values(values)?;
-        let mut children = self.inner.children.write();
+        let _creating = self.inner.creating.lock();
+        let children = self.inner.children.pin();
         if let Some(child) = children.get(&Values(values)) {
             return Ok(child.clone());
         }
@@ -124,10 +161,10 @@ impl<T: Metric> Family<T> {
         let mut values = values;
         if let Some(limit) = self.inner.decl.max_series {
             overflow = vec![OVERFLOW_LABEL_VALUE; values.len()];
-            let has_overflow = children.contains_key(&Values(&overflow));
-            if children.len() - usize::from(has_overflow) >= limit {
+            let existing = children.get(&Values(&overflow));
+            if children.len() - usize::from(existing.is_some()) >= limit {
                 self.inner.shared.count_dropped(DropReason::Cardinality);
-                if let Some(child) = children.get(&Values(&overflow)) {
+                if let Some(child) = existing {
                     return Ok(child.clone());
                 }
                 values = &overflow;
@@ -144,8 +181,7 @@ impl<T: Metric> Family<T> {
     /// `family.with(&["GET", "200"], Counter::inc)?`. Keep a handle from
     /// [`Family::get`] instead when the same child is used again and again.
     ///
-    /// `f` runs while the family's read lock is held: it must not create children of
-    /// the same family (other families are fine).
+    /// `f` may do anything, including creating children of the same family.
     ///
     /// ```
     /// # let dir = tempfile::tempdir()?;
@@ -162,10 +198,10 @@ impl<T: Metric> Family<T> {
     /// As [`Family::get`].
     #[inline]
     pub fn with<R>(&self, values: &[&str], f: impl FnOnce(&T) -> R) -> Result<R> {
-        if let Some(child) = self.inner.children.read().get(&Values(values)) {
+        if let Some(child) = self.inner.children.pin().get(&Values(values)) {
             return Ok(f(child));
         }
-        self.get(values).map(|child| f(&child))
+        self.create(values).map(|child| f(&child))
     }
 
     /// The label names, in the order values are given.
