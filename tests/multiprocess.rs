@@ -366,14 +366,8 @@ fn growth_to_200k_series_loses_no_concurrent_increment() -> Result<(), Failed> {
 /// full; the process must survive, creation must fail with NoSpace, and existing
 /// handles must keep counting.
 fn role_full_disk() {
-    use nix::mount::{MsFlags, mount};
-    use nix::sched::{CloneFlags, unshare};
     let dir = PathBuf::from(std::env::var("PROMETHEUS_MULTIPROC_DIR").unwrap());
-    unshare(CloneFlags::CLONE_NEWNS).expect("unshare(CLONE_NEWNS) needs root: the full-disk test cannot run");
-    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
-        .expect("make mounts private");
-    mount(Some("tmpfs"), &dir, Some("tmpfs"), MsFlags::empty(), Some("size=256k,mode=0700"))
-        .expect("mount a 256 KiB tmpfs");
+    support::mount_private_tmpfs(&dir, "size=256k,mode=0700");
     let registry = Registry::builder().self_metrics(true).build().unwrap();
     let family = registry.counter_family(Opts::new("fill_total", "Filling the disk."), &["id"]).unwrap();
     let first = family.get(&["0"]).unwrap();

@@ -1270,17 +1270,8 @@ fn value_of(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64>
 ///    `prometheus_multiproc_dropped_series_total{reason="no_space"}` is the sum of the
 ///    fillers' failed creations.
 fn role_disk_master() {
-    use nix::mount::{MsFlags, mount};
-    use nix::sched::{CloneFlags, unshare};
     let dir = PathBuf::from(std::env::var("PROMETHEUS_MULTIPROC_DIR").expect("PROMETHEUS_MULTIPROC_DIR"));
-    unshare(CloneFlags::CLONE_NEWNS).unwrap_or_else(|e| {
-        panic!("THE FULL-DISK TEST CANNOT RUN: unshare(CLONE_NEWNS) was refused ({e}); it needs root (CAP_SYS_ADMIN)")
-    });
-    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
-        .unwrap_or_else(|e| panic!("THE FULL-DISK TEST CANNOT RUN: making mounts private was refused ({e})"));
-    let options = format!("size={TMPFS_KIB}k,mode=0700");
-    mount(Some("tmpfs"), &dir, Some("tmpfs"), MsFlags::empty(), Some(options.as_str()))
-        .unwrap_or_else(|e| panic!("THE FULL-DISK TEST CANNOT RUN: mounting a tmpfs was refused ({e})"));
+    support::mount_private_tmpfs(&dir, &format!("size={TMPFS_KIB}k,mode=0700"));
     let fs = nix::sys::statvfs::statvfs(&dir).expect("statvfs");
     let size = fs.blocks() as u64 * fs.fragment_size() as u64;
     assert_eq!(size, TMPFS_KIB * 1024, "the tmpfs on {} has the wrong size", dir.display());

@@ -209,3 +209,35 @@ pub fn main_with_roles(run_role: fn(&str), tests: Vec<libtest_mimic::Trial>) -> 
     }
     libtest_mimic::run(&libtest_mimic::Arguments::from_args(), tests).exit()
 }
+
+/// Mounts a tmpfs with `options` (e.g. `size=256k,mode=0700`) on `dir`, in a mount
+/// namespace private to this process and its children, so that a full disk can be
+/// tested without touching the machine's mounts. As root, a new mount namespace; as
+/// another user, a new user namespace too, in which that user is root (unprivileged
+/// user namespaces, on by default on current kernels). Must be called while the
+/// process has one thread. Panics, loudly and never skipping, when the kernel refuses.
+pub fn mount_private_tmpfs(dir: &Path, options: &str) {
+    use nix::mount::{MsFlags, mount};
+    use nix::sched::{CloneFlags, unshare};
+    let refused = |what: &str, e: nix::Error| -> ! {
+        panic!(
+            "THE FULL-DISK TEST CANNOT RUN: {what} was refused ({e}); it needs root (CAP_SYS_ADMIN) or \
+             unprivileged user namespaces (sysctl user.max_user_namespaces > 0)"
+        )
+    };
+    let (uid, gid) = (nix::unistd::geteuid(), nix::unistd::getegid());
+    if uid.is_root() {
+        unshare(CloneFlags::CLONE_NEWNS).unwrap_or_else(|e| refused("unshare(CLONE_NEWNS)", e));
+    } else {
+        unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS)
+            .unwrap_or_else(|e| refused("unshare(CLONE_NEWUSER | CLONE_NEWNS)", e));
+        // Be root in the new namespace, as our own user outside it.
+        fs::write("/proc/self/setgroups", "deny").expect("deny setgroups in the user namespace");
+        fs::write("/proc/self/uid_map", format!("0 {uid} 1")).expect("map our uid in the user namespace");
+        fs::write("/proc/self/gid_map", format!("0 {gid} 1")).expect("map our gid in the user namespace");
+    }
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+        .unwrap_or_else(|e| refused("making mounts private", e));
+    mount(Some("tmpfs"), dir, Some("tmpfs"), MsFlags::empty(), Some(options))
+        .unwrap_or_else(|e| refused("mounting a tmpfs", e));
+}
