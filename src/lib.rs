@@ -116,9 +116,18 @@
 //! # Safety model
 //!
 //! `unsafe` is denied crate-wide except in one private module (`region`), which maps
-//! files, hands out bounds- and alignment-checked atomics and installs the fork hooks;
-//! each block there argues its soundness. Shared memory is only accessed through
-//! atomics.
+//! files, hands out bounds- and alignment-checked atomics, installs the fork hooks and
+//! the `SIGBUS` guard; each block there argues its soundness. Shared memory is only
+//! accessed through atomics.
+//!
+//! The `SIGBUS` guard: a page of a file mapping past the end of its file raises
+//! `SIGBUS` when touched. Neither this crate's writers nor Python's ever shrink a file,
+//! but something else might (an operator's `truncate`, a stray cleanup job). The crate
+//! installs a `SIGBUS` handler that, for a fault inside one of its own mappings only,
+//! maps a zero page over the missing one and marks the mapping: a scrape then skips the
+//! file ([`SkipReason::Truncated`]), a writer's later series creation in it fails
+//! ([`ErrorKind::CorruptFile`]), and nobody dies. Any other `SIGBUS` goes to the handler
+//! installed before (or, if there was none, kills the process as it would have).
 //!
 //! # Assumptions and limits
 //!

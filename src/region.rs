@@ -15,6 +15,14 @@
 //! 4. [`ReadMap`]: the collector's read-only `MAP_SHARED` mapping of a file, unmapped
 //!    on drop, read only through bounds- and alignment-checked `Relaxed` atomic loads
 //!    (the one kind of atomic access Rust defines on read-only memory).
+//! 5. The `SIGBUS` guard: touching a page of a mapping past the end of its file raises
+//!    `SIGBUS`, which would kill the process if something else truncated a metrics
+//!    file under a writer or a scrape. Every mapping made here is registered; a
+//!    `SIGBUS` inside one replaces the faulting page with a private zero page and
+//!    marks the mapping ([`ReadMap::truncated`], [`SharedMap::truncated`]), so the
+//!    access completes (reading zeros, or writing where nobody reads) and the caller
+//!    can drop the file. A `SIGBUS` anywhere else goes to the handler that was
+//!    installed before ours, or kills the process as it would have.
 //!
 //! Shared memory is only ever touched through atomics obtained here, after bounds and
 //! alignment checks.
@@ -25,7 +33,7 @@ use std::io;
 use std::os::fd::{FromRawFd, IntoRawFd};
 use std::ptr::NonNull;
 use std::sync::Once;
-use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use crossbeam_utils::CachePadded;
 use memmap2::{MmapOptions, MmapRaw};
@@ -37,6 +45,9 @@ use parking_lot::RwLock;
 pub(crate) struct SharedMap {
     base: NonNull<u8>,
     len: usize,
+    /// Its slot in the SIGBUS guard's table, kept for the life of the process like the
+    /// mapping itself (`None` when the table was full).
+    guard: Option<usize>,
 }
 
 // SAFETY: `SharedMap` is a pointer and a length to memory that stays mapped forever and
@@ -56,12 +67,20 @@ impl SharedMap {
         // Never unmap: slots from this mapping are `'static`. The address space is
         // released when the process exits.
         std::mem::forget(raw);
-        Ok(SharedMap { base, len })
+        // Registered for good: the mapping is never unmapped.
+        let guard = Guarded::register(base.as_ptr() as usize, len).keep();
+        Ok(SharedMap { base, len, guard })
     }
 
     /// Length of the mapping in bytes.
     pub(crate) fn len(&self) -> usize {
         self.len
+    }
+
+    /// Whether a write to this mapping found its file truncated under it (by another
+    /// process): such writes land in a private zero page and are lost.
+    pub(crate) fn truncated(&self) -> bool {
+        self.guard.is_some_and(|i| GUARD_TABLE[i].faulted.load(Ordering::Acquire))
     }
 
     /// The 8-byte word at `offset` as an atomic, or `None` when it is out of bounds or
@@ -263,11 +282,14 @@ compile_error!("the collector's read-only mappings need a 64-bit target with 8-b
 /// the same file concurrently; a load never tears, and bytes are never exposed as a
 /// `&[u8]` that another process could change underneath.
 ///
-/// A mapping must not extend past the end of the file, and the file must not be
-/// truncated while mapped (the writers of both this crate and Python only ever grow
-/// files); touching a page past the end of a file raises `SIGBUS`.
+/// A mapping never extends past the end of the file when it is made, and neither this
+/// crate's writers nor Python's ever shrink a file. If something else truncates one
+/// while it is mapped, the `SIGBUS` guard turns the fault into zeros and
+/// [`ReadMap::truncated`].
 #[derive(Debug)]
 pub(crate) struct ReadMap {
+    // Declared first, so dropped first: the range is unregistered before it is unmapped.
+    guard: Guarded,
     raw: MmapRaw,
 }
 
@@ -280,12 +302,19 @@ impl ReadMap {
             return Err(io::Error::from(io::ErrorKind::InvalidInput));
         }
         let raw = MmapOptions::new().len(len).map_raw_read_only(file)?;
-        Ok(ReadMap { raw })
+        let guard = Guarded::register(raw.as_mut_ptr() as usize, len);
+        Ok(ReadMap { guard, raw })
     }
 
     /// Length of the mapping in bytes.
     pub(crate) fn len(&self) -> usize {
         self.raw.len()
+    }
+
+    /// Whether a read found the file truncated under the mapping: what was read from
+    /// the missing pages is zeros, so nothing read from this mapping can be trusted.
+    pub(crate) fn truncated(&self) -> bool {
+        self.guard.faulted()
     }
 
     /// Asks the kernel to map the pages of the first `len` bytes now
@@ -431,6 +460,184 @@ impl ReadMap {
     }
 }
 
+// ---------------------------------------------------------------------------------
+// The SIGBUS guard.
+
+/// How many mappings can be guarded at once (a collector keeps one per file, a writer
+/// one per file and growth step). Past it a mapping is still made, unguarded, as every
+/// mapping was before the guard. The table is 1.5 MiB of zeroed static memory, touched
+/// only as far as it is used.
+const GUARD_SLOTS: usize = 1 << 16;
+
+/// One guarded range: `[start, end)`, and whether a `SIGBUS` was turned into zeros in
+/// it. A slot is free while `start` is 0. It is filled by writing `end` then `start`
+/// (release) and emptied by clearing `start` first, so the handler, which reads
+/// `start` (acquire) then `end`, never matches a half-written range.
+struct GuardSlot {
+    start: AtomicUsize,
+    end: AtomicUsize,
+    faulted: AtomicBool,
+}
+
+static GUARD_TABLE: [GuardSlot; GUARD_SLOTS] =
+    [const { GuardSlot { start: AtomicUsize::new(0), end: AtomicUsize::new(0), faulted: AtomicBool::new(false) } };
+        GUARD_SLOTS];
+
+/// Where the next free slot is looked for first.
+static GUARD_HINT: AtomicUsize = AtomicUsize::new(0);
+
+/// The `SIGBUS` action that was in place before ours, for faults that are not ours.
+static PREVIOUS_SIGBUS: std::sync::OnceLock<libc::sigaction> = std::sync::OnceLock::new();
+
+/// The page size, read once when the handler is installed.
+static PAGE_SIZE: AtomicUsize = AtomicUsize::new(4096);
+
+/// A registered range; unregistered on drop. `slot` is `None` when the table was full.
+#[derive(Debug)]
+struct Guarded {
+    slot: Option<usize>,
+}
+
+impl Guarded {
+    fn register(start: usize, len: usize) -> Guarded {
+        install_sigbus_guard();
+        let first = GUARD_HINT.load(Ordering::Relaxed);
+        for i in (first..GUARD_SLOTS).chain(0..first) {
+            let slot = &GUARD_TABLE[i];
+            // Claim the slot with a placeholder start (1 is never a mapping's address)
+            // so that no other thread takes it, then publish the real range.
+            if slot.start.compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+                slot.faulted.store(false, Ordering::Relaxed);
+                slot.end.store(start + len, Ordering::Relaxed);
+                slot.start.store(start, Ordering::Release);
+                GUARD_HINT.store((i + 1) % GUARD_SLOTS, Ordering::Relaxed);
+                return Guarded { slot: Some(i) };
+            }
+        }
+        log::warn!("more than {GUARD_SLOTS} metrics files mapped at once: this one is not guarded against truncation");
+        Guarded { slot: None }
+    }
+
+    fn faulted(&self) -> bool {
+        self.slot.is_some_and(|i| GUARD_TABLE[i].faulted.load(Ordering::Acquire))
+    }
+
+    /// Keeps the range registered for the life of the process; its slot.
+    fn keep(self) -> Option<usize> {
+        let slot = self.slot;
+        std::mem::forget(self);
+        slot
+    }
+}
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        if let Some(i) = self.slot {
+            let slot = &GUARD_TABLE[i];
+            slot.end.store(0, Ordering::Relaxed);
+            slot.start.store(0, Ordering::Release);
+        }
+    }
+}
+
+/// The slot whose range holds `addr`, if any. Async-signal-safe: atomic loads only.
+fn guarded_slot(addr: usize) -> Option<&'static GuardSlot> {
+    GUARD_TABLE.iter().find(|slot| {
+        let start = slot.start.load(Ordering::Acquire);
+        start > 1 && start <= addr && addr < slot.end.load(Ordering::Relaxed)
+    })
+}
+
+extern "C" fn on_sigbus(signal: libc::c_int, info: *mut libc::siginfo_t, context: *mut libc::c_void) {
+    // SAFETY: the kernel passes a valid, aligned `siginfo_t` to an `SA_SIGINFO`
+    // handler, alive for the handler's duration.
+    let info_ref = unsafe { &*info };
+    // SAFETY: for SIGBUS the kernel fills `si_addr` (the faulting address), the field
+    // this accessor reads from the union.
+    let addr = unsafe { info_ref.si_addr() } as usize;
+    if let Some(slot) = guarded_slot(addr) {
+        let page_size = PAGE_SIZE.load(Ordering::Relaxed);
+        let page = addr & !(page_size - 1);
+        // SAFETY: `page` is the page-aligned start of a page inside one of our
+        // registered mappings (a file mapping this crate made and owns: a writer's,
+        // never unmapped, or a collector's, unmapped only after it is unregistered), so
+        // replacing it with a private anonymous zero page (MAP_FIXED) touches no memory
+        // anyone else owns. The page lies past the end of its file, so it held nothing
+        // readable anyway. mmap(2) is a plain system call, safe to make in a handler.
+        let mapped = unsafe {
+            libc::mmap(
+                page as *mut libc::c_void,
+                page_size,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
+                -1,
+                0,
+            )
+        };
+        if mapped != libc::MAP_FAILED {
+            slot.faulted.store(true, Ordering::Release);
+            // Returning retries the access, which now finds the zero page.
+            return;
+        }
+    }
+    // Not ours: what would have happened without us.
+    match PREVIOUS_SIGBUS.get() {
+        Some(previous) if previous.sa_sigaction != libc::SIG_DFL && previous.sa_sigaction != libc::SIG_IGN => {
+            if previous.sa_flags & libc::SA_SIGINFO != 0 {
+                // SAFETY: with SA_SIGINFO the previous action's `sa_sigaction` is a
+                // three-argument handler, installed by whoever installed it for exactly
+                // this call; we pass it the kernel's own arguments.
+                let handler: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
+                    unsafe { std::mem::transmute(previous.sa_sigaction) };
+                handler(signal, info, context);
+            } else {
+                // SAFETY: without SA_SIGINFO `sa_sigaction` holds a one-argument handler.
+                let handler: extern "C" fn(libc::c_int) = unsafe { std::mem::transmute(previous.sa_sigaction) };
+                handler(signal);
+            }
+        }
+        _ => {
+            // Restore the default action; the faulting access is retried on return and
+            // raises SIGBUS again, which now terminates the process (with a core dump,
+            // as it would have without us).
+            // SAFETY: an all-zero `sigaction` is a valid value: empty mask, no flags,
+            // SIG_DFL (0) as its handler.
+            let default: libc::sigaction = unsafe { std::mem::zeroed() };
+            // SAFETY: `default` is a valid `sigaction` for the duration of the call and
+            // the old action is not asked for; sigaction(2) is async-signal-safe.
+            unsafe { libc::sigaction(libc::SIGBUS, &default, std::ptr::null_mut()) };
+        }
+    }
+}
+
+/// Installs the SIGBUS guard's handler, once per process.
+fn install_sigbus_guard() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: sysconf(_SC_PAGESIZE) has no preconditions.
+        let page_size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        if page_size > 0 {
+            PAGE_SIZE.store(page_size as usize, Ordering::Relaxed);
+        }
+        // SAFETY: an all-zero `sigaction` is a valid value (empty mask, no flags,
+        // SIG_DFL); it is filled in before use.
+        let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+        action.sa_sigaction = on_sigbus as *const () as usize;
+        action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+        // SAFETY: an all-zero `sigaction` is a valid value, overwritten by the call.
+        let mut previous: libc::sigaction = unsafe { std::mem::zeroed() };
+        // SAFETY: both pointers are to valid, initialised `sigaction` values for the
+        // duration of the call. The handler only loads atomics, makes the mmap(2) and
+        // sigaction(2) system calls, and calls the previous handler.
+        let rc = unsafe { libc::sigaction(libc::SIGBUS, &action, &mut previous) };
+        if rc == 0 {
+            let _ = PREVIOUS_SIGBUS.set(previous);
+        } else {
+            log::warn!("cannot install the SIGBUS guard: {}", io::Error::last_os_error());
+        }
+    });
+}
+
 #[cfg(test)]
 mod read_map_tests {
     use super::*;
@@ -470,6 +677,34 @@ mod read_map_tests {
         assert_eq!(map.words_equal(4, &bytes[4..12]), None, "unaligned start");
         assert_eq!(map.words_equal(8, &bytes[8..12]), None, "not whole words");
         assert_eq!(map.words_equal(24, &bytes[..16]), None, "past the end");
+    }
+
+    #[test]
+    fn reading_a_truncated_file_reads_zeros_and_says_so_instead_of_sigbus() {
+        let page = PAGE_SIZE.load(Ordering::Relaxed).max(4096);
+        let f = file_with(&vec![7u8; 3 * page]);
+        let map = ReadMap::map(&f, 3 * page).unwrap();
+        assert_eq!(map.load_u64(2 * page), Some(u64::from_ne_bytes([7; 8])));
+        assert!(!map.truncated());
+        f.set_len(page as u64).unwrap(); // what another process could do
+        assert_eq!(map.load_u64(8), Some(u64::from_ne_bytes([7; 8])), "the first page is still there");
+        assert!(!map.truncated());
+        assert_eq!(map.load_u64(2 * page + 8), Some(0), "a page past the end reads as zeros");
+        assert!(map.truncated());
+        let mut buf = Vec::new();
+        assert!(map.copy_to(page, 3 * page, &mut buf).is_some_and(|b| b.iter().all(|&x| x == 0)));
+    }
+
+    #[test]
+    fn writing_to_a_truncated_file_is_lost_not_fatal() {
+        let page = PAGE_SIZE.load(Ordering::Relaxed).max(4096);
+        let f = file_with(&vec![0u8; 2 * page]);
+        let map = SharedMap::map(&f, 2 * page).unwrap();
+        let slot = map.u64_at(page + 16).unwrap();
+        slot.store(5, Ordering::Relaxed);
+        f.set_len(0).unwrap();
+        slot.fetch_add(1, Ordering::Relaxed); // would be SIGBUS
+        assert!(map.truncated());
     }
 
     #[test]

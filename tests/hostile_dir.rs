@@ -68,6 +68,14 @@ fn main() {
             "hard_link_at_a_writers_file_name_is_never_written_through",
             hard_link_at_a_writers_file_name_is_never_written_through,
         ),
+        Trial::test(
+            "a_file_truncated_by_another_process_kills_neither_writer_nor_scraper",
+            a_file_truncated_by_another_process_kills_neither_writer_nor_scraper,
+        ),
+        Trial::test(
+            "a_sigbus_outside_metrics_mappings_still_kills_the_process",
+            a_sigbus_outside_metrics_mappings_still_kills_the_process,
+        ),
     ];
     libtest_mimic::run(&args, tests).exit();
 }
@@ -348,8 +356,82 @@ fn run_role(role: &str) {
             registry.summary(Opts::new("s", "S.")).unwrap().observe(0.5);
             println!("ok");
         }
+        // Writes a counter as worker 1, says "ready", waits for a line on stdin (the
+        // parent truncates the file meanwhile), then counts on and asks for a new series.
+        "count-through-truncation" => {
+            let registry = Registry::builder().worker_id(WorkerId::new("1").unwrap()).build().unwrap();
+            let family = registry.counter_family(Opts::new("c_total", "C."), &["k"]).unwrap();
+            let first = family.get(&["a"]).unwrap();
+            first.inc();
+            println!("ready");
+            std::io::stdin().read_line(&mut String::new()).unwrap();
+            for _ in 0..1000 {
+                first.inc();
+            }
+            let err = family.get(&["b"]).unwrap_err();
+            println!("survived; a new series: {:?}: {err}", err.kind());
+        }
+        // Guards metrics mappings (a registry), then touches a page past the end of a
+        // file mapped by someone else: that SIGBUS is not ours and must kill.
+        "foreign-sigbus" => {
+            let registry = Registry::builder().worker_id(WorkerId::new("1").unwrap()).build().unwrap();
+            registry.counter(Opts::new("c_total", "C.")).unwrap().inc();
+            let file = tempfile::tempfile().unwrap();
+            file.set_len(64 * 1024).unwrap();
+            #[allow(unsafe_code, clippy::disallowed_methods)] // a mapping that is not the crate's
+            // SAFETY: a private temporary file only this process knows; the mapping is
+            // written below after the file is shrunk, on purpose, to raise SIGBUS.
+            let mut map = unsafe { memmap2::MmapMut::map_mut(&file) }.unwrap();
+            file.set_len(0).unwrap();
+            map[32 * 1024] = 1;
+            println!("still alive after a foreign SIGBUS");
+        }
         other => panic!("unknown role {other}"),
     }
+}
+
+fn a_file_truncated_by_another_process_kills_neither_writer_nor_scraper() -> Result<(), Failed> {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let dir = TestDir::new();
+    let mut writer =
+        role_command("count-through-truncation", dir.path()).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn()?;
+    let mut out = BufReader::new(writer.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line)?;
+    if line.trim() != "ready" {
+        return Err(format!("writer did not get ready: {line:?}").into());
+    }
+    let collector = Collector::new(dir.path())?;
+    if !collector.collect()?.skipped.is_empty() {
+        return Err("the intact file was skipped".into());
+    }
+    // Another process (this one) truncates the writer's file.
+    File::options().write(true).open(dir.path().join("counter_1.db"))?.set_len(0)?;
+    let scrape = collector.collect()?;
+    if scrape.skipped.len() != 1 || scrape.skipped[0].reason != SkipReason::Empty {
+        return Err(format!("expected the emptied file to be skipped as empty: {:?}", scrape.skipped).into());
+    }
+    writeln!(writer.stdin.as_mut().unwrap())?;
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest)?;
+    let status = writer.wait()?;
+    if !status.success() || !rest.contains("survived; a new series: CorruptFile") || !rest.contains("truncated") {
+        return Err(format!("the writer must survive and refuse new series: {status}: {rest:?}").into());
+    }
+    Ok(())
+}
+
+fn a_sigbus_outside_metrics_mappings_still_kills_the_process() -> Result<(), Failed> {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = TestDir::new();
+    let out = role_command("foreign-sigbus", dir.path()).output()?;
+    if out.status.signal() != Some(libc::SIGBUS) {
+        return Err(
+            format!("expected death by SIGBUS, got {}: {}", out.status, String::from_utf8_lossy(&out.stdout)).into()
+        );
+    }
+    Ok(())
 }
 
 /// Creates files in a child with `umask` (and `mode` if given); returns the mode bits

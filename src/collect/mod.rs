@@ -25,7 +25,10 @@
 //! `summary_*`, anything that is not a regular file (a directory, FIFO, socket or
 //! symlink: symlinks are never followed and opening never blocks), a file that
 //! vanished between listing and reading (logged at debug level only: live-gauge files
-//! vanish when a worker is marked dead), and a file that may not be read.
+//! vanish when a worker is marked dead), a file that may not be read, and a file
+//! truncated while it is read (by something else: no writer shrinks a file), which
+//! would otherwise kill the scraping process with `SIGBUS` (see the guard in the
+//! crate's one unsafe module).
 //!
 //! Skipping whole files, rather than single entries, makes the promise exact: the
 //! output is the output of the directory without that file. Dotfiles are ignored, as
@@ -91,6 +94,9 @@ pub enum SkipReason {
     NotARegularFile,
     /// The file disappeared between listing and reading.
     Vanished,
+    /// The file was truncated (by something other than a metrics writer, which only
+    /// ever grows files) while it was being read; what was read from it is discarded.
+    Truncated,
     /// The file could not be opened or mapped; the I/O error's kind.
     Unreadable(io::ErrorKind),
     /// Zero bytes long (a writer between creating and sizing the file, or killed there).
@@ -121,10 +127,11 @@ pub enum SkipReason {
 
 impl SkipReason {
     /// Every value [`SkipReason::as_str`] returns.
-    pub const NAMES: [&'static str; 9] = [
+    pub const NAMES: [&'static str; 10] = [
         "unknown_name",
         "not_regular_file",
         "vanished",
+        "truncated",
         "unreadable",
         "empty",
         "corrupt",
@@ -140,6 +147,7 @@ impl SkipReason {
             SkipReason::UnknownName => "unknown_name",
             SkipReason::NotARegularFile => "not_regular_file",
             SkipReason::Vanished => "vanished",
+            SkipReason::Truncated => "truncated",
             SkipReason::Unreadable(_) => "unreadable",
             SkipReason::Empty => "empty",
             SkipReason::Corrupt(_) => "corrupt",
@@ -158,6 +166,9 @@ impl fmt::Display for SkipReason {
             }
             SkipReason::NotARegularFile => f.write_str("not a regular file (symlinks are never followed)"),
             SkipReason::Vanished => f.write_str("the file vanished before it could be read"),
+            SkipReason::Truncated => {
+                f.write_str("the file was truncated while it was read (never by a metrics writer)")
+            }
             SkipReason::Unreadable(kind) => write!(f, "cannot read the file: {kind}"),
             SkipReason::Empty => f.write_str("the file is empty"),
             SkipReason::Corrupt(e) => write!(f, "corrupt: {e}"),

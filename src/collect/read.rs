@@ -44,6 +44,16 @@ pub(crate) struct FileState {
     pub(crate) timestamps: Vec<f64>,
 }
 
+/// A callback a test runs on a file's path.
+#[cfg(test)]
+pub(crate) type PathHook = Box<dyn Fn(&Path)>;
+
+#[cfg(test)]
+thread_local! {
+    /// Runs (tests only) right after a file is stat'ed, before it is mapped or read.
+    pub(crate) static AFTER_STAT: std::cell::RefCell<Option<PathHook>> = const { std::cell::RefCell::new(None) };
+}
+
 /// Maps at most this much of a file: `used` is an `i32`, so nothing beyond is read.
 const MAX_MAP: u64 = format::MAX_SIZE as u64;
 
@@ -74,6 +84,8 @@ pub(crate) fn refresh(
     if !meta.file_type().is_file() {
         return Err(SkipReason::NotARegularFile);
     }
+    #[cfg(test)]
+    AFTER_STAT.with(|hook| hook.borrow().as_ref().map(|f| f(path)));
     if slot.as_ref().is_some_and(|st| st.dev != meta.dev() || st.ino != meta.ino() || st.kind != kind) {
         *slot = None;
     }
@@ -115,7 +127,15 @@ pub(crate) fn refresh(
     let st = slot.as_mut().expect("state was just created");
     // Values of the entries known already, then new entries with their values.
     st.snapshot();
-    st.parse(tables, buf)
+    let parsed = st.parse(tables, buf);
+    if st.map.truncated() {
+        // Something truncated the file under the mapping: some of what was just read
+        // is zeros standing in for missing pages. Forget the file; the next scrape
+        // maps it afresh at its new size.
+        *slot = None;
+        return Err(SkipReason::Truncated);
+    }
+    parsed
 }
 
 impl FileState {

@@ -401,6 +401,55 @@ mod on_disk {
     }
 
     #[test]
+    fn a_file_truncated_while_it_is_read_is_skipped_and_the_scrape_survives() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (registry(dir.path(), "1"), registry(dir.path(), "2"));
+        for (r, n) in [(&a, 300), (&b, 1)] {
+            let family = r.counter_family(Opts::new("c_total", "C."), &["k"]).unwrap();
+            for i in 0..n {
+                family.get(&[&format!("{i:0>100}")]).unwrap().inc();
+            }
+        }
+        let collector = Collector::new(dir.path()).unwrap();
+        assert!(collector.collect().unwrap().skipped.is_empty());
+        let victim = dir.path().join("counter_1.db");
+        // After the stat that said the file is unchanged, something truncates it: the
+        // collector's kept mapping now reaches past the end of the file.
+        read::AFTER_STAT.with(|hook| {
+            let victim = victim.clone();
+            *hook.borrow_mut() = Some(Box::new(move |path: &std::path::Path| {
+                if path == victim {
+                    std::fs::OpenOptions::new().write(true).open(path).unwrap().set_len(4096).unwrap();
+                }
+            }))
+        });
+        let scrape = collector.collect().unwrap();
+        read::AFTER_STAT.with(|hook| *hook.borrow_mut() = None);
+        assert_eq!(scrape.skipped.len(), 1, "{:?}", scrape.skipped);
+        assert_eq!(scrape.skipped[0].reason, SkipReason::Truncated);
+        let only_b: Vec<String> = (0..1).map(|i| format!("c_total{{k={i:0>100}}} 1.0")).collect();
+        assert_eq!(values(&scrape), only_b, "exactly the directory without the truncated file");
+        // The next scrape maps the file afresh at its new size: `used` now points past
+        // its end, so it is corrupt, and nothing crashes.
+        let again = collector.collect().unwrap();
+        assert!(matches!(again.skipped[0].reason, SkipReason::Corrupt(_)), "{:?}", again.skipped);
+    }
+
+    #[test]
+    fn a_writer_whose_file_is_truncated_keeps_running_and_refuses_new_series() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = registry(dir.path(), "1");
+        let family = r.counter_family(Opts::new("c_total", "C."), &["k"]).unwrap();
+        let first = family.get(&["a"]).unwrap();
+        first.inc();
+        std::fs::OpenOptions::new().write(true).open(dir.path().join("counter_1.db")).unwrap().set_len(0).unwrap();
+        first.inc(); // would be SIGBUS: the page is gone
+        let err = family.get(&["b"]).unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::CorruptFile, "{err}");
+        assert!(err.to_string().contains("truncated"), "{err}");
+    }
+
+    #[test]
     fn vanished_file_is_reported_as_vanished() {
         let dir = tempfile::tempdir().unwrap();
         let kind = parse_file_name("gauge_livesum_1.db").unwrap();
@@ -569,6 +618,7 @@ fn every_skip_reason_has_a_listed_name() {
         SkipReason::UnknownName,
         SkipReason::NotARegularFile,
         SkipReason::Vanished,
+        SkipReason::Truncated,
         SkipReason::Unreadable(std::io::ErrorKind::PermissionDenied),
         SkipReason::Empty,
         SkipReason::Corrupt(FormatError::ShortHeader { len: 0 }),

@@ -67,6 +67,12 @@ impl DbFile {
 
     /// The slots of `key`, appending a zero entry for it when it is new.
     pub(crate) fn slots(&mut self, key: &[u8]) -> Result<EntrySlots> {
+        if self.map.truncated() {
+            return Err(Error::new(ErrorKind::CorruptFile).at(&self.path).expected(
+                "a file only this writer changes, found it truncated under its mapping by another process \
+                 (the writes that met the missing pages are lost)",
+            ));
+        }
         let offset = match self.positions.get(key) {
             Some(&offset) => offset,
             None => self.append(key)?,
