@@ -108,7 +108,7 @@
 //! * [`push::push`] sends the merged metrics to a Prometheus Pushgateway, for batch
 //!   jobs.
 //! * The `prometheus-multiproc` binary: `scrape`, `inspect`, `serve`, `push`,
-//!   `mark-dead` and `compact` on a directory (`prometheus-multiproc --help`).
+//!   `mark-dead`, `compact` and `clear` on a directory (`prometheus-multiproc --help`).
 //!
 //! Without default features the crate has none of their dependencies (hyper, tokio,
 //! rustls, clap).

@@ -197,3 +197,20 @@ fn serve_answers_scrapes_compacts_dead_writers_and_stops_on_sigterm() {
     assert!(child.0.wait().unwrap().success());
     drop(live);
 }
+
+#[test]
+fn clear_removes_our_files_and_refuses_while_a_writer_lives() {
+    let dir = TestDir::new();
+    std::fs::write(dir.path().join("notes.txt"), "keep").unwrap();
+    let live = scenario(&dir);
+    let refused = cli(&["clear"], Some(&dir));
+    assert_eq!(refused.status.code(), Some(1), "a live writer: {}", String::from_utf8_lossy(&refused.stderr));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("writer_3.lock"));
+    drop(live);
+    let out = cli(&["clear", "--dir", dir.path().to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut left: Vec<String> =
+        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    left.sort();
+    assert_eq!(left, ["notes.txt"]);
+}

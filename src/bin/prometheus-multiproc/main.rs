@@ -1,4 +1,4 @@
-//! `prometheus-multiproc`: scrape, inspect, serve, push and tidy a multiprocess metrics
+//! `prometheus-multiproc`: scrape, inspect, serve, push, clear and compact a multiprocess metrics
 //! directory from the command line.
 //!
 //! Exit status: 0 on success (files skipped by a scrape are warnings on stderr), 2 on
@@ -82,6 +82,12 @@ enum Command {
         /// Proceed even though the worker is alive.
         #[arg(long)]
         force: bool,
+    },
+    /// Remove a previous run's files (ours and Python's, nothing else) before any
+    /// worker starts; refused while a writer is alive or a compaction runs.
+    Clear {
+        #[command(flatten)]
+        dir: DirArg,
     },
     /// Push the merged metrics to a Prometheus Pushgateway.
     Push {
@@ -274,6 +280,15 @@ fn run(command: Command) -> Result<(), Failure> {
             }
             let removed = cleanup::mark_process_dead(&dir, id.as_str()).map_err(failed)?;
             eprintln!("worker {}: removed {removed} file(s)", id.as_str());
+            Ok(())
+        }
+        Command::Clear { dir } => {
+            let dir = dir.resolve()?;
+            let cleared = cleanup::clear_directory(&dir).map_err(failed)?;
+            for name in &cleared.left {
+                eprintln!("warning: left {name} in place: not a regular file or a symlink");
+            }
+            eprintln!("removed {} file(s) from {}", cleared.removed.len(), dir.display());
             Ok(())
         }
         Command::Push { dir, gateway, job, labels, method, timeout, auth } => {
