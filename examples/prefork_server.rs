@@ -42,7 +42,7 @@
 //! # Metrics
 //!
 //! * `app_requests_total{route, status}`: counter;
-//! * `app_request_duration_seconds{route}`: histogram, default buckets;
+//! * `app_request_duration_seconds{route, status}`: histogram, default buckets;
 //! * `app_requests_in_flight`: gauge, `livesum` mode (only live workers count).
 
 use std::convert::Infallible;
@@ -386,9 +386,9 @@ fn run_worker(slot: usize, listener: &TcpListener, dir: &Path) -> Result<(), Box
             &["route", "status"],
         )?,
         latency: registry.histogram_family(
-            Opts::new("app_request_duration_seconds", "HTTP request latency, by route."),
+            Opts::new("app_request_duration_seconds", "HTTP request latency, by route and status."),
             &DEFAULT_BUCKETS,
-            &["route"],
+            &["route", "status"],
         )?,
         in_flight: registry
             .gauge(Opts::new("app_requests_in_flight", "HTTP requests being handled."), GaugeMode::LiveSum)?,
@@ -468,7 +468,7 @@ async fn handle(slot: usize, m: &AppMetrics, req: Request<Incoming>) -> Response
         Ok(counter) => counter.inc(),
         Err(e) => eprintln!("prefork_server: worker w{slot}: {e}"),
     }
-    match m.latency.get(&[route]) {
+    match m.latency.get(&[route, status.as_str()]) {
         Ok(histogram) => histogram.observe(start.elapsed().as_secs_f64()),
         Err(e) => eprintln!("prefork_server: worker w{slot}: {e}"),
     }

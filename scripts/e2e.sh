@@ -116,7 +116,7 @@ send_requests() {
         printf 'url = "%s%s"\noutput = "/dev/null"\n' "$app_url" "${routes[i % 3]}" >>"$config"
     done
     local codes
-    codes=$(curl -s --parallel --parallel-max 8 -K "$config" -w '%{http_code}\n')
+    codes=$(curl -s --no-progress-meter --parallel --parallel-max 8 -K "$config" -w '%{http_code}\n')
     local ok err
     ok=$(grep -c '^200$' <<<"$codes" || true)
     err=$(grep -c '^500$' <<<"$codes" || true)
@@ -166,6 +166,8 @@ send_requests 600
 expect_query 30 'sum(app_requests_total)' "$sent"
 expect_query 10 'sum(app_request_duration_seconds_count)' "$sent"
 expect_query 10 'sum(app_requests_total{route="/error",status="500"})' 200
+expect_query 10 'sum(app_request_duration_seconds_count{route="/error",status="500"})' 200
+expect_query 10 'sum(app_request_duration_seconds_bucket{route="/slow",le="+Inf"})' 200
 expect_query 10 'app_requests_in_flight' 0
 
 # --- kill a worker -------------------------------------------------------------------
