@@ -572,15 +572,13 @@ pub(crate) fn list_names(dir: &Path) -> Result<Vec<String>> {
     Ok(names)
 }
 
-/// Removes the temporary files (`.PREFIX_ID.db.PID.tmp`) a writer of worker `id` left
-/// when it was killed between creating a file and linking it into place. Called by the
-/// writer that has just taken `id`'s exclusive lock, so no live writer owns them.
-pub(crate) fn remove_stale_temps(dir: &Path, id: &str) {
-    let Ok(entries) = fs::read_dir(dir) else { return };
+/// Removes the temporary files (`.PREFIX_ID.db.PID.tmp`) among `names` (the directory's)
+/// that a writer of worker `id` left when it was killed between creating a file and
+/// linking it into place. Called by the writer that has just taken `id`'s exclusive
+/// lock, so no live writer owns them.
+pub(crate) fn remove_stale_temps(dir: &Path, id: &str, names: &[String]) {
     let suffix = format!("_{id}.db");
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
+    for name in names {
         let Some(stem) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp")) else { continue };
         let Some((db, pid)) = stem.rsplit_once('.') else { continue };
         if db.ends_with(&suffix) && !db.contains("0archive-") && pid.bytes().all(|b| b.is_ascii_digit()) {

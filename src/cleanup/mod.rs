@@ -142,7 +142,8 @@ pub fn mark_process_dead(dir: &Path, id: &str) -> Result<usize> {
 /// When an interrupted compaction that folded this slot's files cannot be finished:
 /// continuing those files would hide every later write of the slot.
 pub(crate) fn take_over_slot(dir: &Path, id: &str) -> Result<()> {
-    file::remove_stale_temps(dir, id);
+    let names = file::list_names(dir)?;
+    file::remove_stale_temps(dir, id, &names);
     for mode in GaugeMode::ALL.into_iter().filter(|m| m.is_live()) {
         let name = format!("{}_{id}.db", mode.file_prefix());
         match file::remove_db(dir, &name) {
@@ -152,7 +153,6 @@ pub(crate) fn take_over_slot(dir: &Path, id: &str) -> Result<()> {
             Err(e) => log::warn!("cannot reset the live gauges of slot {id}: {e}"),
         }
     }
-    let names = file::list_names(dir)?;
     if superseded(dir, &names).keys().any(|name| worker_id_of(name) == Some(id)) {
         compact::finish_interrupted(dir)?;
     }

@@ -54,6 +54,9 @@ thread_local! {
     pub(crate) static AFTER_STAT: std::cell::RefCell<Option<PathHook>> = const { std::cell::RefCell::new(None) };
 }
 
+/// Files with more than this many bytes in use have their pages mapped in one call.
+const POPULATE_ABOVE: usize = 64 * 1024;
+
 /// Maps at most this much of a file: `used` is an `i32`, so nothing beyond is read.
 const MAX_MAP: u64 = format::MAX_SIZE as u64;
 
@@ -61,7 +64,10 @@ fn io_reason(err: &io::Error) -> SkipReason {
     match err.kind() {
         io::ErrorKind::NotFound => SkipReason::Vanished,
         io::ErrorKind::InvalidInput => SkipReason::NotARegularFile,
-        _ if err.raw_os_error() == Some(libc::ELOOP) => SkipReason::NotARegularFile,
+        // A symlink (O_NOFOLLOW), a socket (ENXIO) or a device without a driver.
+        _ if matches!(err.raw_os_error(), Some(libc::ELOOP | libc::ENXIO | libc::ENODEV)) => {
+            SkipReason::NotARegularFile
+        }
         kind => SkipReason::Unreadable(kind),
     }
 }
@@ -80,17 +86,23 @@ pub(crate) fn refresh(
     tables: &mut Tables,
     buf: &mut Vec<u8>,
 ) -> Result<(), SkipReason> {
-    let meta = file::lstat(path).map_err(|e| io_reason(&e))?;
-    if !meta.file_type().is_file() {
-        return Err(SkipReason::NotARegularFile);
+    // A file read before is stat'ed (no open) to see whether it is the same and the
+    // same size; a new one is opened at once (its fstat says the same).
+    let mut reuse = false;
+    if let Some(st) = slot.as_ref() {
+        let meta = file::lstat(path).map_err(|e| io_reason(&e))?;
+        if !meta.file_type().is_file() {
+            return Err(SkipReason::NotARegularFile);
+        }
+        #[cfg(test)]
+        AFTER_STAT.with(|hook| hook.borrow().as_ref().map(|f| f(path)));
+        if st.dev != meta.dev() || st.ino != meta.ino() || st.kind != kind {
+            *slot = None;
+        } else {
+            reuse = st.map.len() == meta.len().min(MAX_MAP) as usize;
+        }
     }
-    #[cfg(test)]
-    AFTER_STAT.with(|hook| hook.borrow().as_ref().map(|f| f(path)));
-    if slot.as_ref().is_some_and(|st| st.dev != meta.dev() || st.ino != meta.ino() || st.kind != kind) {
-        *slot = None;
-    }
-    let wanted = meta.len().min(MAX_MAP) as usize;
-    if slot.as_ref().is_none_or(|st| st.map.len() != wanted) {
+    if !reuse {
         let (handle, meta) = file::open_read_only(path).map_err(|e| io_reason(&e))?;
         if meta.len() == 0 {
             *slot = None;
@@ -99,8 +111,12 @@ pub(crate) fn refresh(
         let len = meta.len().min(MAX_MAP) as usize;
         let map = ReadMap::map(&handle, len).map_err(|e| io_reason(&e))?;
         // Every page below `used` holds values that are about to be read: map them in
-        // one call rather than fault them in one at a time.
-        if let Some(used) = map.load_used().and_then(|u| usize::try_from(u).ok()) {
+        // one call rather than fault them in a few at a time. For a small file one
+        // fault maps it all (the kernel maps up to 64 KiB around a fault), so the call
+        // would only add a system call per file.
+        if let Some(used) = map.load_used().and_then(|u| usize::try_from(u).ok())
+            && used > POPULATE_ABOVE
+        {
             map.populate(used);
         }
         match slot {
