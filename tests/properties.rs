@@ -197,7 +197,7 @@ fn key_like_bytes() -> impl Strategy<Value = Vec<u8>> {
 }
 
 proptest! {
-    #![proptest_config(Config { cases: 512, ..Config::default() })]
+    #![proptest_config(Config { cases: 512, failure_persistence: None, ..Config::default() })]
 
     #[test]
     fn format_reader_never_panics_and_keeps_entries_inside_used(data in db_bytes()) {
@@ -248,7 +248,7 @@ fn write_valid_file(dir: &Path) {
 }
 
 proptest! {
-    #![proptest_config(Config { cases: 128, ..Config::default() })]
+    #![proptest_config(Config { cases: 128, failure_persistence: None, ..Config::default() })]
 
     /// The collector's promise for one bad file: the scrape succeeds, and a file that is
     /// skipped is skipped whole (the output is that of the directory without it).
@@ -298,7 +298,7 @@ for line in lines[:-1]:
 #[test]
 fn key_encoding_matches_python_mmap_key_and_round_trips() {
     let cases: RefCell<Vec<(KeyParts, String)>> = RefCell::new(Vec::new());
-    let mut runner = TestRunner::new(Config { cases: 1000, ..Config::default() });
+    let mut runner = TestRunner::new(Config { cases: 1000, failure_persistence: None, ..Config::default() });
     runner
         .run(&key_parts(), |parts| {
             let key = encode(&parts);
@@ -387,7 +387,7 @@ fn merged_totals(series: &[String], increments: &[(usize, u32)], files: &[usize]
 }
 
 proptest! {
-    #![proptest_config(Config { cases: 24, ..Config::default() })]
+    #![proptest_config(Config { cases: 24, failure_persistence: None, ..Config::default() })]
 
     /// For integer increments, the merged total of every series is exactly the sum of what
     /// was added to it, whether all writes go to one file or are spread over up to four
