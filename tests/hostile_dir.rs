@@ -535,14 +535,10 @@ fn hard_link_named_db_is_read_like_any_file() -> Result<(), Failed> {
     check("as corrupt", matches!(scrape.skipped[0].reason, SkipReason::Corrupt(_)))
 }
 
-/// A writer whose file name is a planted hard link opens the linked inode like its own
-/// file: an empty file or a valid `.db` file outside is then written through the link.
-/// A file that is not in the format is refused (CorruptFile) with its content intact
-/// (its mtime is not: the writer reserves the file's blocks with `fallocate` before it
-/// checks the header, and ext4 updates the mtime even when nothing changes). This
-/// is the documented limit: the directory must not be writable by users who do not
-/// trust the writers (see the sticky-bit warning); `fs.protected_hardlinks = 1` already
-/// limits the planter to targets it may write itself.
+/// A writer whose file name is a planted hard link refuses it (`NotARegularFile`: our
+/// files have exactly one name), whatever the linked file holds: a valid `.db` file, an
+/// empty one, or text. None of them is changed in any way (bytes and mtime), so a link
+/// can never make a writer write outside the directory.
 fn hard_link_at_a_writers_file_name_is_never_written_through() -> Result<(), Failed> {
     let dir = TestDir::new();
     let outside = TestDir::new();

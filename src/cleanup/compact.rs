@@ -114,6 +114,22 @@ pub struct Compaction {
 /// Archives and manifests get the permission bits of the files they fold (so a scraper
 /// that could read the sources can read the archive), or `0600` when there are none.
 ///
+/// ```
+/// # let dir = tempfile::tempdir()?;
+/// use prometheus_multiproc::{cleanup::compact, Collector, Opts, Registry, WorkerId};
+/// for slot in ["w1", "w2", "w3"] {
+///     // Three workers that counted and exited.
+///     let r = Registry::builder().dir(dir.path()).worker_id(WorkerId::new(slot)?).build()?;
+///     r.counter(Opts::new("jobs_total", "Jobs."))?.inc_by(2.0);
+/// }
+/// let before = Collector::new(dir.path())?.collect()?;
+/// let done = compact(dir.path())?;
+/// assert_eq!(done.dead_writers, ["w1", "w2", "w3"]);
+/// assert_eq!(done.archives, ["counter_0archive-1.db"]); // three files folded into one
+/// assert_eq!(Collector::new(dir.path())?.collect()?.families, before.families);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
 /// # Errors
 /// [`ErrorKind::CompactionInProgress`] when another compaction runs;
 /// [`ErrorKind::CorruptFile`] naming an unreadable manifest of an interrupted

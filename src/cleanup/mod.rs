@@ -122,7 +122,20 @@ pub fn liveness(dir: &Path, id: &str) -> Liveness {
 /// is dead, and removes it once the writer's files are folded.
 ///
 /// Returns the number of files removed. Missing files are fine. Symlinks are never
-/// followed or removed.
+/// followed or removed. (Writers of this crate need no call: the collector drops a dead
+/// writer's live gauges by itself; this is for Python's writers and for parity.)
+///
+/// ```
+/// # let dir = tempfile::tempdir()?;
+/// use prometheus_multiproc::{cleanup::mark_process_dead, GaugeMode, Opts, Registry, WorkerId};
+/// let r = Registry::builder().dir(dir.path()).worker_id(WorkerId::new("w1")?).build()?;
+/// r.gauge(Opts::new("in_flight", "In flight."), GaugeMode::LiveSum)?.inc();
+/// r.counter(Opts::new("jobs_total", "Jobs."))?.inc();
+/// drop(r); // the worker exits
+/// assert_eq!(mark_process_dead(dir.path(), "w1")?, 1); // gauge_livesum_w1.db
+/// assert!(dir.path().join("counter_w1.db").exists()); // totals stay
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 ///
 /// # Errors
 /// A file that cannot be removed, or a non-regular file under one of the names,
