@@ -5,6 +5,7 @@
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use prometheus_multiproc::{GaugeMode, Opts, Registry, WorkerId};
@@ -53,6 +54,37 @@ fn hot_path(c: &mut Criterion) {
     });
     g.bench_function("prometheus_gauge_set", |b| b.iter(|| black_box(&prom_gauge).set(black_box(3.0))));
     g.bench_function("prometheus_histogram_observe", |b| b.iter(|| black_box(&prom_hist).observe(black_box(0.3))));
+
+    // Two threads at once, each on its own label set of one family (two routes served
+    // by two threads): what a lookup costs when another core looks up in the same
+    // family. Time per operation of each thread.
+    family.get(&["POST", "500"]).unwrap();
+    prom_family.with_label_values(&["POST", "500"]);
+    let per_thread: [&[&str]; 2] = [&["GET", "200"], &["POST", "500"]];
+    g.bench_function("labeled_get_inc_2_threads", |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            std::thread::scope(|s| {
+                for values in per_thread {
+                    let family = &family;
+                    s.spawn(move || (0..iters).for_each(|_| family.get(black_box(values)).unwrap().inc()));
+                }
+            });
+            start.elapsed()
+        })
+    });
+    g.bench_function("prometheus_with_label_values_inc_2_threads", |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            std::thread::scope(|s| {
+                for values in per_thread {
+                    let family = &prom_family;
+                    s.spawn(move || (0..iters).for_each(|_| family.with_label_values(black_box(values)).inc()));
+                }
+            });
+            start.elapsed()
+        })
+    });
     g.finish();
 }
 

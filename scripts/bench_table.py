@@ -28,3 +28,5 @@ print('|---|---|---|---|---|---|')
 for label, ours, theirs, pykey in rows:
     o, t, p = ns(ours), ns(theirs), py[pykey]['median']
     print(f'| {label} | {o:.2f} ns | {o / bare:.2f}× | {t:.2f} ns | {p:.0f} ns | {p / o:.0f}× |')
+o, t = ns('labeled_get_inc_2_threads'), ns('prometheus_with_label_values_inc_2_threads')
+print(f'| labeled lookup + `inc`, 2 threads at once on 2 label sets of one family (per op, per thread) | {o:.2f} ns | | {t:.2f} ns | | |')
