@@ -23,5 +23,5 @@ print('|---|---|---|---|---|---|')
 for name, d in [('before compaction', 'target/bench-dirs/compaction-before'), ('after compaction', 'target/bench-dirs/compaction-after')]:
     tag = 'before' if 'before' in d else 'after'
     cold, warm, p = ms(f'scrape_cold_{tag}'), ms(f'scrape_warm_{tag}'), py[d]['median_ms']
-    print(f'| {name} | {files[d]} | {cold:.1f} ms | {warm:.1f} ms | {p:.0f} ms | {p / cold:.0f}× |')
+    print(f'| {name} | {files[d]} | {cold:.1f} ms | {warm:.1f} ms | {p:.1f} ms | {p / cold:.1f}× |')
 PY

@@ -2,14 +2,12 @@
 // hook, callable only inside the crate.
 #![allow(private_interfaces)]
 
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use papaya::Equivalent;
 use parking_lot::Mutex;
-use rustc_hash::FxBuildHasher;
 
 use crate::error::Result;
+use crate::metrics::children::Children;
 use crate::metrics::opts::{Decl, Kind, OVERFLOW_LABEL_VALUE};
 use crate::metrics::{Counter, Gauge, Histogram, Summary};
 use crate::writer::{DropReason, Shared};
@@ -77,59 +75,20 @@ pub struct Family<T> {
     inner: Arc<FamilyInner<T>>,
 }
 
-/// The children live in a concurrent map whose reads take no lock and write nothing
-/// shared ([`papaya`]: a lookup pins the current thread, a thread-local store, and
-/// probes), so that threads looking up children never contend on a lock's cache line.
-/// Children are only ever added, and adding one is serialised by `creating`, which
-/// also keeps the cardinality count exact.
+/// The children live in a table whose lookups write nothing shared (see
+/// [`Children`]); adding one is serialised by `creating`, which also keeps the
+/// cardinality count exact.
 #[derive(Debug)]
 struct FamilyInner<T> {
     shared: Arc<Shared>,
     decl: Arc<Decl>,
-    children: papaya::HashMap<Box<[Box<str>]>, T, FxBuildHasher>,
+    children: Children<T>,
     creating: Mutex<()>,
-}
-
-/// Looks up `Box<[Box<str>]>` keys with a borrowed `&[&str]`: both hash as a length
-/// followed by each string.
-struct Values<'a>(&'a [&'a str]);
-
-impl Hash for Values<'_> {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.0.hash(state);
-    }
-}
-
-impl Equivalent<Box<[Box<str>]>> for Values<'_> {
-    fn equivalent(&self, key: &Box<[Box<str>]>) -> bool {
-        self.0.len() == key.len() && self.0.iter().zip(key.iter()).all(|(a, b)| same_bytes(a.as_bytes(), b.as_bytes()))
-    }
-}
-
-/// `a == b`, compared in place: label values are short, and a call to `memcmp` per
-/// value would cost more than the comparison.
-#[inline]
-fn same_bytes(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let mut diff = 0u8;
-    for (x, y) in a.iter().zip(b) {
-        diff |= x ^ y;
-    }
-    diff == 0
 }
 
 impl<T: Metric> Family<T> {
     pub(crate) fn new(shared: Arc<Shared>, decl: Arc<Decl>) -> Family<T> {
-        Family {
-            inner: Arc::new(FamilyInner {
-                shared,
-                decl,
-                children: papaya::HashMap::with_hasher(FxBuildHasher),
-                creating: Mutex::new(()),
-            }),
-        }
+        Family { inner: Arc::new(FamilyInner { shared, decl, children: Children::new(), creating: Mutex::new(()) }) }
     }
 
     /// The child for `values` (given in the order of the family's label names),
@@ -141,7 +100,7 @@ impl<T: Metric> Family<T> {
     /// or another I/O kind when a new child cannot be written to its file.
     #[inline]
     pub fn get(&self, values: &[&str]) -> Result<T> {
-        if let Some(child) = self.inner.children.pin().get(&Values(values)) {
+        if let Some(child) = self.inner.children.get(values) {
             return Ok(child.clone());
         }
         self.create(values)
@@ -153,15 +112,15 @@ impl<T: Metric> Family<T> {
     fn create(&self, values: &[&str]) -> Result<T> {
         self.inner.decl.check_values(values)?;
         let _creating = self.inner.creating.lock();
-        let children = self.inner.children.pin();
-        if let Some(child) = children.get(&Values(values)) {
+        let children = &self.inner.children;
+        if let Some(child) = children.get(values) {
             return Ok(child.clone());
         }
         let overflow: Vec<&str>;
         let mut values = values;
         if let Some(limit) = self.inner.decl.max_series {
             overflow = vec![OVERFLOW_LABEL_VALUE; values.len()];
-            let existing = children.get(&Values(&overflow));
+            let existing = children.get(&overflow);
             if children.len() - usize::from(existing.is_some()) >= limit {
                 self.inner.shared.count_dropped(DropReason::Cardinality);
                 if let Some(child) = existing {
@@ -172,7 +131,7 @@ impl<T: Metric> Family<T> {
         }
         let child = T::create(&self.inner.shared, &self.inner.decl, values)
             .inspect_err(|e| self.inner.shared.count_dropped(DropReason::of(e)))?;
-        children.insert(values.iter().map(|v| Box::from(*v)).collect(), child.clone());
+        children.insert(values, child.clone());
         Ok(child)
     }
 
@@ -198,7 +157,7 @@ impl<T: Metric> Family<T> {
     /// As [`Family::get`].
     #[inline]
     pub fn with<R>(&self, values: &[&str], f: impl FnOnce(&T) -> R) -> Result<R> {
-        if let Some(child) = self.inner.children.pin().get(&Values(values)) {
+        if let Some(child) = self.inner.children.get(values) {
             return Ok(f(child));
         }
         self.create(values).map(|child| f(&child))

@@ -5,6 +5,7 @@
 //! `inc`/`set`/`observe` is one epoch check and one atomic read-modify-write on the
 //! shared mapping: no lock, no allocation, no system call.
 
+mod children;
 mod counter;
 mod family;
 mod gauge;
