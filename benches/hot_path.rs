@@ -21,6 +21,19 @@ fn cas_add(slot: &AtomicU64, v: f64) {
     }
 }
 
+/// Runs `op` `iters` times on each of the threads, one per entry of `per_thread`, all
+/// at once; the wall time.
+fn on_threads(iters: u64, per_thread: [&[&str]; 2], op: impl Fn(&[&str]) + Sync) -> std::time::Duration {
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for values in per_thread {
+            let op = &op;
+            s.spawn(move || (0..iters).for_each(|_| op(values)));
+        }
+    });
+    start.elapsed()
+}
+
 fn hot_path(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let registry = Registry::builder().dir(dir.path()).worker_id(WorkerId::new("bench").unwrap()).build().unwrap();
@@ -62,27 +75,11 @@ fn hot_path(c: &mut Criterion) {
     prom_family.with_label_values(&["POST", "500"]);
     let per_thread: [&[&str]; 2] = [&["GET", "200"], &["POST", "500"]];
     g.bench_function("labeled_get_inc_2_threads", |b| {
-        b.iter_custom(|iters| {
-            let start = Instant::now();
-            std::thread::scope(|s| {
-                for values in per_thread {
-                    let family = &family;
-                    s.spawn(move || (0..iters).for_each(|_| family.get(black_box(values)).unwrap().inc()));
-                }
-            });
-            start.elapsed()
-        })
+        b.iter_custom(|iters| on_threads(iters, per_thread, |values| family.get(black_box(values)).unwrap().inc()))
     });
     g.bench_function("prometheus_with_label_values_inc_2_threads", |b| {
         b.iter_custom(|iters| {
-            let start = Instant::now();
-            std::thread::scope(|s| {
-                for values in per_thread {
-                    let family = &prom_family;
-                    s.spawn(move || (0..iters).for_each(|_| family.with_label_values(black_box(values)).inc()));
-                }
-            });
-            start.elapsed()
+            on_threads(iters, per_thread, |values| prom_family.with_label_values(black_box(values)).inc())
         })
     });
     g.finish();

@@ -52,9 +52,21 @@ pub(crate) fn warn_if_world_writable(dir: &Path, meta: &fs::Metadata) {
 /// Removes `dir/name` if it is a regular file (never through a symlink); a missing
 /// file is fine.
 pub(crate) fn remove_db(dir: &Path, name: &str) -> Result<bool> {
+    remove_if(dir, name, |t| t.is_file())
+}
+
+/// Removes `dir/name` if it is a regular file or a symlink (the link itself, never what
+/// it points at); a missing name is fine. Anything else is refused.
+pub(crate) fn remove_file_or_link(dir: &Path, name: &str) -> Result<bool> {
+    remove_if(dir, name, |t| t.is_file() || t.is_symlink())
+}
+
+/// Unlinks `dir/name` if its own type (never a symlink's target's) passes `allowed`;
+/// `Ok(false)` when there is nothing by that name.
+fn remove_if(dir: &Path, name: &str, allowed: impl Fn(fs::FileType) -> bool) -> Result<bool> {
     let path = dir.join(name);
     match fs::symlink_metadata(&path) {
-        Ok(meta) if meta.file_type().is_file() => match fs::remove_file(&path) {
+        Ok(meta) if allowed(meta.file_type()) => match fs::remove_file(&path) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
             Err(e) => Err(Error::io(&path, e)),
@@ -62,20 +74,6 @@ pub(crate) fn remove_db(dir: &Path, name: &str) -> Result<bool> {
         Ok(_) => Err(Error::new(ErrorKind::NotARegularFile).at(&path).expected("a regular file")),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(Error::io(&path, e)),
-    }
-}
-
-/// Removes `dir/name` if it is a regular file or a symlink (the link itself, never what
-/// it points at); a missing name is fine. Anything else is refused.
-pub(crate) fn remove_file_or_link(dir: &Path, name: &str) -> Result<bool> {
-    let path = dir.join(name);
-    match fs::symlink_metadata(&path) {
-        Ok(meta) if meta.file_type().is_symlink() => match fs::remove_file(&path) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(Error::io(&path, e)),
-        },
-        _ => remove_db(dir, name),
     }
 }
 

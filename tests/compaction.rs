@@ -169,17 +169,22 @@ fn without_generation(names: Vec<String>) -> Vec<String> {
         .collect()
 }
 
-fn compactor_killed_at_every_step() -> Result<(), Failed> {
-    // Count the steps of an uninterrupted compaction of the same scenario.
-    let reference = TestDir::new();
-    let _live = crash_scenario(reference.path());
+/// Compacts `dir` without interruption and returns how many steps that took.
+fn compact_counting_steps(dir: &Path) -> Result<usize, Failed> {
     let steps = AtomicUsize::new(0);
     let counter = |_: &prometheus_multiproc::cleanup::Step| {
         steps.fetch_add(1, Ordering::Relaxed);
     };
+    compact_with(dir, CompactOptions { on_step: Some(Box::new(counter)), ..Default::default() })?;
+    Ok(steps.load(Ordering::Relaxed))
+}
+
+fn compactor_killed_at_every_step() -> Result<(), Failed> {
+    // Count the steps of an uninterrupted compaction of the same scenario.
+    let reference = TestDir::new();
+    let _live = crash_scenario(reference.path());
     let reference_text_before = text(&Collector::new(reference.path())?);
-    compact_with(reference.path(), CompactOptions { on_step: Some(Box::new(counter)), ..Default::default() })?;
-    let total = steps.load(Ordering::Relaxed);
+    let total = compact_counting_steps(reference.path())?;
     let reference_python = python_samples(reference.path());
     if total < 20 {
         return Err(format!("only {total} steps: the scenario does not exercise compaction").into());
@@ -301,12 +306,7 @@ fn crash_compactor_at(dir: &Path, step: usize) -> Result<bool, Failed> {
 fn worker_taking_a_slot_after_a_compactor_crash() -> Result<(), Failed> {
     let reference = TestDir::new();
     let _live = crash_scenario(reference.path());
-    let steps = AtomicUsize::new(0);
-    let counter = |_: &prometheus_multiproc::cleanup::Step| {
-        steps.fetch_add(1, Ordering::Relaxed);
-    };
-    compact_with(reference.path(), CompactOptions { on_step: Some(Box::new(counter)), ..Default::default() })?;
-    let total = steps.load(Ordering::Relaxed);
+    let total = compact_counting_steps(reference.path())?;
     for crash_at in 0..total {
         let dir = TestDir::new();
         let _live = crash_scenario(dir.path());
