@@ -86,10 +86,35 @@ pub(crate) fn refresh(
     tables: &mut Tables,
     buf: &mut Vec<u8>,
 ) -> Result<(), SkipReason> {
+    let mut result = refresh_once(slot, path, kind.clone(), tables, buf, false);
+    // A writer grows its file (the blocks first, then the entries, then `used`), so a
+    // `used` beyond what was mapped means the file grew after it was measured: map it
+    // again at its new size. Twice at most: past that the file really is corrupt.
+    for _ in 0..2 {
+        match result {
+            Err(SkipReason::Corrupt(FormatError::UsedBeyondEnd { .. })) => {
+                result = refresh_once(slot, path, kind.clone(), tables, buf, true);
+            }
+            _ => break,
+        }
+    }
+    result
+}
+
+/// One attempt of [`refresh`]; `remap` maps the file afresh even if its size seems
+/// unchanged.
+fn refresh_once(
+    slot: &mut Option<FileState>,
+    path: &Path,
+    kind: FileKind,
+    tables: &mut Tables,
+    buf: &mut Vec<u8>,
+    remap: bool,
+) -> Result<(), SkipReason> {
     // A file read before is stat'ed (no open) to see whether it is the same and the
     // same size; a new one is opened at once (its fstat says the same).
     let mut reuse = false;
-    if let Some(st) = slot.as_ref() {
+    if let Some(st) = slot.as_ref().filter(|_| !remap) {
         let meta = file::lstat(path).map_err(|e| io_reason(&e))?;
         if !meta.file_type().is_file() {
             return Err(SkipReason::NotARegularFile);

@@ -436,6 +436,31 @@ mod on_disk {
     }
 
     #[test]
+    fn a_file_that_grows_between_its_stat_and_its_read_is_read_whole_not_called_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = registry(dir.path(), "1");
+        let family = r.counter_family(Opts::new("c_total", "C."), &["k"]).unwrap();
+        family.get(&["first"]).unwrap().inc();
+        let collector = Collector::new(dir.path()).unwrap();
+        assert!(collector.collect().unwrap().skipped.is_empty());
+        // Right after the collector measured the file, the writer grows it well past
+        // its first 64 KiB and publishes a `used` beyond the old size.
+        let grower = family.clone();
+        read::AFTER_STAT.with(|hook| {
+            *hook.borrow_mut() = Some(Box::new(move |_: &std::path::Path| {
+                for i in 0..2000 {
+                    grower.get(&[&format!("{i:0>60}")]).unwrap().inc();
+                }
+            }))
+        });
+        let scrape = collector.collect().unwrap();
+        read::AFTER_STAT.with(|hook| *hook.borrow_mut() = None);
+        assert!(scrape.skipped.is_empty(), "{:?}", scrape.skipped);
+        assert_eq!(scrape.families[0].samples.len(), 2001);
+        assert_eq!(values(&scrape), values(&Collector::new(dir.path()).unwrap().collect().unwrap()));
+    }
+
+    #[test]
     fn a_writer_whose_file_is_truncated_keeps_running_and_refuses_new_series() {
         let dir = tempfile::tempdir().unwrap();
         let r = registry(dir.path(), "1");
