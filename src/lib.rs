@@ -131,8 +131,9 @@
 //!
 //! # Assumptions and limits
 //!
-//! * Linux (uses `fallocate`, `pthread_atfork`), 64-bit atomics, little-endian (the
-//!   files use native byte order, as Python writes them).
+//! * Linux 3.15 or later (uses `fallocate`, open-file-description locks,
+//!   `pthread_atfork`), 64-bit atomics, little-endian (the files use native byte
+//!   order, as Python writes them).
 //! * One live process per worker ID (enforced: a second one is refused).
 //! * Metric and label names follow the classic Prometheus rules
 //!   (`[a-zA-Z_:][a-zA-Z0-9_:]*`, labels without `:` or a `__` prefix).
