@@ -85,15 +85,20 @@ fn read_entries(path: &Path, report: &mut FileReport) {
         Ok(meta) => return report.problems.push(format!("not a regular file: {}", describe_type(&meta))),
         Err(e) => return report.problems.push(format!("cannot stat: {e}")),
     };
-    report.bytes_allocated = len;
     if len == 0 {
+        report.bytes_allocated = 0;
         return report.problems.push("the file is empty".to_owned());
     }
     let mut header = [0u8; format::HEADER_LEN];
-    let header_len = (len as usize).min(header.len());
-    if let Err(e) = file.read_exact_at(&mut header[..header_len], 0) {
-        return report.problems.push(format!("cannot read: {e}"));
-    }
+    let header_len = match file.read_at(&mut header, 0) {
+        Ok(n) => n,
+        Err(e) => return report.problems.push(format!("cannot read: {e}")),
+    };
+    // Measured after `used` was read: a writer reserves a file's blocks before it
+    // publishes a `used` that needs them, so a file growing meanwhile is not taken for
+    // a corrupt one.
+    let len = file.metadata().map_or(len, |m| m.len());
+    report.bytes_allocated = len;
     let used = match format::decode_used(&header[..header_len]).and_then(|u| format::check_used(u, len as usize)) {
         Ok(used) => used,
         Err(e) => return report.problems.push(e.to_string()),
