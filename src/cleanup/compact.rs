@@ -215,8 +215,8 @@ pub fn compact_with(dir: &Path, mut options: CompactOptions<'_>) -> Result<Compa
                     .map_err(|why| Error::new(ErrorKind::CorruptFile).at(&dir.join(&source)).expected(why))
             }) {
                 Ok(bytes) => {
-                    plan.sources.push(source.clone());
-                    inputs.push((source, bytes));
+                    plan.sources.push(source);
+                    inputs.push(bytes);
                 }
                 Err(e) => {
                     log::warn!("compaction leaves {source} in place: {e}");
@@ -434,12 +434,12 @@ fn check_source(prefix: &str, bytes: &[u8]) -> std::result::Result<(), String> {
     Ok(())
 }
 
-/// Folds the entries of `files` (name, bytes, each accepted by [`check_source`]), in
-/// order, into the bytes of one archive file.
-fn fold_files(fold: Fold, files: &[(String, Vec<u8>)]) -> Vec<u8> {
+/// Folds the entries of `files` (each accepted by [`check_source`]), in order, into the
+/// bytes of one archive file.
+fn fold_files(fold: Fold, files: &[Vec<u8>]) -> Vec<u8> {
     let mut order: Vec<&[u8]> = Vec::new();
     let mut acc: HashMap<&[u8], (f64, f64)> = HashMap::new();
-    for (_, data) in files {
+    for data in files {
         let used = format::checked_used(data).expect("sources are checked before folding");
         for entry in format::entries(data, used) {
             let entry = entry.expect("sources are checked before folding");
@@ -538,7 +538,7 @@ mod tests {
     fn sums_keep_first_seen_order() {
         let a = file(&[("a", 1.0, 0.0), ("b", 2.0, 0.0)]);
         let b = file(&[("c", 5.0, 0.0), ("a", 3.0, 0.0)]);
-        let out = fold_files(Fold::Sum, &[("x".into(), a), ("y".into(), b)]);
+        let out = fold_files(Fold::Sum, &[a, b]);
         assert_eq!(values(&out), vec![("a".into(), 4.0, 0.0), ("b".into(), 2.0, 0.0), ("c".into(), 5.0, 0.0)]);
     }
 
@@ -546,14 +546,14 @@ mod tests {
     fn min_max_and_mostrecent_follow_the_collector_rules() {
         let a = file(&[("g", f64::NAN, 0.0)]);
         let b = file(&[("g", 1.0, 0.0)]);
-        let min = fold_files(Fold::Min, &[("a".into(), a.clone()), ("b".into(), b.clone())]);
+        let min = fold_files(Fold::Min, &[a.clone(), b.clone()]);
         assert!(values(&min)[0].1.is_nan(), "a NaN seen first sticks");
-        let max = fold_files(Fold::Max, &[("b".into(), b), ("a".into(), a)]);
+        let max = fold_files(Fold::Max, &[b, a]);
         assert_eq!(values(&max)[0].1, 1.0, "a NaN seen later is ignored");
         let r1 = file(&[("m", 5.0, 100.0)]);
         let r2 = file(&[("m", 7.0, 100.0)]);
         let r3 = file(&[("m", 9.0, 0.0)]);
-        let recent = fold_files(Fold::MostRecent, &[("1".into(), r1), ("2".into(), r2), ("3".into(), r3)]);
+        let recent = fold_files(Fold::MostRecent, &[r1, r2, r3]);
         assert_eq!(values(&recent), vec![("m".into(), 5.0, 100.0)], "ties keep the first; ts 0 never wins");
     }
 }

@@ -222,9 +222,6 @@ pub struct Collector {
     dir: PathBuf,
     self_metrics: bool,
     state: Mutex<State>,
-    /// Runs between listing the directory and reading its files (tests only).
-    #[cfg(test)]
-    after_listing: Option<tests::Hook>,
 }
 
 /// The family [`Collector::with_self_metrics`] adds.
@@ -255,13 +252,7 @@ impl Collector {
                 .expected("a directory, found another kind of file"));
         }
         crate::file::warn_if_world_writable(dir, &meta);
-        Ok(Collector {
-            dir: dir.to_path_buf(),
-            self_metrics: false,
-            state: Mutex::default(),
-            #[cfg(test)]
-            after_listing: None,
-        })
+        Ok(Collector { dir: dir.to_path_buf(), self_metrics: false, state: Mutex::default() })
     }
 
     /// A collector over `$PROMETHEUS_MULTIPROC_DIR` (or the deprecated
@@ -362,9 +353,7 @@ impl Collector {
         let excluded = self.excluded(&names);
         names.retain(|n| !excluded.contains(n));
         #[cfg(test)]
-        if let Some(hook) = &self.after_listing {
-            (hook.0)(&self.dir);
-        }
+        read::AFTER_LISTING.with(|hook| hook.borrow().as_ref().map(|f| f(&self.dir)));
         let mut guard = self.state.lock();
         let state = &mut *guard;
         state.files.retain(|name, _| names.binary_search_by(|n| cmp_names(n, name)).is_ok());

@@ -50,7 +50,9 @@ pub(crate) type PathHook = Box<dyn Fn(&Path)>;
 
 #[cfg(test)]
 thread_local! {
-    /// Runs (tests only) right after a file is stat'ed, before it is mapped or read.
+    /// Runs (tests only) on the directory between a scrape's listing and its reads.
+    pub(crate) static AFTER_LISTING: std::cell::RefCell<Option<PathHook>> = const { std::cell::RefCell::new(None) };
+    /// Runs (tests only) on a file right after it is stat'ed, before it is mapped or read.
     pub(crate) static AFTER_STAT: std::cell::RefCell<Option<PathHook>> = const { std::cell::RefCell::new(None) };
 }
 

@@ -6,15 +6,6 @@ use super::table::Tables;
 use super::*;
 use crate::format::key::encode_key;
 
-/// A callback a test runs between a scrape's listing and its reading of files.
-pub(super) struct Hook(pub(super) Box<dyn Fn(&std::path::Path) + Send + Sync>);
-
-impl std::fmt::Debug for Hook {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Hook")
-    }
-}
-
 /// An entry: (family, sample, labels, help, value, timestamp).
 type TestEntry = (&'static str, &'static str, Vec<(&'static str, &'static str)>, &'static str, f64, f64);
 
@@ -378,6 +369,22 @@ mod on_disk {
         lines(&scrape.families)
     }
 
+    type Hook = std::thread::LocalKey<std::cell::RefCell<Option<read::PathHook>>>;
+
+    /// One scrape by `collector` with `f` installed in `hook` (and removed afterwards,
+    /// even if the scrape panics).
+    fn collect_with(collector: &Collector, hook: &'static Hook, f: impl Fn(&std::path::Path) + 'static) -> Scrape {
+        struct Remove(&'static Hook);
+        impl Drop for Remove {
+            fn drop(&mut self) {
+                self.0.with(|h| *h.borrow_mut() = None);
+            }
+        }
+        hook.with(|h| *h.borrow_mut() = Some(Box::new(f)));
+        let _remove = Remove(hook);
+        collector.collect().unwrap()
+    }
+
     #[test]
     fn a_file_removed_between_listing_and_reading_is_skipped_as_vanished_and_the_rest_is_exact() {
         let dir = tempfile::tempdir().unwrap();
@@ -386,11 +393,10 @@ mod on_disk {
             r.counter(Opts::new("c_total", "C.")).unwrap().inc();
             r.gauge(Opts::new("g", "G."), GaugeMode::Sum).unwrap().set(2.0);
         }
-        let mut collector = Collector::new(dir.path()).unwrap();
-        collector.after_listing = Some(Hook(Box::new(|dir: &std::path::Path| {
+        let collector = Collector::new(dir.path()).unwrap();
+        let scrape = collect_with(&collector, &read::AFTER_LISTING, |dir| {
             let _ = std::fs::remove_file(dir.join("gauge_sum_2.db"));
-        })));
-        let scrape = collector.collect().unwrap();
+        });
         assert_eq!(scrape.skipped.len(), 1, "{:?}", scrape.skipped);
         assert_eq!(scrape.skipped[0].path, dir.path().join("gauge_sum_2.db"));
         assert_eq!(scrape.skipped[0].reason, SkipReason::Vanished);
@@ -415,16 +421,11 @@ mod on_disk {
         let victim = dir.path().join("counter_1.db");
         // After the stat that said the file is unchanged, something truncates it: the
         // collector's kept mapping now reaches past the end of the file.
-        read::AFTER_STAT.with(|hook| {
-            let victim = victim.clone();
-            *hook.borrow_mut() = Some(Box::new(move |path: &std::path::Path| {
-                if path == victim {
-                    std::fs::OpenOptions::new().write(true).open(path).unwrap().set_len(4096).unwrap();
-                }
-            }))
+        let scrape = collect_with(&collector, &read::AFTER_STAT, move |path| {
+            if path == victim {
+                std::fs::OpenOptions::new().write(true).open(path).unwrap().set_len(4096).unwrap();
+            }
         });
-        let scrape = collector.collect().unwrap();
-        read::AFTER_STAT.with(|hook| *hook.borrow_mut() = None);
         assert_eq!(scrape.skipped.len(), 1, "{:?}", scrape.skipped);
         assert_eq!(scrape.skipped[0].reason, SkipReason::Truncated);
         let only_b: Vec<String> = (0..1).map(|i| format!("c_total{{k={i:0>100}}} 1.0")).collect();
@@ -446,15 +447,11 @@ mod on_disk {
         // Right after the collector measured the file, the writer grows it well past
         // its first 64 KiB and publishes a `used` beyond the old size.
         let grower = family.clone();
-        read::AFTER_STAT.with(|hook| {
-            *hook.borrow_mut() = Some(Box::new(move |_: &std::path::Path| {
-                for i in 0..2000 {
-                    grower.get(&[&format!("{i:0>60}")]).unwrap().inc();
-                }
-            }))
+        let scrape = collect_with(&collector, &read::AFTER_STAT, move |_| {
+            for i in 0..2000 {
+                grower.get(&[&format!("{i:0>60}")]).unwrap().inc();
+            }
         });
-        let scrape = collector.collect().unwrap();
-        read::AFTER_STAT.with(|hook| *hook.borrow_mut() = None);
         assert!(scrape.skipped.is_empty(), "{:?}", scrape.skipped);
         assert_eq!(scrape.families[0].samples.len(), 2001);
         assert_eq!(values(&scrape), values(&Collector::new(dir.path()).unwrap().collect().unwrap()));
