@@ -88,14 +88,14 @@ pub(crate) fn refresh(
     tables: &mut Tables,
     buf: &mut Vec<u8>,
 ) -> Result<(), SkipReason> {
-    let mut result = refresh_once(slot, path, kind.clone(), tables, buf, false);
+    let mut result = refresh_once(slot, path, &kind, tables, buf, false);
     // A writer grows its file (the blocks first, then the entries, then `used`), so a
     // `used` beyond what was mapped means the file grew after it was measured: map it
     // again at its new size. Twice at most: past that the file really is corrupt.
     for _ in 0..2 {
         match result {
             Err(SkipReason::Corrupt(FormatError::UsedBeyondEnd { .. })) => {
-                result = refresh_once(slot, path, kind.clone(), tables, buf, true);
+                result = refresh_once(slot, path, &kind, tables, buf, true);
             }
             _ => break,
         }
@@ -108,7 +108,7 @@ pub(crate) fn refresh(
 fn refresh_once(
     slot: &mut Option<FileState>,
     path: &Path,
-    kind: FileKind,
+    kind: &FileKind,
     tables: &mut Tables,
     buf: &mut Vec<u8>,
     remap: bool,
@@ -123,7 +123,7 @@ fn refresh_once(
         }
         #[cfg(test)]
         AFTER_STAT.with(|hook| hook.borrow().as_ref().map(|f| f(path)));
-        if st.dev != meta.dev() || st.ino != meta.ino() || st.kind != kind {
+        if st.dev != meta.dev() || st.ino != meta.ino() || st.kind != *kind {
             *slot = None;
         } else {
             reuse = st.map.len() == meta.len().min(MAX_MAP) as usize;
@@ -153,7 +153,7 @@ fn refresh_once(
                 *slot = Some(FileState {
                     dev: meta.dev(),
                     ino: meta.ino(),
-                    kind,
+                    kind: kind.clone(),
                     map,
                     parsed_to: format::HEADER_LEN,
                     last_key: None,
