@@ -168,6 +168,7 @@ pub use expose::{Escaping, Format, Rendered, negotiate, render};
 pub use metrics::{
     Counter, DEFAULT_BUCKETS, Family, Gauge, GaugeMode, Histogram, Metric, OVERFLOW_LABEL_VALUE, Opts, Summary,
 };
+pub use region::{SIGBUS_GUARD_ENV, disable_sigbus_guard};
 pub use registry::{DIR_ENV, DIR_ENV_DEPRECATED, DROPPED_SERIES_METRIC, Registry, RegistryBuilder, dir_from_env};
 pub use writer::{WORKER_ID_ENV, WorkerId, set_worker_id};
 

@@ -60,6 +60,7 @@ pub struct RegistryBuilder {
     worker_id: Option<WorkerId>,
     file_mode: Option<u32>,
     self_metrics: bool,
+    no_sigbus_guard: bool,
 }
 
 impl RegistryBuilder {
@@ -94,6 +95,15 @@ impl RegistryBuilder {
         self
     }
 
+    /// With `false`, turns the process-wide `SIGBUS` guard off when the registry is
+    /// built (see [`disable_sigbus_guard`](crate::disable_sigbus_guard) for what that
+    /// means and for the environment variable that does the same). On by default;
+    /// `true` never turns on a guard that was turned off.
+    pub fn sigbus_guard(mut self, on: bool) -> Self {
+        self.no_sigbus_guard = !on;
+        self
+    }
+
     /// Checks the directory and the worker ID and builds the registry. No file is
     /// created until a metric is declared (or, with [`RegistryBuilder::self_metrics`],
     /// the counter file for the self-metrics).
@@ -112,6 +122,9 @@ impl RegistryBuilder {
             Some(id) => Some(id),
             None => identity_env()?,
         };
+        if self.no_sigbus_guard {
+            crate::disable_sigbus_guard();
+        }
         let shared = Shared::new(&dir, self.file_mode.unwrap_or(0o600), worker_id)?;
         let registry = Registry { shared, decls: Arc::default() };
         if self.self_metrics {

@@ -76,6 +76,19 @@ fn main() {
             "a_sigbus_outside_metrics_mappings_still_kills_the_process",
             a_sigbus_outside_metrics_mappings_still_kills_the_process,
         ),
+        Trial::test(
+            "a_hardware_memory_error_inside_a_metrics_mapping_still_kills_the_process",
+            a_hardware_memory_error_inside_a_metrics_mapping_still_kills_the_process,
+        ),
+        Trial::test("a_sigbus_sent_by_kill_still_kills_the_process", a_sigbus_sent_by_kill_still_kills_the_process),
+        Trial::test(
+            "with_the_guard_turned_off_a_truncated_file_kills_as_without_the_crate",
+            with_the_guard_turned_off_a_truncated_file_kills_as_without_the_crate,
+        ),
+        Trial::test(
+            "truncation_met_through_an_older_mapping_of_a_grown_file_is_noticed",
+            truncation_met_through_an_older_mapping_of_a_grown_file_is_noticed,
+        ),
     ];
     libtest_mimic::run(&args, tests).exit();
 }
@@ -386,8 +399,158 @@ fn run_role(role: &str) {
             map[32 * 1024] = 1;
             println!("still alive after a foreign SIGBUS");
         }
+        // Sends itself a SIGBUS that claims to be a hardware memory error
+        // (BUS_MCEERR_AR) at an address inside its counter file's mapping: not a
+        // truncation, so it must take the default action (reset first, as in
+        // "raise-sigbus").
+        "fake-memory-error" => {
+            default_sigbus_action();
+            let registry = Registry::builder().worker_id(WorkerId::new("1").unwrap()).build().unwrap();
+            let counter = registry.counter(Opts::new("c_total", "C.")).unwrap();
+            counter.inc();
+            let maps = fs::read_to_string("/proc/self/maps").unwrap();
+            let line = maps
+                .lines()
+                .find(|l| l.contains("counter_1.db"))
+                .unwrap_or_else(|| panic!("the counter file is not mapped: {maps}"));
+            let start = usize::from_str_radix(line.split('-').next().unwrap(), 16).unwrap();
+            send_self_sigbus(libc::BUS_MCEERR_AR, start + 16);
+            println!("still alive after a memory error; the counter reads {}", counter.get());
+        }
+        // Raises SIGBUS as `kill -BUS` would, with a registry's mappings guarded, in a
+        // process whose SIGBUS action was the default (the Rust runtime installs its
+        // own handler, which would swallow the first one: reset it first).
+        "raise-sigbus" => {
+            default_sigbus_action();
+            let registry = Registry::builder().worker_id(WorkerId::new("1").unwrap()).build().unwrap();
+            registry.counter(Opts::new("c_total", "C.")).unwrap().inc();
+            nix::sys::signal::raise(nix::sys::signal::Signal::SIGBUS).unwrap();
+            println!("still alive after kill -BUS");
+        }
+        // Truncates its own counter file, then counts: with the guard off ($HOW: the
+        // environment variable, or the builder option) that is a SIGBUS.
+        "unguarded-truncation" => {
+            let mut builder = Registry::builder().worker_id(WorkerId::new("1").unwrap());
+            if std::env::var("HOW").unwrap() == "builder" {
+                builder = builder.sigbus_guard(false);
+            }
+            let registry = builder.build().unwrap();
+            let counter = registry.counter(Opts::new("c_total", "C.")).unwrap();
+            counter.inc();
+            let dir = std::env::var("PROMETHEUS_MULTIPROC_DIR").unwrap();
+            File::options().write(true).open(Path::new(&dir).join("counter_1.db")).unwrap().set_len(0).unwrap();
+            counter.inc();
+            println!("still alive after writing to a truncated file");
+        }
+        // Grows its counter file past its first mapping, truncates it, counts through a
+        // series placed in the first mapping, then asks for a new series.
+        "truncate-under-old-mapping" => {
+            let registry = Registry::builder().worker_id(WorkerId::new("1").unwrap()).build().unwrap();
+            let family = registry.counter_family(Opts::new("c_total", "C."), &["k"]).unwrap();
+            let first = family.get(&["first"]).unwrap();
+            first.inc();
+            let long = "x".repeat(200);
+            for i in 0..2000 {
+                family.get(&[&format!("{long}{i}")]).unwrap();
+            }
+            let dir = std::env::var("PROMETHEUS_MULTIPROC_DIR").unwrap();
+            let path = Path::new(&dir).join("counter_1.db");
+            assert!(fs::metadata(&path).unwrap().len() > 64 * 1024, "the file grew past its first mapping");
+            File::options().write(true).open(&path).unwrap().set_len(0).unwrap();
+            first.inc(); // meets the missing page through the first mapping
+            match family.get(&["after"]) {
+                Err(err) => println!("survived; a new series: {:?}: {err}", err.kind()),
+                Ok(_) => println!("survived; a new series was created in a truncated file"),
+            }
+        }
         other => panic!("unknown role {other}"),
     }
+}
+
+/// Puts back SIGBUS's default action (the Rust runtime installs a handler of its own).
+#[allow(unsafe_code)]
+fn default_sigbus_action() {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    // SAFETY: SIG_DFL is a valid disposition for SIGBUS; no handler is being replaced
+    // while it runs (the process has one thread and has not faulted).
+    unsafe { signal(Signal::SIGBUS, SigHandler::SigDfl) }.unwrap();
+}
+
+/// Sends this thread a SIGBUS whose `siginfo` says `code` at `addr`, as the kernel
+/// would for a fault (a process may send itself any `si_code`).
+#[allow(unsafe_code)]
+fn send_self_sigbus(code: i32, addr: usize) {
+    // SAFETY: an all-zero `siginfo_t` is a valid value.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    info.si_signo = libc::SIGBUS;
+    info.si_code = code;
+    // `si_addr` is the first field of the union, which follows the three `int`s
+    // (padded to pointer alignment) on Linux's 64-bit targets.
+    let offset = std::mem::size_of::<usize>().max(3 * 4).next_multiple_of(std::mem::align_of::<usize>());
+    let info_ptr = std::ptr::from_mut(&mut info).cast::<u8>();
+    // SAFETY: `offset + 8` lies within the 128-byte `siginfo_t`, and `write_unaligned`
+    // needs no alignment.
+    unsafe { info_ptr.wrapping_add(offset).cast::<usize>().write_unaligned(addr) };
+    let (pid, tid) = (std::process::id(), nix::unistd::gettid().as_raw());
+    // SAFETY: the pointer is to a valid `siginfo_t` for the duration of the call;
+    // rt_tgsigqueueinfo(2) sends it to this thread of this process.
+    let rc = unsafe {
+        libc::syscall(libc::SYS_rt_tgsigqueueinfo, pid, tid, libc::SIGBUS, &info as *const libc::siginfo_t)
+    };
+    assert_eq!(rc, 0, "rt_tgsigqueueinfo: {}", std::io::Error::last_os_error());
+}
+
+/// Runs `role` and expects it to die of SIGBUS.
+fn expect_sigbus_death(role: &str, env: &[(&str, &str)]) -> Result<(), Failed> {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = TestDir::new();
+    let mut cmd = role_command(role, dir.path());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output()?;
+    if out.status.signal() != Some(libc::SIGBUS) {
+        return Err(format!(
+            "{role} {env:?}: expected death by SIGBUS, got {}: {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
+    }
+    Ok(())
+}
+
+fn a_hardware_memory_error_inside_a_metrics_mapping_still_kills_the_process() -> Result<(), Failed> {
+    expect_sigbus_death("fake-memory-error", &[])
+}
+
+fn a_sigbus_sent_by_kill_still_kills_the_process() -> Result<(), Failed> {
+    expect_sigbus_death("raise-sigbus", &[])
+}
+
+fn with_the_guard_turned_off_a_truncated_file_kills_as_without_the_crate() -> Result<(), Failed> {
+    expect_sigbus_death("unguarded-truncation", &[("HOW", "builder")])?;
+    for off in ["off", "0", "false"] {
+        expect_sigbus_death("unguarded-truncation", &[("HOW", "env"), ("PROMETHEUS_MULTIPROC_SIGBUS_GUARD", off)])?;
+    }
+    // And with the guard on, the same writer lives.
+    let dir = TestDir::new();
+    let out = role_command("unguarded-truncation", dir.path()).env("HOW", "env").output()?;
+    if !out.status.success() {
+        return Err(format!("with the guard on the writer must live: {}", out.status).into());
+    }
+    Ok(())
+}
+
+fn truncation_met_through_an_older_mapping_of_a_grown_file_is_noticed() -> Result<(), Failed> {
+    let dir = TestDir::new();
+    let out = role_command("truncate-under-old-mapping", dir.path()).output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() || !stdout.contains("survived; a new series: CorruptFile") {
+        return Err(format!("the writer must survive and refuse new series: {}: {stdout:?}", out.status).into());
+    }
+    Ok(())
 }
 
 fn a_file_truncated_by_another_process_kills_neither_writer_nor_scraper() -> Result<(), Failed> {

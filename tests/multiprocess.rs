@@ -40,6 +40,10 @@ fn main() {
             "full_disk_is_a_creation_error_and_existing_handles_keep_counting",
             full_disk_is_a_creation_error_and_existing_handles_keep_counting,
         ),
+        Trial::test(
+            "fork_while_threads_wait_to_create_series_leaves_the_child_free_to_create_and_fork",
+            fork_while_threads_wait_to_create_series_leaves_the_child_free_to_create_and_fork,
+        ),
     ];
     support::main_with_roles(run_role, tests)
 }
@@ -87,6 +91,7 @@ fn run_role(role: &str) {
         "restart" => role_restart(),
         "slot-after-fork" => role_slot_after_fork(),
         "full-disk" => role_full_disk(),
+        "fork-under-creation" => role_fork_under_creation(),
         other => panic!("unknown role {other}"),
     }
 }
@@ -435,4 +440,92 @@ fn full_disk_is_a_creation_error_and_existing_handles_keep_counting() -> Result<
         return Err(format!("unexpected output: {stdout}").into());
     }
     Ok(())
+}
+
+/// How many times `role_fork_under_creation` forks while its threads create series.
+const FORKS_UNDER_CREATION: usize = 150;
+
+/// Three threads take the fork guard without pause (each creates 200 series, then asks
+/// for its worker ID, which also takes the guard, in a loop; threads that arrive while
+/// a fork waits for the guard queue on it); the main thread forks again and again. Each child creates a series and forks a grandchild that does the
+/// same: a guard left held (or handed to a thread that does not exist in the child)
+/// would hang one of them. Exits non-zero if a child hangs or fails.
+fn role_fork_under_creation() {
+    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+    let registry = Arc::new(Registry::from_env().unwrap());
+    let mine = registry.counter_family(Opts::new("forked_total", "Made in fork children."), &["n"]).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut threads = Vec::new();
+    for t in 0..3 {
+        let family =
+            registry.counter_family(Opts::new(format!("busy{t}_total"), "Made by busy threads."), &["n"]).unwrap();
+        let (stop, registry) = (Arc::clone(&stop), Arc::clone(&registry));
+        threads.push(thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                if n < 200 {
+                    // A new label set: the call creates a series.
+                    family.get(&[&n.to_string()]).unwrap().inc();
+                } else {
+                    let _ = registry.worker_id();
+                }
+                n += 1;
+            }
+        }));
+    }
+    let wait_bounded = |child: nix::unistd::Pid, what: &str| {
+        for _ in 0..2000 {
+            match waitpid(child, Some(WaitPidFlag::WNOHANG)).unwrap() {
+                WaitStatus::StillAlive => thread::sleep(std::time::Duration::from_millis(10)),
+                WaitStatus::Exited(_, 0) => return true,
+                other => panic!("{what} ended with {other:?}"),
+            }
+        }
+        let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+        false
+    };
+    for i in 0..FORKS_UNDER_CREATION {
+        match fork() {
+            nix::unistd::ForkResult::Child => {
+                // Only this thread exists now. Create a series, then fork again.
+                mine.get(&[&format!("child{i}")]).unwrap().inc();
+                match fork() {
+                    nix::unistd::ForkResult::Child => {
+                        mine.get(&[&format!("grandchild{i}")]).unwrap().inc();
+                        std::process::exit(0);
+                    }
+                    nix::unistd::ForkResult::Parent { child } => {
+                        std::process::exit(if wait_bounded(child, "grandchild") { 0 } else { 3 });
+                    }
+                }
+            }
+            nix::unistd::ForkResult::Parent { child } => {
+                if !wait_bounded(child, "child") {
+                    println!("child {i} hung");
+                    std::process::exit(2);
+                }
+            }
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().unwrap();
+    }
+    println!("forked {FORKS_UNDER_CREATION} times");
+}
+
+fn fork_while_threads_wait_to_create_series_leaves_the_child_free_to_create_and_fork() -> Result<(), Failed> {
+    let dir = TestDir::new();
+    let out = role_command("fork-under-creation", dir.path()).output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return Err(
+            format!("master exited with {}: {stdout}{}", out.status, String::from_utf8_lossy(&out.stderr)).into()
+        );
+    }
+    expect_eq("master output", stdout.trim(), &format!("forked {FORKS_UNDER_CREATION} times"))?;
+    // Every child and grandchild counted once, in its own files.
+    let samples = python_samples(dir.path());
+    let forked = samples.iter().filter(|l| l.starts_with("forked_total{") && l.ends_with(" 1.0")).count();
+    expect_eq("series made in children and grandchildren", forked, 2 * FORKS_UNDER_CREATION)
 }

@@ -24,6 +24,9 @@ pub(crate) struct DbFile {
     path: PathBuf,
     file: File,
     map: SharedMap,
+    /// The mappings `map` replaced as the file grew: handles still write through them,
+    /// so a truncation met there counts too.
+    older_maps: Vec<SharedMap>,
     used_word: &'static AtomicU32,
     used: usize,
     positions: HashMap<Box<[u8]>, usize>,
@@ -58,7 +61,7 @@ impl DbFile {
         if used_word.load(Ordering::Acquire) == 0 {
             used_word.store(format::HEADER_LEN as u32, Ordering::Release);
         }
-        Ok(DbFile { path, file, map, used_word, used, positions })
+        Ok(DbFile { path, file, map, older_maps: Vec::new(), used_word, used, positions })
     }
 
     pub(crate) fn path(&self) -> &Path {
@@ -67,7 +70,7 @@ impl DbFile {
 
     /// The slots of `key`, appending a zero entry for it when it is new.
     pub(crate) fn slots(&mut self, key: &[u8]) -> Result<EntrySlots> {
-        if self.map.truncated() {
+        if self.map.truncated() || self.older_maps.iter().any(SharedMap::truncated) {
             return Err(Error::new(ErrorKind::CorruptFile).at(&self.path).expected(
                 "a file only this writer changes, found it truncated under its mapping by another process \
                  (the writes that met the missing pages are lost)",
@@ -109,7 +112,8 @@ impl DbFile {
         file::reserve(&self.file, &self.path, old, capacity - old)?;
         // The old mapping stays: slots handed out from it remain valid and share the
         // same page cache pages as the new one.
-        self.map = SharedMap::map(&self.file, capacity).map_err(|e| Error::io(&self.path, e))?;
+        let map = SharedMap::map(&self.file, capacity).map_err(|e| Error::io(&self.path, e))?;
+        self.older_maps.push(std::mem::replace(&mut self.map, map));
         self.used_word = self.map.u32_at(0).expect("a mapping holds at least its header");
         Ok(())
     }
