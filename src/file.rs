@@ -34,7 +34,36 @@ pub(crate) fn check_dir(dir: &Path) -> Result<PathBuf> {
             .caused_by(io::Error::from(e))
     })?;
     warn_if_world_writable(dir, &meta);
+    warn_if_copy_on_write(dir);
     Ok(dir.to_path_buf())
+}
+
+/// The name of the copy-on-write file system with magic number `magic` (`statfs`'s
+/// `f_type`): one where `fallocate` does not reserve the blocks that a later overwrite
+/// of an existing page needs, since every overwrite allocates anew.
+pub(crate) fn copy_on_write_fs(magic: u64) -> Option<&'static str> {
+    match magic & 0xffff_ffff {
+        0x9123_683e => Some("btrfs"),
+        0x2fc1_2fc1 => Some("ZFS"),
+        0xca45_1a4e => Some("bcachefs"),
+        0x3434 => Some("NILFS2"),
+        _ => None,
+    }
+}
+
+/// Warns when `dir` is on a copy-on-write file system, where the full-disk promise
+/// (space is reserved when a series is created, so a write never fails) does not hold.
+pub(crate) fn warn_if_copy_on_write(dir: &Path) {
+    let Ok(stat) = nix::sys::statfs::statfs(dir) else { return };
+    if let Some(fs) = copy_on_write_fs(stat.filesystem_type().0 as u64) {
+        log::warn!(
+            "metrics directory {} is on {fs}, a copy-on-write file system: blocks reserved with fallocate do not \
+             cover overwrites, so on a full disk a write into an existing page can fail (the SIGBUS guard then \
+             drops that page's writes and the file reads as truncated; without the guard the process dies); \
+             prefer tmpfs, ext4 or XFS",
+            dir.display()
+        );
+    }
 }
 
 /// Warns when `dir` is world-writable without the sticky bit: any local user could
@@ -585,5 +614,21 @@ pub(crate) fn remove_stale_temps(dir: &Path, id: &str, names: &[String]) {
                 Err(e) => log::warn!("cannot remove a stale temporary file: {e}"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_on_write_file_systems_are_told_by_their_magic_number() {
+        assert_eq!(copy_on_write_fs(0x9123_683e), Some("btrfs"));
+        assert_eq!(copy_on_write_fs(0xffff_ffff_9123_683e), Some("btrfs"), "sign-extended f_type");
+        assert_eq!(copy_on_write_fs(0x2fc1_2fc1), Some("ZFS"));
+        assert_eq!(copy_on_write_fs(0xca45_1a4e), Some("bcachefs"));
+        assert_eq!(copy_on_write_fs(0x0102_1994), None, "tmpfs");
+        assert_eq!(copy_on_write_fs(0xef53), None, "ext4");
+        assert_eq!(copy_on_write_fs(0x5846_5342), None, "XFS");
     }
 }

@@ -132,8 +132,9 @@
 //! # Assumptions and limits
 //!
 //! * Linux 3.15 or later (uses `fallocate`, open-file-description locks,
-//!   `pthread_atfork`), 64-bit atomics, little-endian (the files use native byte
-//!   order, as Python writes them).
+//!   `pthread_atfork`), 64-bit atomics, and a little-endian target: values are stored
+//!   in native byte order on the hot path and the format is little-endian, so the
+//!   crate does not compile for a big-endian target.
 //! * One live process per worker ID (enforced: a second one is refused).
 //! * Metric and label names follow the classic Prometheus rules
 //!   (`[a-zA-Z_:][a-zA-Z0-9_:]*`, labels without `:` or a `__` prefix).
@@ -144,6 +145,12 @@
 //!   on it. Fork before starting threads that create metrics, or from a quiet moment
 //!   (every pre-fork server forks from a single-threaded master). Creating series and
 //!   re-resolving handles are guarded: a fork waits for them.
+
+#[cfg(target_endian = "big")]
+compile_error!(
+    "prometheus-multiproc supports little-endian targets only: its files are little-endian (as Python writes \
+     them on x86-64 and arm64) and its writers store values in native byte order"
+);
 
 pub mod cleanup;
 pub mod collect;

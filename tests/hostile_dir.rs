@@ -494,9 +494,8 @@ fn send_self_sigbus(code: i32, addr: usize) {
     let (pid, tid) = (std::process::id(), nix::unistd::gettid().as_raw());
     // SAFETY: the pointer is to a valid `siginfo_t` for the duration of the call;
     // rt_tgsigqueueinfo(2) sends it to this thread of this process.
-    let rc = unsafe {
-        libc::syscall(libc::SYS_rt_tgsigqueueinfo, pid, tid, libc::SIGBUS, &info as *const libc::siginfo_t)
-    };
+    let rc =
+        unsafe { libc::syscall(libc::SYS_rt_tgsigqueueinfo, pid, tid, libc::SIGBUS, &info as *const libc::siginfo_t) };
     assert_eq!(rc, 0, "rt_tgsigqueueinfo: {}", std::io::Error::last_os_error());
 }
 

@@ -13,8 +13,10 @@
 //!
 //! # Layout
 //!
-//! All integers and floats are little-endian (Python writes native order; every
-//! platform this crate supports is little-endian).
+//! All integers and floats are little-endian. Python writes its host's native order,
+//! and this crate's writers store values natively through atomics on the mapping, so
+//! the files are little-endian only because every supported target is: the crate
+//! refuses to compile for a big-endian target (a `compile_error!` in `lib.rs`).
 //!
 //! ```text
 //! offset 0        4        8
