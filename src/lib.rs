@@ -34,8 +34,12 @@
 //!   `summary_ID.db` and `gauge_MODE_ID.db`, where `ID` is its pid or a stable
 //!   [`WorkerId`]. The byte format is specified in [`format`](mod@format).
 //! * **Handles.** Creating a metric or a labeled child is fallible (bad names, wrong
-//!   label count, a full disk); using it is not. `inc`, `set` and `observe` are one
-//!   atomic compare-and-swap on the shared mapping: no lock, allocation or system call.
+//!   label count, a full disk); using it is not. `inc` and `set` are one atomic
+//!   operation on the shared mapping, `observe` two: no lock, allocation or system
+//!   call, except in the first write after `fork()` or a worker-ID change, which moves
+//!   the registry's series into this process's files (call
+//!   [`Registry::after_fork`] in the worker to do that up front; the exact costs are
+//!   in [`metrics`](mod@metrics)).
 //! * **Growth.** Files start at 64 KiB and double. Old mappings are never unmapped,
 //!   so a handle stays valid however much its file grows.
 //! * **Fork.** A handle created before `fork()` writes, in the child, to the child's
@@ -122,12 +126,32 @@
 //!
 //! The `SIGBUS` guard: a page of a file mapping past the end of its file raises
 //! `SIGBUS` when touched. Neither this crate's writers nor Python's ever shrink a file,
-//! but something else might (an operator's `truncate`, a stray cleanup job). The crate
-//! installs a `SIGBUS` handler that, for a fault inside one of its own mappings only,
-//! maps a zero page over the missing one and marks the mapping: a scrape then skips the
-//! file ([`SkipReason::Truncated`]), a writer's later series creation in it fails
-//! ([`ErrorKind::CorruptFile`]), and nobody dies. Any other `SIGBUS` goes to the handler
-//! installed before (or, if there was none, kills the process as it would have).
+//! but something else might (an operator's `truncate`, a stray cleanup job). At the
+//! first mapping the crate installs a process-wide `SIGBUS` handler that, for a fault
+//! with `si_code == BUS_ADRERR` inside one of its own mappings only, maps a zero page
+//! over the missing one and marks the mapping: a scrape then skips the file
+//! ([`SkipReason::Truncated`]), a writer's later series creation in it fails
+//! ([`ErrorKind::CorruptFile`]), and nobody dies. What it does not tell apart: the
+//! kernel also reports an I/O error reading a page of a mapped file as `BUS_ADRERR`;
+//! inside our mappings that is handled like a truncation. Every other `SIGBUS` (a
+//! hardware memory error, a fault outside our mappings, a `kill -BUS`) goes to the
+//! action installed before ours, or, if that was the default, takes the default action
+//! (the process dies with a core dump), as it would have without the crate.
+//!
+//! Chaining: a program that installs its own `SIGBUS` handler after the crate's first
+//! mapping must pass the faults it does not own to the action it replaced (ours), or
+//! truncated metrics files kill it again. A program that wants no handler of ours in
+//! the chain turns the guard off before the first mapping:
+//! [`disable_sigbus_guard`], [`RegistryBuilder::sigbus_guard`]`(false)`, or
+//! `PROMETHEUS_MULTIPROC_SIGBUS_GUARD=off` in the environment.
+//!
+//! The `fork()` hooks: the child hook runs only async-signal-safe code (atomic stores
+//! and `close(2)`): it starts a new process epoch, closes the child's copies of the
+//! parent's liveness locks and resets the fork guard with one store. The guard is a
+//! reader count with a "fork pending" bit in one word, not a library lock: the
+//! prepare hook marks the fork pending and waits until no thread is creating series or
+//! re-resolving handles, so the child starts with no such operation half done and no
+//! waiter queued anywhere.
 //!
 //! # Assumptions and limits
 //!

@@ -182,6 +182,40 @@ impl Registry {
         self.shared.worker_id()
     }
 
+    /// Moves every series of this registry into this process's own files now, instead
+    /// of at each handle's first write.
+    ///
+    /// After `fork()` (and after [`set_worker_id`](crate::set_worker_id)) a handle
+    /// created before still points at the parent's (or the old ID's) slots. The first
+    /// write through any handle of the registry then re-resolves all of them: it takes
+    /// this process's worker ID (its liveness lock, waiting up to 1 s for a holder that
+    /// is exiting, up to 60 s while a compaction folds that ID), opens the files, and
+    /// writes every series' entries (one `pwrite` per file) — locks, system calls and
+    /// perhaps waits, inside a request. Call this in the worker right after `fork()`
+    /// (or right after `set_worker_id`), before serving, to do that work there. It is
+    /// idempotent: with nothing to do it takes two uncontended locks and returns.
+    ///
+    /// # Errors
+    /// The first failure: [`ErrorKind::WorkerIdInUse`] when the worker ID's liveness
+    /// lock could not be taken (every write of the registry is then dropped until a
+    /// later series creation takes it), or the I/O kind of a series that could not be
+    /// re-created (its writes are dropped and counted in [`Registry::lost_series`]).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// use prometheus_multiproc::{Opts, Registry};
+    /// let registry = Registry::builder().dir(dir.path()).build()?;
+    /// let requests = registry.counter(Opts::new("requests_total", "Requests."))?;
+    /// // ... fork() here; in the child, before serving:
+    /// registry.after_fork()?;
+    /// requests.inc(); // one atomic read-modify-write on the mapping, nothing more
+    /// assert_eq!(requests.get(), 1.0);
+    /// # Ok::<(), prometheus_multiproc::Error>(())
+    /// ```
+    pub fn after_fork(&self) -> Result<()> {
+        self.shared.after_fork()
+    }
+
     /// The files this process has opened so far, sorted.
     pub fn files(&self) -> Vec<PathBuf> {
         self.shared.open_files()

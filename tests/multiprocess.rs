@@ -44,6 +44,10 @@ fn main() {
             "fork_while_threads_wait_to_create_series_leaves_the_child_free_to_create_and_fork",
             fork_while_threads_wait_to_create_series_leaves_the_child_free_to_create_and_fork,
         ),
+        Trial::test(
+            "a_fork_child_rewrites_each_file_with_one_write_and_after_fork_leaves_inc_without_system_calls",
+            a_fork_child_rewrites_each_file_with_one_write_and_after_fork_leaves_inc_without_system_calls,
+        ),
     ];
     support::main_with_roles(run_role, tests)
 }
@@ -92,6 +96,7 @@ fn run_role(role: &str) {
         "slot-after-fork" => role_slot_after_fork(),
         "full-disk" => role_full_disk(),
         "fork-under-creation" => role_fork_under_creation(),
+        "first-write-after-fork" => role_first_write_after_fork(),
         other => panic!("unknown role {other}"),
     }
 }
@@ -528,4 +533,71 @@ fn fork_while_threads_wait_to_create_series_leaves_the_child_free_to_create_and_
     let samples = python_samples(dir.path());
     let forked = samples.iter().filter(|l| l.starts_with("forked_total{") && l.ends_with(" 1.0")).count();
     expect_eq("series made in children and grandchildren", forked, 2 * FORKS_UNDER_CREATION)
+}
+
+/// This process's count of read- and write-family system calls (`/proc/self/io`).
+fn syscall_counts() -> (u64, u64) {
+    let io = std::fs::read_to_string("/proc/self/io").expect("/proc/self/io");
+    let field = |name: &str| -> u64 {
+        io.lines().find_map(|l| l.strip_prefix(name)).expect("field in /proc/self/io").trim().parse().unwrap()
+    };
+    (field("syscr:"), field("syscw:"))
+}
+
+/// Declares 100 labeled counters and a 10-bucket histogram, forks twice. The first
+/// child writes at once: prints how many write system calls its first `inc` made. The
+/// second calls `after_fork()` first: prints how many read and write system calls its
+/// first `inc` and `observe` made.
+fn role_first_write_after_fork() {
+    use nix::sys::wait::{WaitStatus, waitpid};
+    let registry = Registry::from_env().unwrap();
+    let family = registry.counter_family(Opts::new("series_total", "Series."), &["n"]).unwrap();
+    let counters: Vec<_> = (0..100).map(|n| family.get(&[&n.to_string()]).unwrap()).collect();
+    let buckets: Vec<f64> = (1..=10).map(f64::from).collect();
+    let histogram = registry.histogram(Opts::new("latency_seconds", "Latency."), &buckets).unwrap();
+    for explicit in [false, true] {
+        match fork() {
+            nix::unistd::ForkResult::Child => {
+                if explicit {
+                    registry.after_fork().unwrap();
+                }
+                let before = syscall_counts();
+                counters[0].inc();
+                histogram.observe(0.5);
+                let after = syscall_counts();
+                // What a read of /proc/self/io itself costs, measured the same way.
+                let probe = syscall_counts();
+                let read_cost = probe.0 - after.0;
+                println!(
+                    "{} reads={} writes={}",
+                    if explicit { "after_fork" } else { "first_write" },
+                    after.0 - before.0 - read_cost,
+                    after.1 - before.1
+                );
+                std::process::exit(0);
+            }
+            nix::unistd::ForkResult::Parent { child } => {
+                assert_eq!(waitpid(child, None).unwrap(), WaitStatus::Exited(child, 0));
+            }
+        }
+    }
+}
+
+fn a_fork_child_rewrites_each_file_with_one_write_and_after_fork_leaves_inc_without_system_calls() -> Result<(), Failed>
+{
+    let dir = TestDir::new();
+    let out = role_command("first-write-after-fork", dir.path()).output()?;
+    if !out.status.success() {
+        return Err(format!("master failed: {}", String::from_utf8_lossy(&out.stderr)).into());
+    }
+    let stdout = String::from_utf8(out.stdout)?;
+    // The child's two new files (counter, histogram): each is read once when opened,
+    // gets its header written when created, then one write for all its entries (100
+    // counters; 12 histogram entries); plus the pid written into the liveness file.
+    // One write per entry would be 2 + 1 + 112.
+    expect_eq(
+        "system calls of the first writes in each child",
+        stdout.lines().collect::<Vec<_>>(),
+        vec!["first_write reads=2 writes=5", "after_fork reads=0 writes=0"],
+    )
 }

@@ -1,9 +1,28 @@
 //! The metric handles: one type per file, all created fallibly by a
 //! [`Registry`](crate::Registry) and used infallibly.
 //!
-//! A handle is an `Arc` to its series: cheap to clone, `Send + Sync`, and each
-//! `inc`/`set`/`observe` is one epoch check and one atomic read-modify-write on the
-//! shared mapping: no lock, no allocation, no system call.
+//! A handle is an `Arc` to its series: cheap to clone and `Send + Sync`.
+//!
+//! # The hot path, exactly
+//!
+//! Every write first compares the handle's epoch with the process's (two loads), then:
+//!
+//! | operation | on the shared mapping |
+//! |---|---|
+//! | `Counter::inc`/`inc_by`, `Gauge::inc`/`dec` | one compare-and-swap loop on the value's bits |
+//! | `Gauge::set` | one store; in the `mostrecent` modes two (value, then timestamp) and a clock read (`clock_gettime`, served by the vDSO on Linux, not a system call) |
+//! | `Histogram::observe` | two compare-and-swap loops (`_sum`, then the bucket) |
+//! | `Summary::observe` | two compare-and-swap loops (`_count`, then `_sum`) |
+//!
+//! No lock, no allocation, no system call, **with one exception**: the first write
+//! through any handle of a registry in a new process epoch (the first after `fork()`,
+//! or after [`set_worker_id`](crate::set_worker_id)) re-resolves every series of that
+//! registry into this process's own files. That write takes the fork guard and the
+//! registry's state lock, takes the worker ID's liveness lock (waiting up to 1 s for a
+//! holder that is exiting, up to 60 s while a compaction folds that ID), opens and
+//! reads the files and writes each file's entries with one `pwrite`. A worker calls
+//! [`Registry::after_fork`](crate::Registry::after_fork) right after `fork()` to do this
+//! work there instead of inside its first request.
 
 mod children;
 mod counter;

@@ -68,41 +68,51 @@ impl DbFile {
         &self.path
     }
 
-    /// The slots of `key`, appending a zero entry for it when it is new.
-    pub(crate) fn slots(&mut self, key: &[u8]) -> Result<EntrySlots> {
+    /// The slots of every key, in order, appending a zero entry for each new one. The
+    /// new entries are written with one `pwrite` and published with one store of
+    /// `used`, after growing the file (once) if they do not fit. On an error nothing
+    /// is published.
+    pub(crate) fn slots_of_all(&mut self, keys: &[&[u8]]) -> Result<Vec<EntrySlots>> {
         if self.map.truncated() || self.older_maps.iter().any(SharedMap::truncated) {
             return Err(Error::new(ErrorKind::CorruptFile).at(&self.path).expected(
                 "a file only this writer changes, found it truncated under its mapping by another process \
                  (the writes that met the missing pages are lost)",
             ));
         }
-        let offset = match self.positions.get(key) {
-            Some(&offset) => offset,
-            None => self.append(key)?,
-        };
-        Ok(EntrySlots {
-            value: self.map.u64_at(offset).expect("indexed entries lie inside the mapping"),
-            timestamp: self.map.u64_at(offset + 8).expect("indexed entries lie inside the mapping"),
-        })
-    }
-
-    fn append(&mut self, key: &[u8]) -> Result<usize> {
-        if i32::try_from(key.len()).is_err() {
-            return Err(Error::new(ErrorKind::FileTooLarge).at(&self.path).expected("a key shorter than 2 GiB"));
+        let mut appended: HashMap<&[u8], usize> = HashMap::new();
+        let mut bytes = Vec::new();
+        let mut offsets = Vec::with_capacity(keys.len());
+        for &key in keys {
+            if let Some(&offset) = self.positions.get(key).or_else(|| appended.get(key)) {
+                offsets.push(offset);
+                continue;
+            }
+            if i32::try_from(key.len()).is_err() {
+                return Err(Error::new(ErrorKind::FileTooLarge).at(&self.path).expected("a key shorter than 2 GiB"));
+            }
+            let offset = self.used + bytes.len() + format::value_offset_in_entry(key.len());
+            format::encode_entry(&mut bytes, key, 0.0, 0.0);
+            appended.insert(key, offset);
+            offsets.push(offset);
         }
-        let needed = self.used + format::entry_len(key.len());
-        if needed > self.map.len() {
-            self.grow(needed)?;
+        if !bytes.is_empty() {
+            let needed = self.used + bytes.len();
+            if needed > self.map.len() {
+                self.grow(needed)?;
+            }
+            // Publish protocol: the entries' bytes first, then `used`.
+            file::write_at(&self.file, &self.path, &bytes, self.used)?;
+            self.used = needed;
+            self.used_word.store(needed as u32, Ordering::Release);
+            self.positions.extend(appended.into_iter().map(|(key, offset)| (Box::from(key), offset)));
         }
-        let mut entry = Vec::with_capacity(format::entry_len(key.len()));
-        format::encode_entry(&mut entry, key, 0.0, 0.0);
-        // Publish protocol: the entry's bytes first, then `used`.
-        file::write_at(&self.file, &self.path, &entry, self.used)?;
-        let value_offset = self.used + format::value_offset_in_entry(key.len());
-        self.used = needed;
-        self.used_word.store(needed as u32, Ordering::Release);
-        self.positions.insert(key.into(), value_offset);
-        Ok(value_offset)
+        Ok(offsets
+            .into_iter()
+            .map(|offset| EntrySlots {
+                value: self.map.u64_at(offset).expect("indexed entries lie inside the mapping"),
+                timestamp: self.map.u64_at(offset + 8).expect("indexed entries lie inside the mapping"),
+            })
+            .collect())
     }
 
     fn grow(&mut self, needed: usize) -> Result<()> {

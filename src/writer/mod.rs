@@ -150,7 +150,7 @@ impl Shared {
     pub(crate) fn worker_id(&self) -> WorkerId {
         let _guard = region::FORK_GUARD.read();
         let mut state = self.state.lock();
-        self.refresh(&mut state);
+        let _ = self.refresh(&mut state); // failures are logged and counted
         state.id.clone()
     }
 
@@ -159,7 +159,7 @@ impl Shared {
     pub(crate) fn create_series(self: &Arc<Self>, prefix: &'static str, keys: Vec<Box<[u8]>>) -> Result<Arc<Series>> {
         let _guard = region::FORK_GUARD.read();
         let mut state = self.state.lock();
-        self.refresh(&mut state);
+        let _ = self.refresh(&mut state); // failures are logged and counted
         let slots = self.place(&mut state, prefix, &keys)?;
         let series = Arc::new(Series {
             shared: Arc::clone(self),
@@ -188,16 +188,20 @@ impl Shared {
             state.files.insert(prefix, db);
         }
         let db = state.files.get_mut(prefix).expect("inserted above");
-        keys.iter().map(|key| db.slots(key)).collect()
+        let keys: Vec<&[u8]> = keys.iter().map(|key| &**key).collect();
+        db.slots_of_all(&keys)
     }
 
     /// Brings the state to the current process epoch: after `fork()` or a worker-ID
-    /// change, opens this process's own files and re-places every live series in them,
-    /// in creation order.
-    fn refresh(&self, state: &mut State) {
+    /// change, takes the worker ID's liveness lock, opens this process's own files and
+    /// re-places every live series in them, in creation order, with one write per file
+    /// (falling back to one series at a time in a file where that write fails, so that
+    /// one failure loses as few series as possible). Returns the first failure: a
+    /// worker ID that could not be taken, or a series whose writes are now dropped.
+    fn refresh(&self, state: &mut State) -> Result<()> {
         let epoch = region::epoch();
         if state.epoch == epoch {
-            return;
+            return Ok(());
         }
         state.epoch = epoch;
         state.id = identity::current(epoch, self.configured_id.as_ref(), self.creator_epoch);
@@ -205,41 +209,83 @@ impl Shared {
         // fork child the parent's liveness lock was already closed by the fork hook.
         state.files.clear();
         state.live = None;
+        let mut first_error = None;
         match lock_liveness(&self.dir, &state.id, self.file_mode) {
             Ok(live) => state.live = Some(live),
-            Err(err) => log::error!("metrics writer cannot take worker ID {}: {err}", state.id),
+            Err(err) => {
+                log::error!("metrics writer cannot take worker ID {}: {err}", state.id);
+                first_error = Some(err);
+            }
         }
         state.series.retain(|weak| weak.strong_count() > 0);
         let all: Vec<Arc<Series>> = state.series.iter().filter_map(Weak::upgrade).collect();
-        for series in all {
-            match self.place(state, series.prefix, &series.keys) {
+        // The series of each file, in creation order; files in order of first use.
+        let mut by_file: Vec<(&'static str, Vec<&Arc<Series>>)> = Vec::new();
+        for series in &all {
+            match by_file.iter_mut().find(|(prefix, _)| *prefix == series.prefix) {
+                Some((_, list)) => list.push(series),
+                None => by_file.push((series.prefix, vec![series])),
+            }
+        }
+        for (prefix, list) in by_file {
+            let keys: Vec<Box<[u8]>> = list.iter().flat_map(|series| series.keys.iter().cloned()).collect();
+            match self.place(state, prefix, &keys) {
                 Ok(slots) => {
-                    for (cell, slot) in series.values.iter().zip(&slots) {
-                        cell.set(slot.value);
+                    let mut slots = slots.into_iter();
+                    for series in list {
+                        let mine: Vec<EntrySlots> = slots.by_ref().take(series.keys.len()).collect();
+                        series.point_at(&mine, epoch);
                     }
-                    series.timestamp.set(slots[0].timestamp);
                 }
-                Err(err) => {
-                    self.lost_series.fetch_add(1, Ordering::Relaxed);
-                    // Counted in the self-metrics once the state lock is released
-                    // (`flush_fork_drops`): a handle's write would need that lock.
-                    self.pending_fork_drops.fetch_add(1, Ordering::Relaxed);
-                    log::error!("metrics series could not be re-created after fork, its writes are dropped: {err}");
-                    for cell in series.values.iter() {
-                        cell.set(&DISCARD);
+                Err(_) => {
+                    for series in list {
+                        // Without the worker ID no file can be opened: do not wait for
+                        // it again for every series.
+                        let placed = if state.live.is_some() {
+                            self.place(state, prefix, &series.keys)
+                        } else {
+                            Err(Error::new(ErrorKind::WorkerIdInUse)
+                                .about(state.id.to_string())
+                                .expected("this worker ID's liveness lock, to write its files"))
+                        };
+                        match placed {
+                            Ok(slots) => series.point_at(&slots, epoch),
+                            Err(err) => {
+                                self.lost_series.fetch_add(1, Ordering::Relaxed);
+                                // Counted in the self-metrics once the state lock is
+                                // released (`flush_fork_drops`): a handle's write would
+                                // need that lock.
+                                self.pending_fork_drops.fetch_add(1, Ordering::Relaxed);
+                                log::error!(
+                                    "metrics series could not be re-created after fork, its writes are dropped: {err}"
+                                );
+                                series.discard(epoch);
+                                first_error.get_or_insert(err);
+                            }
+                        }
                     }
-                    series.timestamp.set(&DISCARD);
                 }
             }
-            series.epoch.store(epoch, Ordering::Release);
         }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Re-resolves every series of this registry into this process's own files now
+    /// (see [`Registry::after_fork`](crate::Registry::after_fork)).
+    pub(crate) fn after_fork(&self) -> Result<()> {
+        let _guard = region::FORK_GUARD.read();
+        let mut state = self.state.lock();
+        let result = self.refresh(&mut state);
+        drop(state);
+        self.flush_fork_drops();
+        result
     }
 
     /// Paths of the files this process has open.
     pub(crate) fn open_files(&self) -> Vec<PathBuf> {
         let _guard = region::FORK_GUARD.read();
         let mut state = self.state.lock();
-        self.refresh(&mut state);
+        let _ = self.refresh(&mut state); // failures are logged and counted
         let mut paths: Vec<PathBuf> = state.files.values().map(|f| f.path().to_path_buf()).collect();
         paths.sort();
         paths
@@ -278,18 +324,32 @@ impl Series {
     fn resync(&self) {
         let _guard = region::FORK_GUARD.read();
         let mut state = self.shared.state.lock();
-        self.shared.refresh(&mut state);
+        let _ = self.shared.refresh(&mut state); // failures are logged and counted
         if self.epoch.load(Ordering::Acquire) != state.epoch {
             // Not in the registry's list (cannot happen for a live handle); never retry
             // forever: drop its writes.
-            for cell in self.values.iter() {
-                cell.set(&DISCARD);
-            }
-            self.timestamp.set(&DISCARD);
-            self.epoch.store(state.epoch, Ordering::Release);
+            self.discard(state.epoch);
         }
         drop(state);
         self.shared.flush_fork_drops();
+    }
+
+    /// Points the handle at `slots` (one per key) and publishes that with `epoch`.
+    fn point_at(&self, slots: &[EntrySlots], epoch: u64) {
+        for (cell, slot) in self.values.iter().zip(slots) {
+            cell.set(slot.value);
+        }
+        self.timestamp.set(slots[0].timestamp);
+        self.epoch.store(epoch, Ordering::Release);
+    }
+
+    /// Points the handle at the discard slot (its writes are dropped) as of `epoch`.
+    fn discard(&self, epoch: u64) {
+        for cell in self.values.iter() {
+            cell.set(&DISCARD);
+        }
+        self.timestamp.set(&DISCARD);
+        self.epoch.store(epoch, Ordering::Release);
     }
 }
 
