@@ -210,7 +210,7 @@ impl Registry {
     /// registry.after_fork()?;
     /// requests.inc(); // one atomic read-modify-write on the mapping, nothing more
     /// assert_eq!(requests.get(), 1.0);
-    /// # Ok::<(), prometheus_multiproc::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn after_fork(&self) -> Result<()> {
         self.shared.after_fork()
