@@ -20,8 +20,16 @@ pub enum ErrorKind {
     /// accepted: the directory itself is the operator's choice; what is inside it is never
     /// followed).
     NotADirectory,
-    /// The metrics directory cannot be written.
+    /// The metrics directory cannot be written (it lacks write or search permission
+    /// for this process).
     DirNotWritable,
+    /// The operating system refused an operation on a file or directory (EACCES,
+    /// EPERM, EROFS); [`Error::path`] names it and [`Error::operation`] says what was
+    /// being done.
+    PermissionDenied,
+    /// A limit of this crate was reached (for example the number of registries one
+    /// process may hold); [`Error::expectation`] says which.
+    LimitReached,
     /// A metric name is empty or not a valid Prometheus name.
     InvalidMetricName,
     /// A label name is empty, invalid, reserved (`__` prefix, `le` on histograms,
@@ -67,6 +75,8 @@ impl ErrorKind {
             ErrorKind::DirNotSet => "metrics directory not set",
             ErrorKind::NotADirectory => "metrics directory is not a directory",
             ErrorKind::DirNotWritable => "metrics directory is not writable",
+            ErrorKind::PermissionDenied => "permission denied",
+            ErrorKind::LimitReached => "limit reached",
             ErrorKind::InvalidMetricName => "invalid metric name",
             ErrorKind::InvalidLabelName => "invalid label name",
             ErrorKind::LabelCount => "wrong number of label values",
@@ -87,48 +97,74 @@ impl ErrorKind {
     }
 }
 
-/// An error from this crate: a kind, the path or name at fault, what was expected,
-/// and the underlying I/O error if any.
+/// An error from this crate: a kind, the path or name at fault, the operation, what
+/// was expected and what was found, and the underlying I/O error if any.
+///
+/// Two words: the kind, and the details behind one allocation (made only when an
+/// error is), so that `Result`s stay small on paths that succeed.
 #[derive(Debug)]
 pub struct Error {
     kind: ErrorKind,
+    detail: Box<Detail>,
+}
+
+#[derive(Debug, Default)]
+struct Detail {
     path: Option<PathBuf>,
     subject: Option<String>,
+    operation: Option<&'static str>,
     expected: Option<Cow<'static, str>>,
+    found: Option<Cow<'static, str>>,
     source: Option<io::Error>,
 }
 
 impl Error {
     pub(crate) fn new(kind: ErrorKind) -> Self {
-        Error { kind, path: None, subject: None, expected: None, source: None }
+        Error { kind, detail: Box::default() }
     }
 
+    /// An I/O failure on `path`, classified: a full disk is [`ErrorKind::NoSpace`], a
+    /// refusal [`ErrorKind::PermissionDenied`] (of that path, whatever it is: the
+    /// directory's own permissions are checked, and named, when a registry is built),
+    /// anything else [`ErrorKind::Io`].
     pub(crate) fn io(path: &Path, source: io::Error) -> Self {
         let kind = match source.raw_os_error() {
             Some(libc::ENOSPC) | Some(libc::EDQUOT) => ErrorKind::NoSpace,
-            Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::EROFS) => ErrorKind::DirNotWritable,
+            Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::EROFS) => ErrorKind::PermissionDenied,
             _ => ErrorKind::Io,
         };
         Error::new(kind).at(path).caused_by(source)
     }
 
+    /// Says what was being done ("opening", "growing", ...), for the message.
+    pub(crate) fn during(mut self, operation: &'static str) -> Self {
+        self.detail.operation = Some(operation);
+        self
+    }
+
+    /// Says what was found instead of what was expected.
+    pub(crate) fn found(mut self, found: impl Into<Cow<'static, str>>) -> Self {
+        self.detail.found = Some(found.into());
+        self
+    }
+
     pub(crate) fn at(mut self, path: &Path) -> Self {
-        self.path = Some(path.to_path_buf());
+        self.detail.path = Some(path.to_path_buf());
         self
     }
 
     pub(crate) fn about(mut self, subject: impl Into<String>) -> Self {
-        self.subject = Some(subject.into());
+        self.detail.subject = Some(subject.into());
         self
     }
 
     pub(crate) fn expected(mut self, expected: impl Into<Cow<'static, str>>) -> Self {
-        self.expected = Some(expected.into());
+        self.detail.expected = Some(expected.into());
         self
     }
 
     pub(crate) fn caused_by(mut self, source: io::Error) -> Self {
-        self.source = Some(source);
+        self.detail.source = Some(source);
         self
     }
 
@@ -139,36 +175,53 @@ impl Error {
 
     /// The file or directory involved, if any.
     pub fn path(&self) -> Option<&Path> {
-        self.path.as_deref()
+        self.detail.path.as_deref()
     }
 
     /// The metric name, label name, label values or worker ID at fault, if any.
     pub fn subject(&self) -> Option<&str> {
-        self.subject.as_deref()
+        self.detail.subject.as_deref()
     }
 
-    /// What was expected instead, if the error can say.
+    /// What was expected, if the error can say.
     pub fn expectation(&self) -> Option<&str> {
-        self.expected.as_deref()
+        self.detail.expected.as_deref()
+    }
+
+    /// What was found instead, if the error can say.
+    pub fn found_instead(&self) -> Option<&str> {
+        self.detail.found.as_deref()
+    }
+
+    /// What was being done when the error happened ("opening", "growing", ...), if
+    /// the error can say.
+    pub fn operation(&self) -> Option<&str> {
+        self.detail.operation
     }
 
     /// The underlying I/O error, if any.
     pub fn io_error(&self) -> Option<&io::Error> {
-        self.source.as_ref()
+        self.detail.source.as_ref()
     }
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.kind.describe())?;
-        if let Some(subject) = &self.subject {
+        if let Some(subject) = &self.detail.subject {
             write!(f, " {subject:?}")?;
         }
-        if let Some(path) = &self.path {
-            write!(f, " at {}", path.display())?;
+        match (self.detail.operation, &self.detail.path) {
+            (Some(operation), Some(path)) => write!(f, " {operation} {}", path.display())?,
+            (Some(operation), None) => write!(f, " {operation}")?,
+            (None, Some(path)) => write!(f, " at {}", path.display())?,
+            (None, None) => {}
         }
-        if let Some(expected) = &self.expected {
-            write!(f, ": expected {expected}")?;
+        match (&self.detail.expected, &self.detail.found) {
+            (Some(expected), Some(found)) => write!(f, ": expected {expected}, found {found}")?,
+            (Some(expected), None) => write!(f, ": expected {expected}")?,
+            (None, Some(found)) => write!(f, ": found {found}")?,
+            (None, None) => {}
         }
         Ok(())
     }
@@ -176,7 +229,7 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source.as_ref().map(|e| e as _)
+        self.detail.source.as_ref().map(|e| e as _)
     }
 }
 
@@ -185,8 +238,8 @@ impl From<Error> for io::Error {
         let kind = match err.kind {
             ErrorKind::NoSpace => io::ErrorKind::StorageFull,
             ErrorKind::DirNotSet | ErrorKind::NotADirectory => io::ErrorKind::NotFound,
-            ErrorKind::DirNotWritable => io::ErrorKind::PermissionDenied,
-            ErrorKind::Io => err.source.as_ref().map_or(io::ErrorKind::Other, io::Error::kind),
+            ErrorKind::DirNotWritable | ErrorKind::PermissionDenied => io::ErrorKind::PermissionDenied,
+            ErrorKind::Io => err.detail.source.as_ref().map_or(io::ErrorKind::Other, io::Error::kind),
             _ => io::ErrorKind::InvalidInput,
         };
         io::Error::new(kind, err)
@@ -201,6 +254,24 @@ mod tests {
     fn display_names_subject_path_and_expectation() {
         let e = Error::new(ErrorKind::InvalidWorkerId).about("w_1").at(Path::new("/m")).expected("[A-Za-z0-9.-]");
         assert_eq!(e.to_string(), "invalid worker ID \"w_1\" at /m: expected [A-Za-z0-9.-]");
+    }
+
+    #[test]
+    fn display_says_what_was_found_beside_what_was_expected() {
+        let e = Error::new(ErrorKind::CorruptFile)
+            .at(Path::new("/m/counter_1.db"))
+            .expected("used <= 65536")
+            .found("used 70000");
+        assert_eq!(e.to_string(), "corrupt metrics file at /m/counter_1.db: expected used <= 65536, found used 70000");
+        assert_eq!(e.found_instead(), Some("used 70000"));
+    }
+
+    #[test]
+    fn a_refusal_names_the_file_and_the_operation_not_the_directory() {
+        let e = Error::io(Path::new("/m/counter_1.db"), io::Error::from_raw_os_error(libc::EACCES)).during("opening");
+        assert_eq!(e.kind(), ErrorKind::PermissionDenied);
+        assert_eq!(e.to_string(), "permission denied opening /m/counter_1.db");
+        assert_eq!(io::Error::from(e).kind(), io::ErrorKind::PermissionDenied);
     }
 
     #[test]

@@ -446,6 +446,7 @@ fn key(format: Format, escaping: Escaping) -> String {
     let f = match format {
         Format::Text => "text",
         Format::OpenMetrics => "om",
+        other => panic!("no differential scenario for {other:?}"),
     };
     format!("{f}/{}", escaping.as_str())
 }

@@ -183,6 +183,7 @@ impl fmt::Display for SkipReason {
 
 /// A file left out of a scrape, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SkippedFile {
     /// The file's path.
     pub path: PathBuf,
@@ -192,6 +193,7 @@ pub struct SkippedFile {
 
 /// The result of one scrape: merged families and the files left out.
 #[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
 pub struct Scrape {
     /// Families in Python's order (first mention, in sorted file order).
     pub families: Vec<MetricFamily>,

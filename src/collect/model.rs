@@ -10,6 +10,7 @@ use std::sync::Arc;
 /// The type of a metric family, taken from the prefix of the file that first mentions
 /// it (`counter_…`, `gauge_…`, `histogram_…`, `summary_…`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum MetricType {
     /// Counter: samples `NAME_total`.
     Counter,
@@ -41,6 +42,7 @@ impl fmt::Display for MetricType {
 
 /// One merged sample: a name, its labels and a value.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Sample {
     /// The sample name (`http_requests_total`, `latency_seconds_bucket`, …).
     pub name: Arc<str>,
@@ -61,6 +63,7 @@ impl Sample {
 /// A metric family: its name (without the counter's `_total`), help text, type, and
 /// merged samples in Python's order.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct MetricFamily {
     /// The family name, as stored in the key's first element.
     pub name: Arc<str>,

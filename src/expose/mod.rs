@@ -60,6 +60,7 @@ use crate::collect::{MetricFamily, Scrape};
 
 /// The exposition format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Format {
     /// Prometheus text: the 0.0.4 body, also the 1.0.0 body.
     Text,
@@ -70,6 +71,7 @@ pub enum Format {
 /// How names outside the legacy character set (`[a-zA-Z_:][a-zA-Z0-9_:]*`) are
 /// written, as the `escaping` parameter of the content type names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
 pub enum Escaping {
     /// Names are written as they are, quoted when not legacy (`allow-utf-8`).
     AllowUtf8,

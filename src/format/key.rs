@@ -97,6 +97,7 @@ pub struct Key {
 
 /// Why a key could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum KeyError {
     /// The key bytes are not UTF-8.
     NotUtf8 {

@@ -130,6 +130,7 @@ pub struct RawEntry<'a> {
 
 /// What is wrong with a file's bytes. Each variant says what was expected and found.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum FormatError {
     /// Fewer than four bytes: there is no `used` field.
     ShortHeader {

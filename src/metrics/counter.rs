@@ -55,7 +55,7 @@ impl Counter {
             add_f64(self.series.values()[0].get(), amount);
             Ok(())
         } else {
-            Err(Error::new(ErrorKind::NegativeIncrement).about(amount.to_string()).expected("an amount >= 0"))
+            Err(Error::new(ErrorKind::NegativeIncrement).expected("an amount >= 0").found(amount.to_string()))
         }
     }
 

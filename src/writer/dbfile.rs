@@ -49,14 +49,19 @@ impl DbFile {
             file::reserve(&file, &path, 0, capacity)?;
         }
         let data = file::read_all(&file, &path, capacity)?;
-        let corrupt = |e: format::FormatError| Error::new(ErrorKind::CorruptFile).at(&path).expected(e.to_string());
+        let corrupt = |e: format::FormatError| {
+            Error::new(ErrorKind::CorruptFile)
+                .at(&path)
+                .expected("a file in prometheus_client's format, to continue")
+                .found(e.to_string())
+        };
         let used = format::checked_used(&data).map_err(corrupt)?;
         let mut positions = HashMap::new();
         for entry in format::entries(&data, used) {
             let entry = entry.map_err(corrupt)?;
             positions.entry(entry.key.into()).or_insert(entry.value_offset);
         }
-        let map = SharedMap::map(&file, capacity).map_err(|e| Error::io(&path, e))?;
+        let map = SharedMap::map(&file, capacity).map_err(|e| Error::io(&path, e).during("mapping"))?;
         let used_word = map.u32_at(0).expect("a mapping holds at least its header");
         if used_word.load(Ordering::Acquire) == 0 {
             used_word.store(format::HEADER_LEN as u32, Ordering::Release);
@@ -122,7 +127,7 @@ impl DbFile {
         file::reserve(&self.file, &self.path, old, capacity - old)?;
         // The old mapping stays: slots handed out from it remain valid and share the
         // same page cache pages as the new one.
-        let map = SharedMap::map(&self.file, capacity).map_err(|e| Error::io(&self.path, e))?;
+        let map = SharedMap::map(&self.file, capacity).map_err(|e| Error::io(&self.path, e).during("mapping"))?;
         self.older_maps.push(std::mem::replace(&mut self.map, map));
         self.used_word = self.map.u32_at(0).expect("a mapping holds at least its header");
         Ok(())

@@ -380,9 +380,10 @@ fn lock_liveness(dir: &Path, id: &WorkerId, mode: u32) -> Result<LiveLock> {
     };
     crate::cleanup::take_over_slot(dir, id.as_str())?;
     LiveLock::hold(file).map_err(|_| {
-        Error::new(ErrorKind::Io)
+        Error::new(ErrorKind::LimitReached)
             .about(id.to_string())
             .expected(format!("at most {} registries per process", region::MAX_LIVE_LOCKS))
+            .found(format!("{} held already", region::MAX_LIVE_LOCKS))
     })
 }
 
