@@ -197,7 +197,8 @@ pub use collect::{Collector, MetricFamily, MetricType, Sample, Scrape, SkipReaso
 pub use error::{Error, ErrorKind, Result};
 pub use expose::{Escaping, Format, Rendered, negotiate, render};
 pub use metrics::{
-    Counter, DEFAULT_BUCKETS, Family, Gauge, GaugeMode, Histogram, Metric, OVERFLOW_LABEL_VALUE, Opts, Summary,
+    Amount, Counter, DEFAULT_BUCKETS, Family, Gauge, GaugeMode, Histogram, InProgress, Metric, OVERFLOW_LABEL_VALUE,
+    Opts, Summary, Timer, exponential_buckets, exponential_buckets_range, linear_buckets,
 };
 pub use region::{SIGBUS_GUARD_ENV, disable_sigbus_guard};
 pub use registry::{DIR_ENV, DIR_ENV_DEPRECATED, DROPPED_SERIES_METRIC, Registry, RegistryBuilder, dir_from_env};

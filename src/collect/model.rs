@@ -75,3 +75,35 @@ pub struct MetricFamily {
     /// HELP and TYPE lines are still exposed, as Python exposes them).
     pub samples: Vec<Sample>,
 }
+
+impl super::Scrape {
+    /// The family named `name` (without a counter's `_total`), if the scrape has it.
+    pub fn family(&self, name: &str) -> Option<&MetricFamily> {
+        self.families.iter().find(|f| &*f.name == name)
+    }
+
+    /// The sample named `name` (`http_requests_total`, `latency_seconds_bucket`, ...)
+    /// whose labels are exactly `labels`, in any order; for tests and tools.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// use prometheus_multiproc::{Collector, Opts, Registry};
+    /// let registry = Registry::builder().dir(dir.path()).build()?;
+    /// let requests = registry.counter_family(Opts::new("requests_total", "Requests."), &["route", "status"])?;
+    /// requests.get(&["/", "200"])?.inc_by(3);
+    /// let scrape = Collector::new(dir.path())?.collect()?;
+    /// assert_eq!(scrape.value("requests_total", &[("status", "200"), ("route", "/")]), Some(3.0));
+    /// assert_eq!(scrape.value("requests_total", &[("route", "/")]), None, "labels must match exactly");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn sample(&self, name: &str, labels: &[(&str, &str)]) -> Option<&Sample> {
+        self.families.iter().flat_map(|f| &f.samples).find(|s| {
+            &*s.name == name && s.labels.len() == labels.len() && labels.iter().all(|(k, v)| s.label(k) == Some(*v))
+        })
+    }
+
+    /// The value of [`Scrape::sample`]`(name, labels)`.
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        self.sample(name, labels).map(|s| s.value)
+    }
+}

@@ -1,5 +1,6 @@
 use std::sync::Arc;
 
+use super::Amount;
 use crate::error::{Error, ErrorKind, Result};
 use crate::writer::{Series, add_f64, load_f64};
 
@@ -36,7 +37,8 @@ impl Counter {
     /// NaN amount is ignored too, deliberately stricter than Python (which would store
     /// NaN and poison the counter for good). Use [`Counter::try_inc_by`] to be told.
     #[inline]
-    pub fn inc_by(&self, amount: f64) {
+    pub fn inc_by(&self, amount: impl Into<Amount>) {
+        let amount = amount.into().0;
         // Checked here rather than through `try_inc_by`, so that a refused amount
         // costs no error value (the hot path never allocates).
         if amount >= 0.0 {
@@ -50,7 +52,8 @@ impl Counter {
     /// [`ErrorKind::NegativeIncrement`] when `amount` is negative or NaN; nothing is
     /// written then.
     #[inline]
-    pub fn try_inc_by(&self, amount: f64) -> Result<()> {
+    pub fn try_inc_by(&self, amount: impl Into<Amount>) -> Result<()> {
+        let amount = amount.into().0;
         if amount >= 0.0 {
             add_f64(self.series.values()[0].get(), amount);
             Ok(())

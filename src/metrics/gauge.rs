@@ -2,6 +2,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::{Amount, InProgress};
 use crate::error::{Error, ErrorKind, Result};
 use crate::writer::{Series, add_f64, load_f64, store_f64};
 
@@ -149,14 +150,14 @@ impl Gauge {
 
     /// Adds `amount`. Ignored in the `mostrecent` modes.
     #[inline]
-    pub fn inc_by(&self, amount: f64) {
-        self.add(amount);
+    pub fn inc_by(&self, amount: impl Into<Amount>) {
+        self.add(amount.into().0);
     }
 
     /// Subtracts `amount`. Ignored in the `mostrecent` modes.
     #[inline]
-    pub fn dec_by(&self, amount: f64) {
-        self.add(-amount);
+    pub fn dec_by(&self, amount: impl Into<Amount>) {
+        self.add(-amount.into().0);
     }
 
     /// Adds `amount`, or refuses in the `mostrecent` modes.
@@ -164,8 +165,8 @@ impl Gauge {
     /// # Errors
     /// [`ErrorKind::ModeForbids`] in the `mostrecent` modes; nothing is written then.
     #[inline]
-    pub fn try_inc_by(&self, amount: f64) -> Result<()> {
-        if self.add(amount) {
+    pub fn try_inc_by(&self, amount: impl Into<Amount>) -> Result<()> {
+        if self.add(amount.into().0) {
             Ok(())
         } else {
             Err(Error::new(ErrorKind::ModeForbids)
@@ -187,7 +188,8 @@ impl Gauge {
     /// Sets the value. In the `mostrecent` modes the current time is stored beside it,
     /// and the newest value across processes wins.
     #[inline]
-    pub fn set(&self, value: f64) {
+    pub fn set(&self, value: impl Into<Amount>) {
+        let value = value.into().0;
         let slot = self.series.values()[0].get();
         store_f64(slot, value);
         if self.mode.is_most_recent() {
@@ -203,6 +205,25 @@ impl Gauge {
     /// This process's current value.
     pub fn get(&self) -> f64 {
         load_f64(self.series.values()[0].get())
+    }
+
+    /// Adds one now and subtracts it again when the returned guard is dropped: a
+    /// count of work in progress (Python's `track_inprogress()`).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// use prometheus_multiproc::{GaugeMode, Opts, Registry};
+    /// let registry = Registry::builder().dir(dir.path()).build()?;
+    /// let in_flight = registry.gauge(Opts::new("in_flight", "Requests in flight."), GaugeMode::LiveSum)?;
+    /// {
+    ///     let _in_flight = in_flight.track_inprogress();
+    ///     assert_eq!(in_flight.get(), 1.0);
+    /// }
+    /// assert_eq!(in_flight.get(), 0.0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn track_inprogress(&self) -> InProgress {
+        InProgress::new(self)
     }
 }
 

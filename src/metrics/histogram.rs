@@ -1,5 +1,6 @@
 use std::sync::Arc;
 
+use super::Timer;
 use crate::writer::{Series, add_f64, load_f64};
 
 /// Observations counted in buckets, with their sum.
@@ -57,5 +58,31 @@ impl Histogram {
     /// This process's `_sum`.
     pub fn sum(&self) -> f64 {
         load_f64(self.series.values()[0].get())
+    }
+
+    /// This process's `_count`: the observations in all buckets.
+    pub fn count(&self) -> f64 {
+        self.series.values()[1..].iter().map(|s| load_f64(s.get())).sum()
+    }
+
+    /// Starts a [`Timer`] that observes the seconds until it is dropped or stopped.
+    pub fn start_timer(&self) -> Timer {
+        Timer::for_histogram(self)
+    }
+
+    /// Runs `f` and observes how long it took, in seconds (also when it panics).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// use prometheus_multiproc::{Opts, Registry};
+    /// let registry = Registry::builder().dir(dir.path()).build()?;
+    /// let query = registry.histogram(Opts::new("query_seconds", "Query time."), &[0.1, 1.0])?;
+    /// let rows = query.time(|| 42);
+    /// assert_eq!((rows, query.count()), (42, 1.0));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn time<R>(&self, f: impl FnOnce() -> R) -> R {
+        let _timer = self.start_timer();
+        f()
     }
 }

@@ -24,6 +24,8 @@
 //! [`Registry::after_fork`](crate::Registry::after_fork) right after `fork()` to do this
 //! work there instead of inside its first request.
 
+mod amount;
+mod buckets;
 mod children;
 mod counter;
 mod family;
@@ -31,10 +33,14 @@ mod gauge;
 mod histogram;
 pub(crate) mod opts;
 mod summary;
+mod timer;
 
+pub use amount::Amount;
+pub use buckets::{exponential_buckets, exponential_buckets_range, linear_buckets};
 pub use counter::Counter;
 pub use family::{Family, Metric};
 pub use gauge::{Gauge, GaugeMode};
 pub use histogram::Histogram;
 pub use opts::{DEFAULT_BUCKETS, OVERFLOW_LABEL_VALUE, Opts};
 pub use summary::Summary;
+pub use timer::{InProgress, Timer};

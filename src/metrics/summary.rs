@@ -1,5 +1,6 @@
 use std::sync::Arc;
 
+use super::Timer;
 use crate::writer::{Series, add_f64, load_f64};
 
 /// A count and a sum of observations (no quantiles, as in Python's multiprocess mode).
@@ -40,5 +41,16 @@ impl Summary {
     /// This process's `_sum`.
     pub fn sum(&self) -> f64 {
         load_f64(self.series.values()[1].get())
+    }
+
+    /// Starts a [`Timer`] that observes the seconds until it is dropped or stopped.
+    pub fn start_timer(&self) -> Timer {
+        Timer::for_summary(self)
+    }
+
+    /// Runs `f` and observes how long it took, in seconds (also when it panics).
+    pub fn time<R>(&self, f: impl FnOnce() -> R) -> R {
+        let _timer = self.start_timer();
+        f()
     }
 }
