@@ -87,9 +87,12 @@ impl RegistryBuilder {
     /// Also writes the counter `prometheus_multiproc_dropped_series_total{reason}`:
     /// series this process could not create because the disk was full (`no_space`) or
     /// of another I/O failure (`io`), lookups a cardinality guard sent to the overflow
-    /// series (`cardinality`, see [`Opts::max_series`]), and series lost in a fork child
-    /// (`fork`). Its entries are created when the registry is built, so they exist
-    /// before any disk fills up. Off by default (it adds a family to the output).
+    /// series (`cardinality`, see [`Opts::max_series`]), series lost in a fork child
+    /// (`fork`), and refused writes: negative or NaN counter increments
+    /// (`negative_increment`) and `inc`/`dec` on `mostrecent` gauges
+    /// (`inc_on_mostrecent`). Its entries are created when the registry is built, so
+    /// they exist before any disk fills up. Off by default (it adds a family to the
+    /// output); [`Registry::dropped_series`] counts the same in the process either way.
     pub fn self_metrics(mut self, on: bool) -> Self {
         self.self_metrics = on;
         self
@@ -131,7 +134,8 @@ impl RegistryBuilder {
             let dropped = registry.counter_family(
                 Opts::new(
                     DROPPED_SERIES_METRIC,
-                    "Series this writer could not create, by reason (no_space, io, cardinality, fork).",
+                    "Series this writer could not create and writes it refused, by reason (no_space, io, \
+                     cardinality, fork, negative_increment, inc_on_mostrecent).",
                 ),
                 &["reason"],
             )?;
@@ -227,8 +231,9 @@ impl Registry {
         self.shared.lost_series.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Series this process could not create, by reason (`no_space`, `io`,
-    /// `cardinality`, `fork`), whether or not self-metrics are on.
+    /// Series this process could not create and writes it refused, by reason
+    /// (`no_space`, `io`, `cardinality`, `fork`, `negative_increment`,
+    /// `inc_on_mostrecent`), whether or not self-metrics are on.
     pub fn dropped_series(&self) -> Vec<(&'static str, u64)> {
         self.shared.dropped()
     }

@@ -193,3 +193,32 @@ fn threads_racing_to_create_the_same_children_share_one_series_each() {
     let used = prometheus_multiproc::format::checked_used(&bytes).unwrap();
     assert_eq!(prometheus_multiproc::format::entries(&bytes, used).count(), 200, "one entry per label set");
 }
+
+#[test]
+fn refused_writes_are_counted_by_reason_in_the_self_metric_and_try_forms_are_not() {
+    let dir = TestDir::new();
+    let registry = Registry::builder()
+        .dir(dir.path())
+        .worker_id(WorkerId::new("api").unwrap())
+        .self_metrics(true)
+        .build()
+        .unwrap();
+    let c = registry.counter(Opts::new("c_total", "C.")).unwrap();
+    let g = registry.gauge(Opts::new("g", "G."), GaugeMode::MostRecent).unwrap();
+    for bad in [-1.0, -0.5, f64::NAN] {
+        c.inc_by(bad);
+        assert!(c.try_inc_by(bad).is_err());
+    }
+    g.inc();
+    g.dec_by(2);
+    assert!(g.try_inc_by(1).is_err());
+    g.set(7);
+    let counts = registry.dropped_series();
+    assert!(counts.contains(&("negative_increment", 3)), "{counts:?}");
+    assert!(counts.contains(&("inc_on_mostrecent", 2)), "{counts:?}");
+    let scrape = prometheus_multiproc::Collector::new(dir.path()).unwrap().collect().unwrap();
+    let dropped = |reason| scrape.value("prometheus_multiproc_dropped_series_total", &[("reason", reason)]);
+    assert_eq!(dropped("negative_increment"), Some(3.0));
+    assert_eq!(dropped("inc_on_mostrecent"), Some(2.0));
+    assert_eq!((c.get(), g.get()), (0.0, 7.0), "nothing refused was written");
+}

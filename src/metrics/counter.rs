@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use super::Amount;
 use crate::error::{Error, ErrorKind, Result};
-use crate::writer::{Series, add_f64, load_f64};
+use crate::writer::{DropReason, Series, add_f64, load_f64};
 
 /// A monotonically increasing value; every process's counts are summed at scrape time.
 ///
@@ -13,8 +13,10 @@ use crate::writer::{Series, add_f64, load_f64};
 /// let jobs = registry.counter(Opts::new("jobs_total", "Jobs processed."))?;
 /// jobs.inc();
 /// jobs.inc_by(2.5);
-/// jobs.inc_by(-1.0); // refused: counters never go down
+/// jobs.inc_by(-1.0); // refused: counters never go down (counted and logged once)
 /// assert_eq!(jobs.get(), 3.5);
+/// assert!(registry.dropped_series().contains(&("negative_increment", 1)));
+/// assert!(jobs.try_inc_by(-1.0).is_err());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone)]
@@ -33,9 +35,13 @@ impl Counter {
         add_f64(self.series.values()[0].get(), 1.0);
     }
 
-    /// Adds `amount`. A negative amount is ignored where Python raises `ValueError`; a
-    /// NaN amount is ignored too, deliberately stricter than Python (which would store
-    /// NaN and poison the counter for good). Use [`Counter::try_inc_by`] to be told.
+    /// Adds `amount`. A negative amount is refused where Python raises `ValueError`; a
+    /// NaN amount is refused too, deliberately stricter than Python (which would store
+    /// NaN and poison the counter for good). A refusal writes nothing, counts one in
+    /// [`Registry::dropped_series`](crate::Registry::dropped_series) (and the
+    /// self-metric, if on) under `negative_increment`, and the first one of the process
+    /// is logged (a warning naming the metric: one allocation and one log call, once).
+    /// Use [`Counter::try_inc_by`] to be told.
     #[inline]
     pub fn inc_by(&self, amount: impl Into<Amount>) {
         let amount = amount.into().0;
@@ -43,10 +49,13 @@ impl Counter {
         // costs no error value (the hot path never allocates).
         if amount >= 0.0 {
             add_f64(self.series.values()[0].get(), amount);
+        } else {
+            self.series.refused(DropReason::NegativeIncrement, amount);
         }
     }
 
-    /// Adds `amount`, or refuses a negative or NaN amount.
+    /// Adds `amount`, or refuses a negative or NaN amount and says so (the refusal is
+    /// the caller's to handle: it is neither counted nor logged).
     ///
     /// # Errors
     /// [`ErrorKind::NegativeIncrement`] when `amount` is negative or NaN; nothing is

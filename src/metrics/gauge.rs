@@ -4,7 +4,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::{Amount, InProgress};
 use crate::error::{Error, ErrorKind, Result};
-use crate::writer::{Series, add_f64, load_f64, store_f64};
+use crate::writer::{DropReason, Series, add_f64, load_f64, store_f64};
 
 /// How the collector merges one gauge across processes (Python's
 /// `multiprocess_mode`). The `live` modes count only processes that are alive.
@@ -135,32 +135,36 @@ impl Gauge {
         self.mode
     }
 
-    /// Adds one. Ignored in the `mostrecent` modes (Python raises there); see
-    /// [`Gauge::try_inc_by`].
+    /// Adds one. Refused in the `mostrecent` modes (Python raises there): nothing is
+    /// written, one is counted in
+    /// [`Registry::dropped_series`](crate::Registry::dropped_series) (and the
+    /// self-metric, if on) under `inc_on_mostrecent`, and the first refusal of the
+    /// process is logged. See [`Gauge::try_inc_by`].
     #[inline]
     pub fn inc(&self) {
-        self.add(1.0);
+        self.add_or_count(1.0);
     }
 
-    /// Subtracts one. Ignored in the `mostrecent` modes.
+    /// Subtracts one. Refused in the `mostrecent` modes, as [`Gauge::inc`].
     #[inline]
     pub fn dec(&self) {
-        self.add(-1.0);
+        self.add_or_count(-1.0);
     }
 
-    /// Adds `amount`. Ignored in the `mostrecent` modes.
+    /// Adds `amount`. Refused in the `mostrecent` modes, as [`Gauge::inc`].
     #[inline]
     pub fn inc_by(&self, amount: impl Into<Amount>) {
-        self.add(amount.into().0);
+        self.add_or_count(amount.into().0);
     }
 
-    /// Subtracts `amount`. Ignored in the `mostrecent` modes.
+    /// Subtracts `amount`. Refused in the `mostrecent` modes, as [`Gauge::inc`].
     #[inline]
     pub fn dec_by(&self, amount: impl Into<Amount>) {
-        self.add(-amount.into().0);
+        self.add_or_count(-amount.into().0);
     }
 
-    /// Adds `amount`, or refuses in the `mostrecent` modes.
+    /// Adds `amount`, or refuses in the `mostrecent` modes and says so (the refusal is
+    /// the caller's to handle: it is neither counted nor logged).
     ///
     /// # Errors
     /// [`ErrorKind::ModeForbids`] in the `mostrecent` modes; nothing is written then.
@@ -172,6 +176,14 @@ impl Gauge {
             Err(Error::new(ErrorKind::ModeForbids)
                 .about(self.mode.as_str())
                 .expected("set(), not inc/dec, in the mostrecent modes"))
+        }
+    }
+
+    /// Adds `amount`, or counts the refusal when the mode forbids it.
+    #[inline]
+    fn add_or_count(&self, amount: f64) {
+        if !self.add(amount) {
+            self.series.refused(DropReason::IncOnMostRecent, amount);
         }
     }
 

@@ -40,8 +40,10 @@ pub(crate) struct Shared {
     pub(crate) lost_series: AtomicU64,
     /// Series lost after fork, not yet counted (see `flush_fork_drops`).
     pending_fork_drops: AtomicU64,
-    /// Series not created, by [`DropReason`], in this process.
+    /// Series not created and writes refused, by [`DropReason`], in this process.
     dropped: [AtomicU64; DropReason::ALL.len()],
+    /// Whether a refusal of each reason was logged already (each is logged once).
+    refusal_logged: [std::sync::atomic::AtomicBool; DropReason::ALL.len()],
     /// The registry's own counters of dropped series, when self-metrics are on.
     self_metrics: std::sync::OnceLock<Vec<crate::metrics::Counter>>,
 }
@@ -57,11 +59,21 @@ pub(crate) enum DropReason {
     Cardinality,
     /// It could not be re-created in this process's files after `fork()`.
     Fork,
+    /// A write refused: a negative or NaN counter increment.
+    NegativeIncrement,
+    /// A write refused: `inc`/`dec` on a gauge in a `mostrecent` mode.
+    IncOnMostRecent,
 }
 
 impl DropReason {
-    pub(crate) const ALL: [DropReason; 4] =
-        [DropReason::NoSpace, DropReason::Io, DropReason::Cardinality, DropReason::Fork];
+    pub(crate) const ALL: [DropReason; 6] = [
+        DropReason::NoSpace,
+        DropReason::Io,
+        DropReason::Cardinality,
+        DropReason::Fork,
+        DropReason::NegativeIncrement,
+        DropReason::IncOnMostRecent,
+    ];
 
     pub(crate) fn as_str(self) -> &'static str {
         match self {
@@ -69,6 +81,8 @@ impl DropReason {
             DropReason::Io => "io",
             DropReason::Cardinality => "cardinality",
             DropReason::Fork => "fork",
+            DropReason::NegativeIncrement => "negative_increment",
+            DropReason::IncOnMostRecent => "inc_on_mostrecent",
         }
     }
 
@@ -111,6 +125,7 @@ impl Shared {
             lost_series: AtomicU64::new(0),
             pending_fork_drops: AtomicU64::new(0),
             dropped: Default::default(),
+            refusal_logged: Default::default(),
             self_metrics: std::sync::OnceLock::new(),
         }))
     }
@@ -122,6 +137,29 @@ impl Shared {
         self.dropped[i].fetch_add(1, Ordering::Relaxed);
         if let Some(counters) = self.self_metrics.get() {
             counters[i].inc();
+        }
+    }
+
+    /// Counts a refused write of `series` (a negative counter increment, `inc` on a
+    /// `mostrecent` gauge) and logs the first of each reason in this process.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn count_refusal(&self, reason: DropReason, series: &Series, amount: f64) {
+        self.count_dropped(reason);
+        let i = DropReason::ALL.iter().position(|r| *r == reason).expect("every reason is listed");
+        if !self.refusal_logged[i].swap(true, Ordering::Relaxed) {
+            let name =
+                crate::format::key::decode_key(&series.keys[0]).map_or_else(|_| "?".to_owned(), |k| k.metric_name);
+            let what = match reason {
+                DropReason::IncOnMostRecent => "inc/dec on a gauge in a mostrecent mode (use set)",
+                _ => "a negative or NaN counter increment",
+            };
+            log::warn!(
+                "metric {name}: refused {what} ({amount}); this and later refusals are counted in \
+                 {}{{reason=\"{}\"}} and Registry::dropped_series(), and not logged again",
+                crate::DROPPED_SERIES_METRIC,
+                reason.as_str()
+            );
         }
     }
 
@@ -311,6 +349,13 @@ impl Series {
             self.resync();
         }
         &self.values
+    }
+
+    /// Counts a refused write (see [`Shared::count_refusal`]).
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn refused(&self, reason: DropReason, amount: f64) {
+        self.shared.count_refusal(reason, self, amount);
     }
 
     /// The timestamp slot of the first entry (used by the `mostrecent` modes).
