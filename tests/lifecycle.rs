@@ -41,6 +41,10 @@ fn main() {
             "clear_directory_removes_only_our_files_and_spares_live_dirs",
             clear_directory_removes_only_our_files,
         ),
+        Trial::test(
+            "process_metrics_cover_every_live_worker_and_leave_with_a_dead_one",
+            process_metrics_cover_every_live_worker_and_leave_with_a_dead_one,
+        ),
     ];
     support::main_with_roles(run_role, tests)
 }
@@ -340,4 +344,46 @@ fn clear_directory_removes_compaction_leftovers_and_symlinks() -> Result<(), Fai
         std::fs::read_dir(dir.path())?.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     left.sort();
     expect_eq("kept", left, [".hidden", "keep.txt", "summary_8.db"].map(String::from).to_vec())
+}
+
+fn process_metrics_cover_every_live_worker_and_leave_with_a_dead_one() -> Result<(), Failed> {
+    let dir = TestDir::new();
+    let (w1, w2) = (hold(&dir, "pm1")?, hold(&dir, "pm2")?);
+    let pid2 = w2.id();
+    let collector = Collector::new(dir.path())?.with_process_metrics(true);
+    let scrape = collector.collect()?;
+    for worker in ["pm1", "pm2"] {
+        for name in [
+            "process_cpu_seconds_total",
+            "process_virtual_memory_bytes",
+            "process_resident_memory_bytes",
+            "process_start_time_seconds",
+            "process_open_fds",
+            "process_max_fds",
+        ] {
+            let value = scrape.value(name, &[("worker", worker)]).ok_or(format!("no {name} for {worker}"))?;
+            if value.is_nan() || value < 0.0 {
+                return Err(format!("{name}{{worker={worker}}} = {value}").into());
+            }
+        }
+    }
+    let rss = scrape.value("process_resident_memory_bytes", &[("worker", "pm2")]).unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{pid2}/status"))?;
+    let vm_rss_kib: f64 =
+        status.lines().find_map(|l| l.strip_prefix("VmRSS:")).unwrap().trim().trim_end_matches(" kB").trim().parse()?;
+    if (rss / 1024.0 - vm_rss_kib).abs() > vm_rss_kib * 0.5 {
+        return Err(format!("resident memory {rss} B is not the worker's VmRSS {vm_rss_kib} KiB").into());
+    }
+    let page = String::from_utf8(render(&scrape, None, None).body)?;
+    if !page.contains("# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total{worker=\"pm1\"}") {
+        return Err(format!("exposition: {page}").into());
+    }
+    kill(w1)?;
+    wait_dead(&dir, "pm1")?;
+    let scrape = collector.collect()?;
+    expect_eq("dead worker's series", scrape.value("process_open_fds", &[("worker", "pm1")]), None)?;
+    if scrape.value("process_open_fds", &[("worker", "pm2")]).is_none() {
+        return Err("the live worker lost its series".into());
+    }
+    kill(w2)
 }

@@ -54,6 +54,7 @@
 mod merge;
 mod model;
 mod name;
+mod process;
 mod read;
 mod table;
 
@@ -223,6 +224,7 @@ pub struct Scrape {
 pub struct Collector {
     dir: PathBuf,
     self_metrics: bool,
+    process_metrics: bool,
     state: Mutex<State>,
 }
 
@@ -254,7 +256,7 @@ impl Collector {
                 .expected("a directory, found another kind of file"));
         }
         crate::file::warn_if_world_writable(dir, &meta);
-        Ok(Collector { dir: dir.to_path_buf(), self_metrics: false, state: Mutex::default() })
+        Ok(Collector { dir: dir.to_path_buf(), self_metrics: false, process_metrics: false, state: Mutex::default() })
     }
 
     /// A collector over `$PROMETHEUS_MULTIPROC_DIR` (or the deprecated
@@ -283,6 +285,30 @@ impl Collector {
     /// ```
     pub fn with_self_metrics(mut self) -> Collector {
         self.self_metrics = true;
+        self
+    }
+
+    /// Adds to every scrape Python's `ProcessCollector` metrics for every live writer
+    /// of ours, one series per worker (label `worker`): `process_cpu_seconds_total`,
+    /// `process_virtual_memory_bytes`, `process_resident_memory_bytes`,
+    /// `process_start_time_seconds`, `process_open_fds` and `process_max_fds`. They are
+    /// read from `/proc` by the scraper at scrape time, with the pid each writer wrote
+    /// into its liveness file; a worker that died has no series from the next scrape
+    /// on. The scraper must share the workers' pid namespace, and needs their user for
+    /// `process_open_fds`; stock Python workers get no series. Off by default.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// use prometheus_multiproc::{Collector, Opts, Registry};
+    /// let registry = Registry::builder().dir(dir.path()).build()?; // this process is a worker
+    /// let scrape = Collector::new(dir.path())?.with_process_metrics(true).collect()?;
+    /// let worker = registry.worker_id().to_string();
+    /// let rss = scrape.value("process_resident_memory_bytes", &[("worker", &worker)]).unwrap();
+    /// assert!(rss > 0.0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_process_metrics(mut self, on: bool) -> Collector {
+        self.process_metrics = on;
         self
     }
 
@@ -415,6 +441,9 @@ impl Collector {
         let mut families = families;
         if self.self_metrics {
             families.push(skipped_files_family(&report));
+        }
+        if self.process_metrics {
+            families.extend(process::families(&self.dir));
         }
         Ok(Scrape { families, skipped: report })
     }
