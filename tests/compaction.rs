@@ -43,6 +43,10 @@ fn main() {
             "a_dead_writer_whose_pid_runs_again_is_not_folded_until_it_is_gone",
             a_dead_writer_whose_pid_runs_again_is_deferred,
         ),
+        Trial::test(
+            "compact_then_scrape_and_a_slot_takeover_log_nothing_at_warn_level",
+            compact_then_scrape_logs_no_warning,
+        ),
     ];
     support::main_with_roles(run_role, tests)
 }
@@ -65,8 +69,54 @@ fn run_role(role: &str) {
             .unwrap();
             println!("finished {}", done.removed.len());
         }
+        // Compacts, scrapes, takes over a compacted slot and scrapes again, with a
+        // logger that prints every record at warn level or above to stdout.
+        "quiet-cycle" => {
+            log::set_logger(&WARN_PRINTER).unwrap();
+            log::set_max_level(log::LevelFilter::Trace);
+            let dir = std::env::var("PROMETHEUS_MULTIPROC_DIR").unwrap();
+            quiet_cycle(Path::new(&dir));
+        }
         other => panic!("unknown role {other}"),
     }
+}
+
+/// Prints every log record at warn level or above as `LOGGED LEVEL message`.
+struct WarnPrinter;
+
+static WARN_PRINTER: WarnPrinter = WarnPrinter;
+
+impl log::Log for WarnPrinter {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::Level::Warn
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata()) {
+            println!("LOGGED {} {}", record.level(), record.args());
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+/// A normal life of a directory: writers die, compaction folds them, scrapes read the
+/// archives, a new writer takes over a folded slot, the next compaction folds an
+/// archive again.
+fn quiet_cycle(dir: &Path) {
+    let _live = live_workers(dir, 1);
+    dead_workers(dir, "d", 0, 3);
+    let collector = Collector::new(dir).unwrap();
+    text(&collector);
+    compact(dir).unwrap();
+    text(&collector);
+    text(&Collector::new(dir).unwrap());
+    // Slot d0 was folded: a writer taking it over checks for an interrupted compaction.
+    dead_workers(dir, "d", 0, 1);
+    text(&collector);
+    compact(dir).unwrap();
+    text(&collector);
+    println!("cycle done");
 }
 
 /// One worker's life: the same families and label sets in every worker, integer and
@@ -426,6 +476,19 @@ fn a_dead_writer_whose_pid_runs_again_is_deferred() -> Result<(), Failed> {
     expect_eq("deferred", done.deferred, vec![running.clone()])?;
     expect_eq("folded", done.dead_writers, vec![gone.to_owned()])?;
     expect_eq("files", dir.db_files(), vec!["counter_0archive-1.db".to_owned(), format!("counter_{running}.db")])
+}
+
+fn compact_then_scrape_logs_no_warning() -> Result<(), Failed> {
+    let dir = TestDir::new();
+    let out = role_command("quiet-cycle", dir.path()).output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() || !stdout.contains("cycle done") {
+        return Err(
+            format!("the cycle failed: {}\n{stdout}{}", out.status, String::from_utf8_lossy(&out.stderr)).into()
+        );
+    }
+    let logged: Vec<&str> = stdout.lines().filter(|l| l.starts_with("LOGGED")).collect();
+    expect_eq("records at warn level or above", logged, vec![])
 }
 
 fn automatic_compaction_waits_for_the_threshold() -> Result<(), Failed> {

@@ -495,15 +495,28 @@ pub(crate) fn superseded(dir: &Path, names: &[String]) -> BTreeMap<String, Strin
             continue;
         }
         let manifest = archive::manifest_name(name);
-        match file::read_text(dir, &manifest).ok().and_then(|t| archive::decode_manifest(&t)) {
+        let text = match file::read_text(dir, &manifest) {
+            Ok(text) => text,
+            // The normal state of a finished compaction: its sources are gone, and with
+            // them the manifest that excluded them (step 7).
+            Err(e) if e.io_error().is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound) => continue,
+            Err(e) => {
+                log::warn!("archive {name}: cannot read its manifest, so its sources, if present, count twice: {e}");
+                continue;
+            }
+        };
+        match archive::decode_manifest(&text) {
             Some(sources) => {
                 for source in sources.into_iter().filter(|s| s != name) {
                     out.insert(source, name.clone());
                 }
             }
-            None => {
-                log::warn!("archive {name} has no readable manifest {manifest}; its sources, if present, count twice")
-            }
+            None => log::warn!(
+                "archive {name}: {} is not a source manifest (expected the header line {:?}), so its sources, \
+                 if present, count twice",
+                dir.join(&manifest).display(),
+                archive::MANIFEST_HEADER
+            ),
         }
     }
     out
