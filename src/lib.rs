@@ -153,6 +153,7 @@ mod file;
 pub mod format;
 #[cfg(any(feature = "prometheus", feature = "prometheus-client", feature = "metrics"))]
 pub mod integrations;
+mod liveness;
 pub mod metrics;
 #[cfg(feature = "http")]
 pub mod push;

@@ -47,6 +47,10 @@ fn main() {
             "compact_then_scrape_and_a_slot_takeover_log_nothing_at_warn_level",
             compact_then_scrape_logs_no_warning,
         ),
+        Trial::test(
+            "after_300_startup_kills_one_compaction_leaves_no_lock_or_temporary_file_of_a_dead_writer",
+            startup_kill_storm_leaves_no_leftovers,
+        ),
     ];
     support::main_with_roles(run_role, tests)
 }
@@ -76,6 +80,14 @@ fn run_role(role: &str) {
             log::set_max_level(log::LevelFilter::Trace);
             let dir = std::env::var("PROMETHEUS_MULTIPROC_DIR").unwrap();
             quiet_cycle(Path::new(&dir));
+        }
+        // A pid-named worker's start-up: says "start", builds its registry, creates its
+        // files, counts, says "done" and exits (unless it is killed first).
+        "startup-worker" => {
+            println!("start");
+            let registry = Registry::from_env().unwrap();
+            work(&registry, 1);
+            println!("done");
         }
         other => panic!("unknown role {other}"),
     }
@@ -489,6 +501,107 @@ fn compact_then_scrape_logs_no_warning() -> Result<(), Failed> {
     }
     let logged: Vec<&str> = stdout.lines().filter(|l| l.starts_with("LOGGED")).collect();
     expect_eq("records at warn level or above", logged, vec![])
+}
+
+/// How many start-up kills the storm makes.
+const STORM_KILLS: usize = 300;
+
+/// A small xorshift generator: the storm's kill points, reproducible from the seed it
+/// prints (`PMP_STORM_SEED` sets it).
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+/// Starts a `startup-worker` and waits until it has said "start" (it runs its `main`).
+fn start_worker(dir: &Path) -> Result<(std::process::Child, std::io::BufReader<std::process::ChildStdout>), Failed> {
+    use std::io::BufRead;
+    let mut child = role_command("startup-worker", dir).stdout(std::process::Stdio::piped()).spawn()?;
+    let mut out = std::io::BufReader::new(child.stdout.take().expect("piped"));
+    let mut line = String::new();
+    out.read_line(&mut line)?;
+    if line != "start\n" {
+        let _ = child.kill();
+        return Err(format!("a start-up worker said {line:?}, expected \"start\"").into());
+    }
+    Ok((child, out))
+}
+
+/// The liveness and temporary files in `dir`, sorted.
+fn locks_and_temps(dir: &Path) -> Result<(Vec<String>, Vec<String>), Failed> {
+    let mut locks = Vec::new();
+    let mut temps = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if name.starts_with("writer_") && name.ends_with(".lock") {
+            locks.push(name);
+        } else if name.starts_with('.') && name.ends_with(".tmp") {
+            temps.push(name);
+        }
+    }
+    locks.sort();
+    temps.sort();
+    Ok((locks, temps))
+}
+
+fn startup_kill_storm_leaves_no_leftovers() -> Result<(), Failed> {
+    use std::io::Read;
+    let dir = TestDir::new();
+    let live = live_workers(dir.path(), 1);
+    // How long a start-up takes here, from "start" to exit: kills land anywhere in it.
+    let mut startup = Duration::ZERO;
+    for _ in 0..3 {
+        let (mut child, mut out) = start_worker(dir.path())?;
+        let begun = std::time::Instant::now();
+        let mut rest = String::new();
+        out.read_to_string(&mut rest)?;
+        let status = child.wait()?;
+        startup = startup.max(begun.elapsed());
+        if !status.success() || rest != "done\n" {
+            return Err(format!("a start-up worker failed: {status}, said {rest:?}").into());
+        }
+    }
+    let seed = std::env::var("PMP_STORM_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1
+    });
+    println!("start-up takes up to {startup:?}; kill points from seed {seed}");
+    let mut rng = XorShift(seed);
+    let window = startup.as_nanos() as u64 + 1;
+    for _ in 0..STORM_KILLS {
+        let (mut child, _out) = start_worker(dir.path())?;
+        std::thread::sleep(Duration::from_nanos(rng.next() % window));
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGKILL)?;
+        child.wait()?;
+    }
+    let (locks, temps) = locks_and_temps(dir.path())?;
+    println!("before compaction: {} liveness files, {} temporary files", locks.len(), temps.len());
+    let collector = Collector::new(dir.path())?;
+    let before = samples(&collector);
+
+    let done = compact(dir.path())?;
+    let (locks, temps) = locks_and_temps(dir.path())?;
+    // The live writer's lock stays, and so do those of dead writers whose files are
+    // deferred (their pid runs again: the liveness file says they were ours).
+    let mut allowed: Vec<String> = done.deferred.iter().map(|id| format!("writer_{id}.lock")).collect();
+    allowed.push("writer_live0.lock".to_owned());
+    allowed.sort();
+    expect_eq("liveness files after one compaction", locks, allowed)?;
+    expect_eq("temporary files after one compaction", temps, vec![])?;
+    expect_eq("our totals after compaction", samples(&collector), before.clone())?;
+    expect_eq("python totals after compaction", python_samples(dir.path()), before)?;
+    // The live writer still counts, into its own files.
+    live[0].counter(Opts::new("c_after_total", "After."))?.inc();
+    let after = samples(&collector);
+    if !after.iter().any(|l| l == "c_after_total{} 1.0") {
+        return Err(format!("the live writer's write is missing: {after:?}").into());
+    }
+    Ok(())
 }
 
 fn automatic_compaction_waits_for_the_threshold() -> Result<(), Failed> {

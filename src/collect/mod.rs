@@ -68,11 +68,12 @@ use parking_lot::Mutex;
 
 pub use model::{MetricFamily, MetricType, Sample};
 
-use crate::cleanup::Liveness;
 use crate::error::{Error, ErrorKind, Result};
 use crate::file;
 use crate::format::FormatError;
 use crate::format::key::KeyError;
+use crate::format::names;
+use crate::liveness::{self, Liveness};
 use merge::{FileInput, Scratch};
 use read::FileState;
 use table::Tables;
@@ -305,15 +306,15 @@ impl Collector {
         let deadline = std::time::Instant::now() + COMPACTION_WAIT;
         let mut attempt = 0u32;
         loop {
-            let before = file::read_compaction_seq(&self.dir);
-            let publishing = before % 2 == 1 && file::compaction_running(&self.dir);
+            let before = liveness::read_compaction_seq(&self.dir);
+            let publishing = before % 2 == 1 && liveness::compaction_running(&self.dir);
             if publishing && std::time::Instant::now() < deadline {
                 std::thread::sleep(std::time::Duration::from_micros(200));
                 continue;
             }
             let scrape = self.collect_once()?;
             attempt += 1;
-            if file::read_compaction_seq(&self.dir) == before || attempt >= MAX_ATTEMPTS {
+            if liveness::read_compaction_seq(&self.dir) == before || attempt >= MAX_ATTEMPTS {
                 return Ok(scrape);
             }
             log::debug!("scrape of {} overlapped a compaction; scraping again", self.dir.display());
@@ -332,8 +333,8 @@ impl Collector {
             if !name.starts_with("gauge_live") {
                 continue;
             }
-            if let Some(id) = crate::cleanup::worker_id_of(name) {
-                let is_dead = *dead.entry(id).or_insert_with(|| file::probe_liveness(&self.dir, id) == Liveness::Dead);
+            if let Some(id) = names::worker_id_of(name) {
+                let is_dead = *dead.entry(id).or_insert_with(|| liveness::liveness(&self.dir, id) == Liveness::Dead);
                 if is_dead {
                     out.insert(OsString::from(name));
                 }

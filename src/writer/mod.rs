@@ -25,6 +25,7 @@ pub use identity::{WORKER_ID_ENV, WorkerId, set_worker_id};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::file;
+use crate::liveness;
 use crate::region::{self, DISCARD, LiveLock, SlotCell};
 
 /// Registry-wide state shared by all handles.
@@ -307,10 +308,10 @@ const ID_WAIT_COMPACTION: std::time::Duration = std::time::Duration::from_secs(6
 fn lock_liveness(dir: &Path, id: &WorkerId, mode: u32) -> Result<LiveLock> {
     let start = std::time::Instant::now();
     let file = loop {
-        match file::lock_liveness(dir, id.as_str(), mode) {
+        match liveness::lock_writer(dir, id.as_str(), mode) {
             Err(e) if e.kind() == ErrorKind::WorkerIdInUse => {
                 let waited = start.elapsed();
-                if waited >= ID_WAIT_COMPACTION || (waited >= ID_WAIT && !file::compaction_running(dir)) {
+                if waited >= ID_WAIT_COMPACTION || (waited >= ID_WAIT && !liveness::compaction_running(dir)) {
                     return Err(e);
                 }
                 std::thread::sleep(std::time::Duration::from_millis(5));

@@ -1,0 +1,377 @@
+//! The one grammar of the names in a metrics directory: kinds, gauge modes, worker
+//! IDs, archives, liveness files and temporary files. Writers build names with it;
+//! the collector, compaction, cleanup and `inspect` parse them with it.
+//!
+//! ```text
+//! counter_ID.db  histogram_ID.db  summary_ID.db  gauge_MODE_ID.db   a writer's files
+//! KIND_0archive-GEN.db                                             compaction archives
+//! writer_ID.lock                                                   a writer's liveness file
+//! .KIND_ID.db.PID.tmp                                              a file being created by PID
+//! .KIND_0archive-GEN.db.sources                                    an archive's manifest
+//! .KIND_0archive-GEN.db.tmp  .KIND_0archive-GEN.db.sources.tmp     compaction's staging files
+//! .compact.lock  .compaction.seq                                   compaction lock and sequence
+//! ```
+//!
+//! `KIND` is `counter`, `histogram`, `summary` or `gauge_MODE`, `MODE` one of the ten
+//! [`GaugeMode`]s. `ID` is a worker ID ([`is_worker_id`]): the writer's pid, or a
+//! stable slot name of `[A-Za-z0-9.-]`. Python's collector splits names on `_` and
+//! takes the `pid` label of `all`-mode gauges from the name, so an ID never holds `_`.
+//! Dot-names are invisible to Python's `glob('*.db')` and to the collector.
+//!
+//! A `.db` name the collector accepts is looser than the names written here: Python
+//! accepts any `counter_*.db`; see the collector's own parser for that.
+
+use std::str::FromStr;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::archive::{self, ARCHIVE_ID_PREFIX};
+
+/// How the collector merges one gauge across processes (Python's
+/// `multiprocess_mode`). The `live` modes count only processes that are alive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GaugeMode {
+    /// One series per process, with a `pid` label (Python's default).
+    All,
+    /// As `All`, live processes only.
+    LiveAll,
+    /// The minimum over processes.
+    Min,
+    /// The minimum over live processes.
+    LiveMin,
+    /// The maximum over processes.
+    Max,
+    /// The maximum over live processes.
+    LiveMax,
+    /// The sum over processes.
+    Sum,
+    /// The sum over live processes (in-flight requests, open connections).
+    LiveSum,
+    /// The most recently set value. `inc`/`dec` are refused.
+    MostRecent,
+    /// The most recently set value among live processes. `inc`/`dec` are refused.
+    LiveMostRecent,
+}
+
+impl GaugeMode {
+    /// Every mode, in Python's order.
+    pub const ALL: [GaugeMode; 10] = [
+        GaugeMode::All,
+        GaugeMode::LiveAll,
+        GaugeMode::Min,
+        GaugeMode::LiveMin,
+        GaugeMode::Max,
+        GaugeMode::LiveMax,
+        GaugeMode::Sum,
+        GaugeMode::LiveSum,
+        GaugeMode::MostRecent,
+        GaugeMode::LiveMostRecent,
+    ];
+
+    /// The mode's name as Python spells it (`"livesum"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GaugeMode::All => "all",
+            GaugeMode::LiveAll => "liveall",
+            GaugeMode::Min => "min",
+            GaugeMode::LiveMin => "livemin",
+            GaugeMode::Max => "max",
+            GaugeMode::LiveMax => "livemax",
+            GaugeMode::Sum => "sum",
+            GaugeMode::LiveSum => "livesum",
+            GaugeMode::MostRecent => "mostrecent",
+            GaugeMode::LiveMostRecent => "livemostrecent",
+        }
+    }
+
+    /// The file-name prefix of the mode's files (`"gauge_livesum"`).
+    pub fn file_prefix(self) -> &'static str {
+        match self {
+            GaugeMode::All => "gauge_all",
+            GaugeMode::LiveAll => "gauge_liveall",
+            GaugeMode::Min => "gauge_min",
+            GaugeMode::LiveMin => "gauge_livemin",
+            GaugeMode::Max => "gauge_max",
+            GaugeMode::LiveMax => "gauge_livemax",
+            GaugeMode::Sum => "gauge_sum",
+            GaugeMode::LiveSum => "gauge_livesum",
+            GaugeMode::MostRecent => "gauge_mostrecent",
+            GaugeMode::LiveMostRecent => "gauge_livemostrecent",
+        }
+    }
+
+    /// Whether only live processes count.
+    pub fn is_live(self) -> bool {
+        self.as_str().starts_with("live")
+    }
+
+    /// Whether this is a `mostrecent` mode (timestamped `set`, no `inc`/`dec`).
+    pub fn is_most_recent(self) -> bool {
+        matches!(self, GaugeMode::MostRecent | GaugeMode::LiveMostRecent)
+    }
+}
+
+impl FromStr for GaugeMode {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<GaugeMode> {
+        GaugeMode::ALL.into_iter().find(|m| m.as_str() == s).ok_or_else(|| {
+            Error::new(ErrorKind::InvalidGaugeMode)
+                .about(s)
+                .expected("one of all, liveall, min, livemin, max, livemax, sum, livesum, mostrecent, livemostrecent")
+        })
+    }
+}
+
+/// The kind of a `.db` file: which metric type it holds and, for gauges, the mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FileKind {
+    /// `counter_ID.db`.
+    Counter,
+    /// `histogram_ID.db`.
+    Histogram,
+    /// `summary_ID.db`.
+    Summary,
+    /// `gauge_MODE_ID.db`.
+    Gauge(GaugeMode),
+}
+
+impl FileKind {
+    /// Every kind: counter, histogram, summary, then the gauges in [`GaugeMode::ALL`]
+    /// order.
+    pub const ALL: [FileKind; 13] = [
+        FileKind::Counter,
+        FileKind::Histogram,
+        FileKind::Summary,
+        FileKind::Gauge(GaugeMode::All),
+        FileKind::Gauge(GaugeMode::LiveAll),
+        FileKind::Gauge(GaugeMode::Min),
+        FileKind::Gauge(GaugeMode::LiveMin),
+        FileKind::Gauge(GaugeMode::Max),
+        FileKind::Gauge(GaugeMode::LiveMax),
+        FileKind::Gauge(GaugeMode::Sum),
+        FileKind::Gauge(GaugeMode::LiveSum),
+        FileKind::Gauge(GaugeMode::MostRecent),
+        FileKind::Gauge(GaugeMode::LiveMostRecent),
+    ];
+
+    /// The part of the file name before `_ID.db` (`"counter"`, `"gauge_livesum"`).
+    pub fn prefix(self) -> &'static str {
+        match self {
+            FileKind::Counter => "counter",
+            FileKind::Histogram => "histogram",
+            FileKind::Summary => "summary",
+            FileKind::Gauge(mode) => mode.file_prefix(),
+        }
+    }
+
+    /// The kind whose [`prefix`](FileKind::prefix) is `prefix`.
+    pub fn from_prefix(prefix: &str) -> Option<FileKind> {
+        FileKind::ALL.into_iter().find(|k| k.prefix() == prefix)
+    }
+
+    /// The gauge mode, for a gauge file.
+    pub fn gauge_mode(self) -> Option<GaugeMode> {
+        match self {
+            FileKind::Gauge(mode) => Some(mode),
+            _ => None,
+        }
+    }
+
+    /// Whether the file's values count only while its writer lives (`gauge_live*`).
+    pub fn is_live(self) -> bool {
+        self.gauge_mode().is_some_and(GaugeMode::is_live)
+    }
+}
+
+/// Whether `id` is a worker ID: 1 to 64 of `[A-Za-z0-9.-]`, not starting with `.`
+/// (a dot-name) nor with `0archive-` (reserved for archives).
+pub fn is_worker_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && !id.starts_with('.')
+        && !id.starts_with(ARCHIVE_ID_PREFIX)
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+}
+
+/// What [`is_worker_id`] requires, for error messages.
+pub const WORKER_ID_SYNTAX: &str =
+    "1 to 64 of [A-Za-z0-9.-], not starting with '.' or '0archive-' ('_' and '/' break file-name parsing)";
+
+/// A writer's `.db` file name, parsed: `KIND_ID.db` with `ID` a worker ID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DbName<'a> {
+    /// The file's kind.
+    pub kind: FileKind,
+    /// The writer's worker ID.
+    pub id: &'a str,
+}
+
+/// The `.db` file name of `kind` for worker `id`.
+pub fn db_name(kind: FileKind, id: &str) -> String {
+    format!("{}_{id}.db", kind.prefix())
+}
+
+/// Parses a writer's file name `KIND_ID.db`; `None` for anything else (archives
+/// included: see [`archive::parse_archive_name`]).
+pub fn parse_db_name(name: &str) -> Option<DbName<'_>> {
+    let stem = name.strip_suffix(".db")?;
+    let (prefix, id) = stem.rsplit_once('_')?;
+    let kind = FileKind::from_prefix(prefix)?;
+    is_worker_id(id).then_some(DbName { kind, id })
+}
+
+/// The worker ID of a writer's file name `KIND_ID.db`.
+pub fn worker_id_of(name: &str) -> Option<&str> {
+    parse_db_name(name).map(|n| n.id)
+}
+
+const LOCK_PREFIX: &str = "writer_";
+const LOCK_SUFFIX: &str = ".lock";
+
+/// The liveness file of worker `id`: `writer_ID.lock`.
+pub fn lock_name(id: &str) -> String {
+    format!("{LOCK_PREFIX}{id}{LOCK_SUFFIX}")
+}
+
+/// The worker ID of a liveness file name `writer_ID.lock`.
+pub fn parse_lock_name(name: &str) -> Option<&str> {
+    let id = name.strip_prefix(LOCK_PREFIX)?.strip_suffix(LOCK_SUFFIX)?;
+    is_worker_id(id).then_some(id)
+}
+
+/// A writer's temporary file, parsed: `.KIND_ID.db.PID.tmp`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriterTemp<'a> {
+    /// The name the file gets once complete.
+    pub db: DbName<'a>,
+    /// The pid of the process that creates it.
+    pub pid: u32,
+}
+
+/// The temporary name under which process `pid` builds the file `db` (a `.db` name).
+pub fn writer_temp_name(db: &str, pid: u32) -> String {
+    format!(".{db}.{pid}.tmp")
+}
+
+/// Parses a writer's temporary file name `.KIND_ID.db.PID.tmp`.
+pub fn parse_writer_temp(name: &str) -> Option<WriterTemp<'_>> {
+    let stem = name.strip_prefix('.')?.strip_suffix(".tmp")?;
+    let (db, pid) = stem.rsplit_once('.')?;
+    if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(WriterTemp { db: parse_db_name(db)?, pid: pid.parse().ok()? })
+}
+
+/// Name of the directory-wide compaction lock file.
+pub const COMPACT_LOCK: &str = ".compact.lock";
+/// Name of the compaction sequence file (a seqlock counter: odd while a compaction
+/// publishes archives and removes their sources).
+pub const COMPACT_SEQ: &str = ".compaction.seq";
+
+/// Whether `name` is a compaction's staging file: `.ARCHIVE.tmp` or
+/// `.ARCHIVE.sources.tmp`.
+pub fn is_compaction_temp(name: &str) -> bool {
+    name.strip_prefix('.')
+        .and_then(|n| n.strip_suffix(".tmp"))
+        .is_some_and(|staged| archive::parse_archive_name(staged.strip_suffix(".sources").unwrap_or(staged)).is_some())
+}
+
+/// The archive a manifest name `.ARCHIVE.sources` belongs to.
+pub fn manifest_archive(name: &str) -> Option<&str> {
+    let archive = name.strip_prefix('.')?.strip_suffix(".sources")?;
+    archive::parse_archive_name(archive).map(|_| archive)
+}
+
+/// Whether `name` is one of the names this crate or Python's client writes (a `.db`
+/// file of any writer or archive, a liveness file, a temporary or staging file, a
+/// manifest, the compaction lock or sequence file).
+pub fn is_ours(name: &str) -> bool {
+    name == COMPACT_LOCK
+        || name == COMPACT_SEQ
+        || parse_lock_name(name).is_some()
+        || parse_writer_temp(name).is_some()
+        || is_compaction_temp(name)
+        || manifest_archive(name).is_some()
+        || archive::parse_archive_name(name).is_some_and(|(prefix, _)| FileKind::from_prefix(prefix).is_some())
+        || is_python_db_name(name)
+}
+
+/// Whether `name` is `KIND_ID.db` with any non-empty `ID` without `/`: the files
+/// Python's writers create (their IDs are pids, or whatever `process_identifier`
+/// returns).
+fn is_python_db_name(name: &str) -> bool {
+    let Some(stem) = name.strip_suffix(".db") else { return false };
+    FileKind::ALL.iter().any(|k| {
+        stem.strip_prefix(k.prefix())
+            .and_then(|r| r.strip_prefix('_'))
+            .is_some_and(|id| !id.is_empty() && !id.contains('/'))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn db_names_round_trip() {
+        for kind in FileKind::ALL {
+            let name = db_name(kind, "w-3");
+            assert_eq!(parse_db_name(&name), Some(DbName { kind, id: "w-3" }), "{name}");
+        }
+        assert_eq!(parse_db_name("gauge_livesum_123.db").map(|n| n.kind), Some(FileKind::Gauge(GaugeMode::LiveSum)));
+        assert_eq!(parse_db_name("counter_0archive-3.db"), None);
+        assert_eq!(parse_db_name("counter_.db"), None);
+        assert_eq!(parse_db_name("gauge_bogus_1.db"), None);
+        assert_eq!(parse_db_name("foo_1.db"), None);
+        assert_eq!(parse_db_name("counter_w_1.db"), None);
+    }
+
+    #[test]
+    fn lock_and_temp_names_round_trip() {
+        assert_eq!(parse_lock_name(&lock_name("w1")), Some("w1"));
+        assert_eq!(parse_lock_name("writer_.lock"), None);
+        assert_eq!(parse_lock_name("writer_0archive-1.lock"), None);
+        let temp = writer_temp_name("counter_123.db", 123);
+        assert_eq!(temp, ".counter_123.db.123.tmp");
+        let parsed = parse_writer_temp(&temp).unwrap();
+        assert_eq!((parsed.db.kind, parsed.db.id, parsed.pid), (FileKind::Counter, "123", 123));
+        assert_eq!(parse_writer_temp(".counter_0archive-1.db.tmp"), None);
+        assert_eq!(parse_writer_temp(".counter_1.db..tmp"), None);
+        assert!(is_compaction_temp(".counter_0archive-1.db.tmp"));
+        assert!(is_compaction_temp(".counter_0archive-1.db.sources.tmp"));
+        assert!(!is_compaction_temp(".counter_1.db.5.tmp"));
+    }
+
+    #[test]
+    fn only_our_file_patterns_are_recognised() {
+        for ours in [
+            "counter_1.db",
+            "gauge_livesum_w-3.db",
+            "histogram_9.db",
+            "writer_7.lock",
+            ".summary_3.db.123.tmp",
+            "counter_0archive-4.db",
+            ".counter_0archive-4.db.sources",
+            ".counter_0archive-4.db.tmp",
+            ".counter_0archive-4.db.sources.tmp",
+            ".compact.lock",
+            ".compaction.seq",
+        ] {
+            assert!(is_ours(ours), "{ours}");
+        }
+        for theirs in [
+            "notes.txt",
+            "counter_.db",
+            "gauge_bogus_1.db",
+            "foo.db",
+            ".x.tmp",
+            "writer_.lock",
+            "counter_1.db.bak",
+            ".foo.sources",
+            ".notes.sources.tmp",
+        ] {
+            assert!(!is_ours(theirs), "{theirs}");
+        }
+    }
+}
