@@ -113,16 +113,26 @@ pub use crate::liveness::{Liveness, liveness, pid_in_use};
 /// backwards. The ID's liveness file stays too: [`compact`] uses it to know the writer
 /// is dead, and removes it once the writer's files are folded.
 ///
+/// Unlike Python's, it refuses a writer of this crate that is alive (it holds its
+/// liveness lock): removing a live writer's gauge files would lose its live values
+/// while it keeps writing to files nobody reads. A writer that has just been reaped may
+/// release its lock a moment after its parent learns of its exit, so a live lock is
+/// waited for up to one second before the call is refused.
+/// [`force_mark_process_dead`] removes the files whatever the liveness (the CLI's
+/// `mark-dead --force`). An ID without a liveness file (a Python writer) is taken to be
+/// dead, as Python takes it.
+///
 /// Returns the number of files removed. Missing files are fine. Symlinks are never
 /// followed or removed. (Writers of this crate need no call: the collector drops a dead
 /// writer's live gauges by itself; this is for Python's writers and for parity.)
 ///
 /// ```
 /// # let dir = tempfile::tempdir()?;
-/// use prometheus_multiproc::{cleanup::mark_process_dead, GaugeMode, Opts, Registry, WorkerId};
+/// use prometheus_multiproc::{cleanup::mark_process_dead, ErrorKind, GaugeMode, Opts, Registry, WorkerId};
 /// let r = Registry::builder().dir(dir.path()).worker_id(WorkerId::new("w1")?).build()?;
 /// r.gauge(Opts::new("in_flight", "In flight."), GaugeMode::LiveSum)?.inc();
 /// r.counter(Opts::new("jobs_total", "Jobs."))?.inc();
+/// assert_eq!(mark_process_dead(dir.path(), "w1").unwrap_err().kind(), ErrorKind::WorkerIdInUse);
 /// drop(r); // the worker exits
 /// assert_eq!(mark_process_dead(dir.path(), "w1")?, 1); // gauge_livesum_w1.db
 /// assert!(dir.path().join("counter_w1.db").exists()); // totals stay
@@ -130,9 +140,35 @@ pub use crate::liveness::{Liveness, liveness, pid_in_use};
 /// ```
 ///
 /// # Errors
-/// A file that cannot be removed, or a non-regular file under one of the names,
-/// naming its path.
+/// [`ErrorKind::WorkerIdInUse`](crate::ErrorKind::WorkerIdInUse) naming the liveness
+/// file when the writer is alive; a file that cannot be removed, or a non-regular file
+/// under one of the names, naming its path.
 pub fn mark_process_dead(dir: &Path, id: &str) -> Result<usize> {
+    let start = std::time::Instant::now();
+    while liveness(dir, id) == Liveness::Alive {
+        if start.elapsed() >= MARK_DEAD_WAIT {
+            return Err(Error::new(crate::ErrorKind::WorkerIdInUse)
+                .about(id)
+                .at(&dir.join(names::lock_name(id)))
+                .expected("a dead writer (its liveness lock free), found a live one; force_mark_process_dead removes its files anyway"));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    force_mark_process_dead(dir, id)
+}
+
+/// How long [`mark_process_dead`] waits for a writer that has just exited to release
+/// its liveness lock.
+const MARK_DEAD_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// [`mark_process_dead`] without the liveness check: removes the live-mode gauge files
+/// of `id` even while its writer lives (its live gauges then leave the scrape, and the
+/// values it writes from then on are lost until it re-creates them in a new process).
+///
+/// # Errors
+/// A file that cannot be removed, or a non-regular file under one of the names, naming
+/// its path.
+pub fn force_mark_process_dead(dir: &Path, id: &str) -> Result<usize> {
     let mut removed = 0;
     for kind in FileKind::ALL.into_iter().filter(|k| k.is_live()) {
         removed += usize::from(file::remove_db(dir, &names::db_name(kind, id))?);

@@ -36,13 +36,22 @@
 //!
 //! # Lock-free and untorn
 //!
-//! A scrape takes no lock that a writer takes. Files are mapped read-only; `used` is
-//! loaded with acquire semantics and nothing past it is read; each value is one 8-byte
-//! atomic load, so it is never torn.
+//! A scrape takes no lock: it only tests liveness locks (`F_OFD_GETLK`), which never
+//! delays a writer. Files are mapped read-only; `used` is loaded with acquire semantics
+//! and nothing past it is read; each value is one 8-byte atomic load, so it is never
+//! torn.
 //!
-//! **Assumption:** nothing truncates a file in the directory while it is mapped
-//! (neither this crate's writer nor Python's ever does); reading a truncated mapping
-//! would raise `SIGBUS`.
+//! Neither this crate's writers nor Python's ever shrink a file. If something else
+//! truncates one while a scrape reads it, the pages past the new end read as zeros
+//! instead of raising `SIGBUS` (the guard in the crate's one unsafe module), and the
+//! file is skipped as [`SkipReason::Truncated`].
+//!
+//! # Compaction and dead writers
+//!
+//! A scrape leaves out the sources of a compaction archive while the archive's manifest
+//! lists them, and the live-mode gauge files of writers whose liveness lock is free. It
+//! waits (up to 5 s) while a compaction renames archives into place, and scrapes again
+//! when the compaction sequence number changed under it (see [`crate::cleanup`]).
 //!
 //! # Repeat scrapes
 //!
