@@ -438,7 +438,7 @@ fn a_file_truncated_by_another_process_kills_neither_writer_nor_scraper() -> Res
     }
     let mut seen: std::collections::BTreeMap<&'static str, usize> = Default::default();
     let mut scrapes = 0;
-    while seen.get("truncated").is_none() && scrapes < 100_000 {
+    while !seen.contains_key("truncated") && scrapes < 100_000 {
         let scrape = collector.collect()?;
         scrapes += 1;
         for skipped in &scrape.skipped {
@@ -448,7 +448,7 @@ fn a_file_truncated_by_another_process_kills_neither_writer_nor_scraper() -> Res
     drop(truncator.stdin.take());
     let stopped = truncator.wait()?;
     println!("{scrapes} scrapes while another process truncated the file: skips {seen:?}");
-    if !stopped.success() || seen.get("truncated").is_none() {
+    if !stopped.success() || !seen.contains_key("truncated") {
         return Err(format!("no scrape read a truncated mapping ({scrapes} scrapes, truncator {stopped})").into());
     }
     // The file stays truncated: the writer goes on with its pages gone.
