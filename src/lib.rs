@@ -166,9 +166,8 @@ mod writer;
 pub use collect::{Collector, MetricFamily, MetricType, Sample, Scrape, SkipReason, SkippedFile};
 pub use error::{Error, ErrorKind, Result};
 pub use expose::{Escaping, Format, Rendered, negotiate, render};
-pub use metrics::{
-    Counter, DEFAULT_BUCKETS, Family, Gauge, GaugeMode, Histogram, Metric, OVERFLOW_LABEL_VALUE, Opts, Summary,
-};
+pub use format::names::GaugeMode;
+pub use metrics::{Counter, DEFAULT_BUCKETS, Family, Gauge, Histogram, Metric, OVERFLOW_LABEL_VALUE, Opts, Summary};
 pub use registry::{DIR_ENV, DIR_ENV_DEPRECATED, DROPPED_SERIES_METRIC, Registry, RegistryBuilder, dir_from_env};
 pub use writer::{WORKER_ID_ENV, WorkerId, set_worker_id};
 

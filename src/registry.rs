@@ -122,7 +122,10 @@ impl RegistryBuilder {
                 ),
                 &["reason"],
             )?;
-            let counters = DropReason::ALL.iter().map(|r| dropped.get(&[r.as_str()])).collect::<Result<Vec<_>>>()?;
+            let counters = DropReason::ALL
+                .iter()
+                .map(|r| dropped.get(&[r.as_str()]).map(|c| Arc::clone(c.series())))
+                .collect::<Result<Vec<_>>>()?;
             registry.shared.set_self_metrics(counters);
         }
         Ok(registry)

@@ -29,7 +29,7 @@ use hashbrown::HashMap;
 
 use super::model::{MetricFamily, MetricType, Sample};
 use super::table::{Le, Str, Tables};
-use crate::GaugeMode;
+use crate::format::names::GaugeMode;
 
 /// One file's contribution, in merge order.
 #[derive(Debug, Clone, Copy)]

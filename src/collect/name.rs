@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::MetricType;
-use crate::GaugeMode;
+use crate::format::names::GaugeMode;
 
 /// The kind of a `*.db` file, from its name.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -43,8 +43,9 @@ pub(crate) struct Shared {
     pending_fork_drops: AtomicU64,
     /// Series not created, by [`DropReason`], in this process.
     dropped: [AtomicU64; DropReason::ALL.len()],
-    /// The registry's own counters of dropped series, when self-metrics are on.
-    self_metrics: std::sync::OnceLock<Vec<crate::metrics::Counter>>,
+    /// The series of the registry's own counters of dropped series (one per
+    /// [`DropReason`], in order), when self-metrics are on.
+    self_metrics: std::sync::OnceLock<Vec<Arc<Series>>>,
 }
 
 /// Why a series was not created (or not where it was asked for).
@@ -122,7 +123,7 @@ impl Shared {
         let i = DropReason::ALL.iter().position(|r| *r == reason).expect("every reason is listed");
         self.dropped[i].fetch_add(1, Ordering::Relaxed);
         if let Some(counters) = self.self_metrics.get() {
-            counters[i].inc();
+            add_f64(counters[i].values()[0].get(), 1.0);
         }
     }
 
@@ -138,8 +139,8 @@ impl Shared {
         DropReason::ALL.iter().zip(&self.dropped).map(|(r, n)| (r.as_str(), n.load(Ordering::Relaxed))).collect()
     }
 
-    /// Installs the self-metric counters, one per [`DropReason`] in order.
-    pub(crate) fn set_self_metrics(&self, counters: Vec<crate::metrics::Counter>) {
+    /// Installs the series of the self-metric counters, one per [`DropReason`] in order.
+    pub(crate) fn set_self_metrics(&self, counters: Vec<Arc<Series>>) {
         let _ = self.self_metrics.set(counters);
     }
 
