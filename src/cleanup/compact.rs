@@ -8,30 +8,12 @@ use hashbrown::HashMap;
 use crate::error::{Error, ErrorKind, Result};
 use crate::file;
 use crate::format::float::parse_python_float;
+use crate::format::fold::Fold;
 use crate::format::key::decode_key_ref;
+use crate::format::names::FileKind;
 use crate::format::names::{self, worker_id_of};
 use crate::format::{self, archive};
 use crate::liveness::{Liveness, liveness, pid_in_use};
-
-/// How a file prefix folds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Fold {
-    Sum,
-    Min,
-    Max,
-    MostRecent,
-}
-
-/// The prefixes compaction folds, and how.
-const FOLDABLE: [(&str, Fold); 7] = [
-    ("counter", Fold::Sum),
-    ("histogram", Fold::Sum),
-    ("summary", Fold::Sum),
-    ("gauge_min", Fold::Min),
-    ("gauge_max", Fold::Max),
-    ("gauge_sum", Fold::Sum),
-    ("gauge_mostrecent", Fold::MostRecent),
-];
 
 /// A file-system step of a compaction, reported to [`CompactOptions::on_step`] after it
 /// is done.
@@ -185,8 +167,9 @@ pub fn compact_with(dir: &Path, mut options: CompactOptions<'_>) -> Result<Compa
     let mut plans = Vec::new();
     let generation = names.iter().filter_map(|n| archive::parse_archive_name(n)).map(|(_, g)| g).max().unwrap_or(0) + 1;
     let mut folded = 0;
-    for (prefix, fold) in FOLDABLE {
-        let own = |n: &&String| n.strip_prefix(prefix).is_some_and(|r| r.starts_with('_') && worker_id_of(n).is_some());
+    for kind in FileKind::ALL.into_iter().filter(|k| Fold::folds_into_archive(*k)) {
+        let prefix = kind.prefix();
+        let own = |n: &&String| names::parse_db_name(n).is_some_and(|db| db.kind == kind);
         let dead: Vec<String> = names.iter().filter(own).filter(|n| is_dead(n)).cloned().collect();
         if dead.is_empty() {
             continue;
@@ -198,7 +181,7 @@ pub fn compact_with(dir: &Path, mut options: CompactOptions<'_>) -> Result<Compa
             .cloned()
             .collect();
         let sources: Vec<String> = previous.into_iter().chain(dead).collect();
-        plans.push(Plan { prefix, fold, archive: archive::archive_name(prefix, generation), sources });
+        plans.push(Plan { kind, archive: archive::archive_name(prefix, generation), sources });
     }
     run.report.kept = names.iter().filter(|n| is_dead(n) && n.starts_with("gauge_all_")).cloned().collect();
     if folded + live_gauge_files.len() + dead_temps.len() + dead_locks < options.min_dead_files.max(1) {
@@ -212,7 +195,7 @@ pub fn compact_with(dir: &Path, mut options: CompactOptions<'_>) -> Result<Compa
         let mut inputs = Vec::new();
         for source in std::mem::take(&mut plan.sources) {
             match file::read_db(dir, &source).and_then(|bytes| {
-                check_source(plan.prefix, &bytes)
+                check_source(plan.kind, &bytes)
                     .map(|()| bytes)
                     .map_err(|why| Error::new(ErrorKind::CorruptFile).at(&dir.join(&source)).expected(why))
             }) {
@@ -226,7 +209,7 @@ pub fn compact_with(dir: &Path, mut options: CompactOptions<'_>) -> Result<Compa
                 }
             }
         }
-        staged.push(fold_files(plan.fold, &inputs));
+        staged.push(fold_files(Fold::of(plan.kind), &inputs));
     }
     // A plan whose every dead source was left out would only copy the previous archive.
     let (plans, staged): (Vec<Plan>, Vec<Vec<u8>>) = plans
@@ -393,8 +376,7 @@ pub(crate) fn finish_interrupted(dir: &Path) -> Result<()> {
 }
 
 struct Plan {
-    prefix: &'static str,
-    fold: Fold,
+    kind: FileKind,
     archive: String,
     sources: Vec<String>,
 }
@@ -479,14 +461,11 @@ impl Run<'_, '_> {
                     sources.extend(listed.into_iter().filter(|s| s != name && present.contains(s.as_str())));
                     manifests.push(manifest);
                 }
-            } else if let Some(archive) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".sources")) {
+            } else if let Some(archive) = names::manifest_archive(name) {
                 if !present.contains(archive) {
                     manifests.push(name.clone());
                 }
-            } else if name.starts_with('.')
-                && name.ends_with(".tmp")
-                && (name.contains("_0archive-") || name.contains(".sources"))
-            {
+            } else if names::is_compaction_temp(name) {
                 temporary.push(name.clone());
             }
         }
@@ -513,10 +492,10 @@ fn file_mode_of<'n>(dir: &Path, mut sources: impl Iterator<Item = &'n String>) -
     sources.find_map(|name| file::mode(dir, name)).unwrap_or(DEFAULT_MODE)
 }
 
-/// Whether a collector would use `bytes`, a file of `prefix`, whole: the format, every
+/// Whether a collector would use `bytes`, a file of `kind`, whole: the format, every
 /// key, and (in a histogram file) every bucket bound. A file a collector skips must not
 /// be folded: the archive would be skipped in its turn, with everything it holds.
-fn check_source(prefix: &str, bytes: &[u8]) -> std::result::Result<(), String> {
+fn check_source(kind: FileKind, bytes: &[u8]) -> std::result::Result<(), String> {
     let used = format::checked_used(bytes).map_err(|e| e.to_string())?;
     for entry in format::entries(bytes, used) {
         let entry = entry.map_err(|e| e.to_string())?;
@@ -525,7 +504,7 @@ fn check_source(prefix: &str, bytes: &[u8]) -> std::result::Result<(), String> {
         if key.metric_name.is_empty() {
             return Err(format!("entry at offset {at}: expected a metric name, found an empty one"));
         }
-        if prefix == "histogram"
+        if kind == FileKind::Histogram
             && let Some((_, le)) = key.labels.iter().find(|(name, _)| name == "le")
             && parse_python_float(le).is_none_or(f64::is_nan)
         {
@@ -546,34 +525,13 @@ fn fold_files(fold: Fold, files: &[Vec<u8>]) -> Vec<u8> {
             let entry = entry.expect("sources are checked before folding");
             let (value, ts) = format::decode_value(data, entry.value_offset).expect("entries lie below used");
             match acc.get_mut(entry.key) {
+                // Kept even when not shown (a `mostrecent` series never set): the
+                // collector shows its family, as it would from the source.
                 None => {
                     order.push(entry.key);
-                    let first = match fold {
-                        Fold::Sum => (0.0 + value, 0.0),
-                        Fold::Min | Fold::Max => (value, 0.0),
-                        // A never-set series (timestamp 0) never wins, as in the collector.
-                        Fold::MostRecent => (value, ts),
-                    };
-                    acc.insert(entry.key, first);
+                    acc.insert(entry.key, fold.start(value, ts));
                 }
-                Some(cur) => match fold {
-                    Fold::Sum => cur.0 += value,
-                    Fold::Min => {
-                        if value < cur.0 {
-                            cur.0 = value;
-                        }
-                    }
-                    Fold::Max => {
-                        if value > cur.0 {
-                            cur.0 = value;
-                        }
-                    }
-                    Fold::MostRecent => {
-                        if cur.1 < ts {
-                            *cur = (value, ts);
-                        }
-                    }
-                },
+                Some(cur) => fold.fold(cur, value, ts),
             }
         }
     }

@@ -56,6 +56,7 @@
 
 pub mod archive;
 pub mod float;
+pub mod fold;
 pub mod key;
 pub mod names;
 
