@@ -7,9 +7,8 @@ use hashbrown::HashMap;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::file;
-use crate::format::float::parse_python_float;
+use crate::format::check;
 use crate::format::fold::Fold;
-use crate::format::key::decode_key_ref;
 use crate::format::names::FileKind;
 use crate::format::names::{self, worker_id_of};
 use crate::format::{self, archive};
@@ -195,9 +194,13 @@ pub fn compact_with(dir: &Path, mut options: CompactOptions<'_>) -> Result<Compa
         let mut inputs = Vec::new();
         for source in std::mem::take(&mut plan.sources) {
             match file::read_db(dir, &source).and_then(|bytes| {
-                check_source(plan.kind, &bytes)
-                    .map(|()| bytes)
-                    .map_err(|why| Error::new(ErrorKind::CorruptFile).at(&dir.join(&source)).expected(why))
+                // A file a collector skips must not be folded: the archive would be
+                // skipped in its turn, with everything it holds.
+                check::check_file(plan.kind, &bytes).map(|()| bytes).map_err(|problem| {
+                    Error::new(ErrorKind::CorruptFile)
+                        .at(&dir.join(&source))
+                        .expected(format!("a file the collector reads: {problem}"))
+                })
             }) {
                 Ok(bytes) => {
                     plan.sources.push(source);
@@ -492,29 +495,7 @@ fn file_mode_of<'n>(dir: &Path, mut sources: impl Iterator<Item = &'n String>) -
     sources.find_map(|name| file::mode(dir, name)).unwrap_or(DEFAULT_MODE)
 }
 
-/// Whether a collector would use `bytes`, a file of `kind`, whole: the format, every
-/// key, and (in a histogram file) every bucket bound. A file a collector skips must not
-/// be folded: the archive would be skipped in its turn, with everything it holds.
-fn check_source(kind: FileKind, bytes: &[u8]) -> std::result::Result<(), String> {
-    let used = format::checked_used(bytes).map_err(|e| e.to_string())?;
-    for entry in format::entries(bytes, used) {
-        let entry = entry.map_err(|e| e.to_string())?;
-        let at = entry.offset;
-        let key = decode_key_ref(entry.key).map_err(|e| format!("entry at offset {at}: {e}"))?;
-        if key.metric_name.is_empty() {
-            return Err(format!("entry at offset {at}: expected a metric name, found an empty one"));
-        }
-        if kind == FileKind::Histogram
-            && let Some((_, le)) = key.labels.iter().find(|(name, _)| name == "le")
-            && parse_python_float(le).is_none_or(f64::is_nan)
-        {
-            return Err(format!("entry at offset {at}: expected a number as bucket bound, found le={le:?}"));
-        }
-    }
-    Ok(())
-}
-
-/// Folds the entries of `files` (each accepted by [`check_source`]), in order, into the
+/// Folds the entries of `files` (each accepted by [`check::check_file`]), in order, into the
 /// bytes of one archive file.
 fn fold_files(fold: Fold, files: &[Vec<u8>]) -> Vec<u8> {
     let mut order: Vec<&[u8]> = Vec::new();

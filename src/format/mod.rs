@@ -55,6 +55,7 @@
 //! See [`key`]: the JSON `[metric, sample, {labels}, help]` exactly as Python dumps it.
 
 pub mod archive;
+pub mod check;
 pub mod float;
 pub mod fold;
 pub mod key;

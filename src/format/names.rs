@@ -18,8 +18,10 @@
 //! takes the `pid` label of `all`-mode gauges from the name, so an ID never holds `_`.
 //! Dot-names are invisible to Python's `glob('*.db')` and to the collector.
 //!
-//! A `.db` name the collector accepts is looser than the names written here: Python
-//! accepts any `counter_*.db`; see the collector's own parser for that.
+//! Three readings of a `.db` name, for three questions: [`parse_db_name`] (a writer of
+//! this crate: `ID` is a worker ID), [`split_db_name`] (any writer's or archive's file,
+//! Python's included) and [`python_view`] (what Python's collector makes of the name,
+//! which the collector reproduces).
 
 use std::str::FromStr;
 
@@ -211,13 +213,63 @@ pub fn db_name(kind: FileKind, id: &str) -> String {
     format!("{}_{id}.db", kind.prefix())
 }
 
-/// Parses a writer's file name `KIND_ID.db`; `None` for anything else (archives
-/// included: see [`archive::parse_archive_name`]).
+/// Parses a writer's file name `KIND_ID.db` whose `ID` is a worker ID (this crate's
+/// writers); `None` for anything else (archives included: see
+/// [`archive::parse_archive_name`]).
 pub fn parse_db_name(name: &str) -> Option<DbName<'_>> {
+    split_db_name(name).filter(|n| is_worker_id(n.id))
+}
+
+/// Splits `KIND_ID.db` with any non-empty `ID` without `/`: the names of this crate's
+/// files, its archives, and the files Python's writers create (their `ID` is whatever
+/// `process_identifier` returns, `_` included).
+pub fn split_db_name(name: &str) -> Option<DbName<'_>> {
     let stem = name.strip_suffix(".db")?;
-    let (prefix, id) = stem.rsplit_once('_')?;
-    let kind = FileKind::from_prefix(prefix)?;
-    is_worker_id(id).then_some(DbName { kind, id })
+    FileKind::ALL.into_iter().find_map(|kind| {
+        let id = stem.strip_prefix(kind.prefix())?.strip_prefix('_')?;
+        (!id.is_empty() && !id.contains('/')).then_some(DbName { kind, id })
+    })
+}
+
+/// A `.db` file name as Python's `MultiProcessCollector` reads it: its kind, and for a
+/// gauge the `pid` label of its samples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PythonView<'a> {
+    /// The kind: the metric type from the name's first `_`-part, the gauge mode from
+    /// its second.
+    pub kind: FileKind,
+    /// For gauges, the third `_`-part minus its last three characters (`.db`).
+    pub pid: Option<&'a str>,
+}
+
+/// Reads a file name as Python does: `parts = name.split('_')`; the type is
+/// `parts[0]`; for gauges the mode is `parts[1]` and the `pid` label is `parts[2][:-3]`.
+/// So an identifier that contains `_` is truncated (`gauge_all_w_1.db` has pid `""`),
+/// as in Python, and `counter_x_y.db` is a counter file.
+///
+/// `None` when the type or gauge mode is unknown, or a gauge file name has fewer than
+/// three parts: Python fails the whole scrape on such a file; the collector skips it.
+pub fn python_view(name: &str) -> Option<PythonView<'_>> {
+    let mut parts = name.split('_');
+    let first = parts.next()?;
+    let second = parts.next()?;
+    let kind = match first {
+        "counter" => FileKind::Counter,
+        "histogram" => FileKind::Histogram,
+        "summary" => FileKind::Summary,
+        "gauge" => FileKind::Gauge(second.parse().ok()?),
+        _ => return None,
+    };
+    if kind.gauge_mode().is_none() {
+        return Some(PythonView { kind, pid: None });
+    }
+    let third = parts.next()?;
+    let keep = third.chars().count().saturating_sub(3);
+    let pid = match third.char_indices().nth(keep) {
+        Some((end, _)) => &third[..end],
+        None => third,
+    };
+    Some(PythonView { kind, pid: Some(pid) })
 }
 
 /// The worker ID of a writer's file name `KIND_ID.db`.
@@ -293,20 +345,7 @@ pub fn is_ours(name: &str) -> bool {
         || parse_writer_temp(name).is_some()
         || is_compaction_temp(name)
         || manifest_archive(name).is_some()
-        || archive::parse_archive_name(name).is_some_and(|(prefix, _)| FileKind::from_prefix(prefix).is_some())
-        || is_python_db_name(name)
-}
-
-/// Whether `name` is `KIND_ID.db` with any non-empty `ID` without `/`: the files
-/// Python's writers create (their IDs are pids, or whatever `process_identifier`
-/// returns).
-fn is_python_db_name(name: &str) -> bool {
-    let Some(stem) = name.strip_suffix(".db") else { return false };
-    FileKind::ALL.iter().any(|k| {
-        stem.strip_prefix(k.prefix())
-            .and_then(|r| r.strip_prefix('_'))
-            .is_some_and(|id| !id.is_empty() && !id.contains('/'))
-    })
+        || split_db_name(name).is_some()
 }
 
 #[cfg(test)]
@@ -325,6 +364,31 @@ mod tests {
         assert_eq!(parse_db_name("gauge_bogus_1.db"), None);
         assert_eq!(parse_db_name("foo_1.db"), None);
         assert_eq!(parse_db_name("counter_w_1.db"), None);
+    }
+
+    #[test]
+    fn python_reads_the_pid_as_the_third_part_minus_three_characters() {
+        let pid = |name| python_view(name).and_then(|v| v.pid);
+        assert_eq!(pid("gauge_all_1001.db"), Some("1001"));
+        assert_eq!(pid("gauge_livesum_web-3.db"), Some("web-3"));
+        // 'w'[:-3] == '' and 'abcd'[:-3] == 'a' in Python; characters, not bytes.
+        assert_eq!(pid("gauge_all_w_1.db"), Some(""));
+        assert_eq!(pid("gauge_all_abcd_1.db"), Some("a"));
+        assert_eq!(pid("gauge_max_éé.db"), Some("éé"));
+        assert_eq!(python_view("counter_a_b.db").map(|v| v.kind), Some(FileKind::Counter));
+        assert_eq!(python_view("summary_.db").map(|v| v.kind), Some(FileKind::Summary));
+        for rejected in ["counter.db", "foo_1.db", "Counter_1.db", "gauge_bogus_1.db", "gauge_all.db", "gauge.db"] {
+            assert_eq!(python_view(rejected), None, "{rejected}");
+        }
+    }
+
+    #[test]
+    fn split_accepts_any_writers_id() {
+        assert_eq!(split_db_name("counter_a_b.db"), Some(DbName { kind: FileKind::Counter, id: "a_b" }));
+        assert_eq!(split_db_name("histogram_0archive-3.db").map(|n| n.id), Some("0archive-3"));
+        assert_eq!(split_db_name("gauge_all_7.db").map(|n| n.kind), Some(FileKind::Gauge(GaugeMode::All)));
+        assert_eq!(split_db_name("counter_.db"), None);
+        assert_eq!(split_db_name("notes.db"), None);
     }
 
     #[test]

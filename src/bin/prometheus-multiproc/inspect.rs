@@ -13,7 +13,7 @@ use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 
 use prometheus_multiproc::cleanup::{self, Liveness};
-use prometheus_multiproc::format::{self, archive::ARCHIVE_ID_PREFIX, key::decode_key, names};
+use prometheus_multiproc::format::{self, archive::ARCHIVE_ID_PREFIX, check, names};
 use prometheus_multiproc::{Collector, GaugeMode};
 
 /// At most this many problems are listed per file.
@@ -58,20 +58,17 @@ pub struct Leftover {
     pub bytes_allocated: u64,
 }
 
-/// The type, gauge mode and writer ID in a file name, if it is one of ours or Python's.
+/// The type, gauge mode and writer ID in a file name, if it is one of ours or Python's
+/// (`format::names::split_db_name`, the crate's one grammar of file names).
 fn parse_name(name: &str) -> Option<(&'static str, Option<&'static str>, &str)> {
-    let stem = name.strip_suffix(".db")?;
-    let found = [("counter_", "counter"), ("histogram_", "histogram"), ("summary_", "summary")]
-        .iter()
-        .find_map(|(prefix, kind)| stem.strip_prefix(prefix).map(|id| (*kind, None, id)))
-        .or_else(|| {
-            GaugeMode::ALL.iter().find_map(|m| {
-                stem.strip_prefix(m.file_prefix())
-                    .and_then(|r| r.strip_prefix('_'))
-                    .map(|id| ("gauge", Some(m.as_str()), id))
-            })
-        })?;
-    (!found.2.is_empty()).then_some(found)
+    let db = names::split_db_name(name)?;
+    let kind = match db.kind {
+        names::FileKind::Counter => "counter",
+        names::FileKind::Histogram => "histogram",
+        names::FileKind::Summary => "summary",
+        names::FileKind::Gauge(_) => "gauge",
+    };
+    Some((kind, db.kind.gauge_mode().map(GaugeMode::as_str), db.id))
 }
 
 /// Opens `path` read-only without following a symlink or blocking on a FIFO.
@@ -139,15 +136,11 @@ fn read_entries(path: &Path, report: &mut FileReport) {
             }
         };
         report.entries += 1;
-        match decode_key(entry.key) {
-            Ok(key) if key.metric_name.is_empty() => {
-                bad += 1;
-                if bad <= MAX_PROBLEMS {
-                    report.problems.push(format!("entry at offset {}: empty metric name", entry.offset));
-                }
-            }
+        // The collector's own check (`format::check`), bucket bounds included.
+        let kind = if report.kind == Some("histogram") { names::FileKind::Histogram } else { names::FileKind::Counter };
+        match check::check_entry(kind, entry.key).and_then(|()| check::check_key(entry.key)) {
             Ok(key) => {
-                families.insert(key.metric_name);
+                families.insert(key.metric_name.into_owned());
             }
             Err(e) => {
                 bad += 1;
