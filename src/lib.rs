@@ -166,10 +166,10 @@ mod writer;
 pub use collect::{Collector, MetricFamily, MetricType, Sample, Scrape, SkipReason, SkippedFile};
 pub use error::{Error, ErrorKind, Result};
 pub use expose::{Escaping, Format, Rendered, negotiate, render};
-pub use format::names::GaugeMode;
+pub use format::names::{GaugeMode, WorkerId};
 pub use metrics::{Counter, DEFAULT_BUCKETS, Family, Gauge, Histogram, Metric, OVERFLOW_LABEL_VALUE, Opts, Summary};
 pub use registry::{DIR_ENV, DIR_ENV_DEPRECATED, DROPPED_SERIES_METRIC, Registry, RegistryBuilder, dir_from_env};
-pub use writer::{WORKER_ID_ENV, WorkerId, set_worker_id};
+pub use writer::{WORKER_ID_ENV, set_worker_id};
 
 /// The README's examples run as doctests, so they stay true.
 #[cfg(doctest)]

@@ -199,6 +199,55 @@ pub fn is_worker_id(id: &str) -> bool {
 pub const WORKER_ID_SYNTAX: &str =
     "1 to 64 of [A-Za-z0-9.-], not starting with '.' or '0archive-' ('_' and '/' break file-name parsing)";
 
+/// A process identifier as it appears in file names: the pid by default, or a stable
+/// worker ID (a slot number from the supervisor) so that a restarted worker reuses
+/// its predecessor's files.
+///
+/// Python's collector splits file names on `_` and takes the `pid` label of
+/// `all`-mode gauges from the name, so an ID is limited to ASCII letters, digits, `-`
+/// and `.` (not first), at most 64 characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WorkerId(String);
+
+impl WorkerId {
+    /// Validates `id`.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidWorkerId`] naming the ID when it is empty, longer than 64
+    /// characters, starts with `.` or with `0archive-` (reserved for compaction archives),
+    /// or holds anything but `[A-Za-z0-9.-]`.
+    ///
+    /// ```
+    /// use prometheus_multiproc::WorkerId;
+    /// assert_eq!(WorkerId::new("web-3")?.as_str(), "web-3");
+    /// assert!(WorkerId::new("w_1").is_err());
+    /// # Ok::<(), prometheus_multiproc::Error>(())
+    /// ```
+    pub fn new(id: &str) -> Result<WorkerId> {
+        if is_worker_id(id) {
+            Ok(WorkerId(id.to_owned()))
+        } else {
+            Err(Error::new(ErrorKind::InvalidWorkerId).about(id).expected(WORKER_ID_SYNTAX))
+        }
+    }
+
+    /// The current process's pid.
+    pub fn pid() -> WorkerId {
+        WorkerId(std::process::id().to_string())
+    }
+
+    /// The ID as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for WorkerId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// A writer's `.db` file name, parsed: `KIND_ID.db` with `ID` a worker ID.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DbName<'a> {
