@@ -32,7 +32,9 @@
 //!
 //! * **Files.** Each process writes `counter_ID.db`, `histogram_ID.db`,
 //!   `summary_ID.db` and `gauge_MODE_ID.db`, where `ID` is its pid or a stable
-//!   [`WorkerId`]. The byte format is specified in [`format`](mod@format).
+//!   [`WorkerId`]. The byte format is specified in [`format`](mod@format), and every
+//!   name in the directory (liveness, temporary and compaction files too) in
+//!   [`format::names`].
 //! * **Handles.** Creating a metric or a labeled child is fallible (bad names, wrong
 //!   label count, a full disk); using it is not. `inc`, `set` and `observe` are one
 //!   atomic compare-and-swap on the shared mapping: no lock, allocation or system call.

@@ -9,8 +9,8 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::file;
 use crate::format::check;
 use crate::format::fold::Fold;
-use crate::format::names::FileKind;
 use crate::format::names::{self, worker_id_of};
+use crate::format::names::{FileKind, GaugeMode};
 use crate::format::{self, archive};
 use crate::liveness::{Liveness, liveness, pid_in_use};
 
@@ -182,7 +182,11 @@ pub fn compact_with(dir: &Path, mut options: CompactOptions<'_>) -> Result<Compa
         let sources: Vec<String> = previous.into_iter().chain(dead).collect();
         plans.push(Plan { kind, archive: archive::archive_name(prefix, generation), sources });
     }
-    run.report.kept = names.iter().filter(|n| is_dead(n) && n.starts_with("gauge_all_")).cloned().collect();
+    run.report.kept = names
+        .iter()
+        .filter(|n| is_dead(n) && names::parse_db_name(n).is_some_and(|db| db.kind == FileKind::Gauge(GaugeMode::All)))
+        .cloned()
+        .collect();
     if folded + live_gauge_files.len() + dead_temps.len() + dead_locks < options.min_dead_files.max(1) {
         return Ok(run.report);
     }
@@ -384,8 +388,9 @@ struct Plan {
     sources: Vec<String>,
 }
 
+/// The staging name of an archive or manifest (see [`names::is_compaction_temp`]).
 fn tmp_name(name: &str) -> String {
-    if name.starts_with('.') { format!("{name}.tmp") } else { format!(".{name}.tmp") }
+    names::compaction_temp_name(name)
 }
 
 struct Run<'d, 'a> {

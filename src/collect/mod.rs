@@ -339,10 +339,7 @@ impl Collector {
             crate::cleanup::superseded(&self.dir, &utf8).into_keys().map(OsString::from).collect();
         let mut dead: HashMap<&str, bool> = HashMap::new();
         for name in &utf8 {
-            if !name.starts_with("gauge_live") {
-                continue;
-            }
-            if let Some(id) = names::worker_id_of(name) {
+            if let Some(id) = names::parse_db_name(name).filter(|db| db.kind.is_live()).map(|db| db.id) {
                 let is_dead = *dead.entry(id).or_insert_with(|| liveness::liveness(&self.dir, id) == Liveness::Dead);
                 if is_dead {
                     out.insert(OsString::from(name));

@@ -370,6 +370,15 @@ pub const COMPACT_LOCK: &str = ".compact.lock";
 /// publishes archives and removes their sources).
 pub const COMPACT_SEQ: &str = ".compaction.seq";
 
+/// The staging name of an archive (`.ARCHIVE.tmp`) or of a manifest
+/// (`.ARCHIVE.sources.tmp`).
+pub fn compaction_temp_name(name: &str) -> String {
+    match name.strip_prefix('.') {
+        Some(dotted) => format!(".{dotted}.tmp"),
+        None => format!(".{name}.tmp"),
+    }
+}
+
 /// Whether `name` is a compaction's staging file: `.ARCHIVE.tmp` or
 /// `.ARCHIVE.sources.tmp`.
 pub fn is_compaction_temp(name: &str) -> bool {
@@ -452,6 +461,8 @@ mod tests {
         assert_eq!(parse_writer_temp(".counter_0archive-1.db.tmp"), None);
         assert_eq!(parse_writer_temp(".counter_1.db..tmp"), None);
         assert!(is_compaction_temp(".counter_0archive-1.db.tmp"));
+        assert_eq!(compaction_temp_name("counter_0archive-1.db"), ".counter_0archive-1.db.tmp");
+        assert_eq!(compaction_temp_name(".counter_0archive-1.db.sources"), ".counter_0archive-1.db.sources.tmp");
         assert!(is_compaction_temp(".counter_0archive-1.db.sources.tmp"));
         assert!(!is_compaction_temp(".counter_1.db.5.tmp"));
     }
