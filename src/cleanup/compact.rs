@@ -291,11 +291,15 @@ impl<'n> Census<'n> {
     /// liveness file or a temporary file, classified by the lock protocol.
     fn of(dir: &Path, names: &'n [String]) -> Census<'n> {
         let mut ids: BTreeMap<&str, bool> = BTreeMap::new();
+        let mut temps: BTreeMap<&str, Vec<(&'n String, u32)>> = BTreeMap::new();
         for name in names {
             if let Some(db) = names::parse_db_name(name) {
                 ids.insert(db.id, true);
-            } else if let Some(id) = names::parse_lock_name(name).or(names::parse_writer_temp(name).map(|t| t.db.id)) {
+            } else if let Some(id) = names::parse_lock_name(name) {
                 ids.entry(id).or_insert(false);
+            } else if let Some(temp) = names::parse_writer_temp(name) {
+                ids.entry(temp.db.id).or_insert(false);
+                temps.entry(temp.db.id).or_default().push((name, temp.pid));
             }
         }
         let mut census = Census { dead: BTreeSet::new(), deferred: BTreeSet::new(), orphan_temps: Vec::new() };
@@ -313,10 +317,14 @@ impl<'n> Census<'n> {
                 // only a dead writer's is ever removed (or an earlier version's compaction
                 // removed it and left the temporary files). The creator's pid, in the
                 // temporary file's name, must be gone too.
-                Liveness::Unknown => census.orphan_temps.extend(names.iter().filter(|n| {
-                    names::parse_writer_temp(n)
-                        .is_some_and(|t| t.db.id == id && !crate::liveness::pid_running(&t.pid.to_string()))
-                })),
+                Liveness::Unknown => census.orphan_temps.extend(
+                    temps
+                        .get(id)
+                        .into_iter()
+                        .flatten()
+                        .filter(|(_, pid)| !crate::liveness::pid_running(&pid.to_string()))
+                        .map(|(name, _)| *name),
+                ),
             }
         }
         census
