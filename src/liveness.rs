@@ -40,15 +40,7 @@ use crate::format::names::{self, COMPACT_LOCK, COMPACT_SEQ};
 /// kernel drops the lock when the holder dies, however it dies.
 pub(crate) fn lock_writer(dir: &Path, id: &str, mode: u32) -> Result<File> {
     let path = dir.join(names::lock_name(id));
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(mode)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(&path)
-        .map_err(|e| file::open_error(&path, e))?;
+    let file = open_or_create(&path, mode).map_err(|e| file::open_error(&path, e))?;
     let meta = file.metadata().map_err(|e| Error::io(&path, e))?;
     file::check_regular(&path, &meta)?;
     // The umask may have taken bits of `mode` away when the file was created (or an
@@ -87,11 +79,7 @@ pub(crate) fn lock_writer(dir: &Path, id: &str, mode: u32) -> Result<File> {
 /// with a shared lock). `None` when a writer holds it or it is gone.
 pub(crate) fn hold_dead(dir: &Path, id: &str) -> Option<File> {
     let path = dir.join(names::lock_name(id));
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(&path)
-        .ok()?;
+    let file = open_read(&path).ok()?;
     (try_lock(&file, LockKind::Shared).ok()? && same_inode(&file, &path)).then_some(file)
 }
 
@@ -122,9 +110,7 @@ pub enum Liveness {
 /// ```
 pub fn liveness(dir: &Path, id: &str) -> Liveness {
     let path = dir.join(names::lock_name(id));
-    let Ok(file) =
-        OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC).open(&path)
-    else {
+    let Ok(file) = open_read(&path) else {
         return Liveness::Unknown;
     };
     if !file.metadata().is_ok_and(|m| m.file_type().is_file()) {
@@ -154,6 +140,24 @@ pub(crate) fn pid_running(pid: &str) -> bool {
     }
     // Signal 0 checks for existence only; EPERM means it exists under another user.
     matches!(nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None), Ok(()) | Err(nix::errno::Errno::EPERM))
+}
+
+/// Opens `path` for reading and writing, creating it with `mode`, never through a
+/// symlink and never blocking.
+fn open_or_create(path: &Path, mode: u32) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(mode)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+}
+
+/// Opens `path` read-only, never through a symlink and never blocking.
+fn open_read(path: &Path) -> io::Result<File> {
+    OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC).open(path)
 }
 
 /// A whole-file lock: exclusive for a live writer or a compactor, shared for a
@@ -218,15 +222,7 @@ fn same_inode(file: &File, path: &Path) -> bool {
 /// Takes the directory's compaction lock without waiting.
 pub(crate) fn lock_compaction(dir: &Path) -> Result<File> {
     let path = dir.join(COMPACT_LOCK);
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(&path)
-        .map_err(|e| Error::io(&path, e))?;
+    let file = open_or_create(&path, 0o600).map_err(|e| Error::io(&path, e))?;
     match try_lock(&file, LockKind::Exclusive) {
         Ok(true) => Ok(file),
         Ok(false) => Err(Error::new(ErrorKind::CompactionInProgress)
@@ -238,11 +234,7 @@ pub(crate) fn lock_compaction(dir: &Path) -> Result<File> {
 
 /// Whether a compaction holds the directory's lock right now.
 pub(crate) fn compaction_running(dir: &Path) -> bool {
-    let Ok(file) = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(dir.join(COMPACT_LOCK))
-    else {
+    let Ok(file) = open_read(&dir.join(COMPACT_LOCK)) else {
         return false;
     };
     matches!(lock_held(&file), Ok(Some(_)))
@@ -251,11 +243,7 @@ pub(crate) fn compaction_running(dir: &Path) -> bool {
 /// The compaction sequence number (0 when there has never been a compaction).
 pub(crate) fn read_compaction_seq(dir: &Path) -> u64 {
     let mut buf = [0u8; 8];
-    match OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(dir.join(COMPACT_SEQ))
-    {
+    match open_read(&dir.join(COMPACT_SEQ)) {
         Ok(file) if file.read_exact_at(&mut buf, 0).is_ok() => u64::from_le_bytes(buf),
         _ => 0,
     }
@@ -265,15 +253,7 @@ pub(crate) fn read_compaction_seq(dir: &Path) -> u64 {
 /// with `mode` the first time).
 pub(crate) fn bump_compaction_seq(dir: &Path, mode: u32) -> Result<u64> {
     let path = dir.join(COMPACT_SEQ);
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(mode)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(&path)
-        .map_err(|e| Error::io(&path, e))?;
+    let file = open_or_create(&path, mode).map_err(|e| Error::io(&path, e))?;
     let mut buf = [0u8; 8];
     let current = if file.read_exact_at(&mut buf, 0).is_ok() { u64::from_le_bytes(buf) } else { 0 };
     let next = current + 1;
