@@ -427,7 +427,8 @@ fn a_file_truncated_by_another_process_kills_neither_writer_nor_scraper() -> Res
     // Another process truncates the file and extends it again, over and over, while this
     // one scrapes: a scrape that stats the file at full size and then reads it after a
     // truncation touches pages of its mapping beyond the end of the file. The guard
-    // turns that SIGBUS into a `truncated` skip; scrape until one has.
+    // turns that SIGBUS into a `truncated` skip; scrape until one has (a few hundred to
+    // a few tens of thousands of scrapes here; the bound only stops a broken test).
     let mut truncator =
         role_command("truncate-loop", dir.path()).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn()?;
     let mut truncator_out = BufReader::new(truncator.stdout.take().unwrap());
@@ -438,7 +439,7 @@ fn a_file_truncated_by_another_process_kills_neither_writer_nor_scraper() -> Res
     }
     let mut seen: std::collections::BTreeMap<&'static str, usize> = Default::default();
     let mut scrapes = 0;
-    while !seen.contains_key("truncated") && scrapes < 100_000 {
+    while !seen.contains_key("truncated") && scrapes < 1_000_000 {
         let scrape = collector.collect()?;
         scrapes += 1;
         for skipped in &scrape.skipped {
