@@ -74,6 +74,39 @@ pub(crate) fn lock_writer(dir: &Path, id: &str, mode: u32) -> Result<File> {
     }
 }
 
+/// How long a writer waits for a worker ID held by someone else when no compaction
+/// runs: the previous holder may be exiting (its descriptor closes a moment after the
+/// exit is reported to its parent, and a child it is spawning holds a copy until it
+/// execs).
+const ID_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// How long a writer waits for a worker ID while a compaction runs: the compactor holds
+/// the IDs of the dead writers it folds until their files are folded and removed.
+const ID_WAIT_COMPACTION: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Takes worker `id`'s slot: its exclusive liveness lock ([`lock_writer`]), waiting up
+/// to [`ID_WAIT`] while another holder may be going away, or up to
+/// [`ID_WAIT_COMPACTION`] while a compaction runs (it holds the slots it folds).
+///
+/// # Errors
+/// [`ErrorKind::WorkerIdInUse`] naming the liveness file when the ID stays held; an I/O
+/// kind naming it when it cannot be opened or locked.
+pub(crate) fn take_slot(dir: &Path, id: &str, mode: u32) -> Result<File> {
+    let start = std::time::Instant::now();
+    loop {
+        match lock_writer(dir, id, mode) {
+            Err(e) if e.kind() == ErrorKind::WorkerIdInUse => {
+                let waited = start.elapsed();
+                if waited >= ID_WAIT_COMPACTION || (waited >= ID_WAIT && !compaction_running(dir)) {
+                    return Err(e);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Takes a shared lock on a dead writer's liveness file, so that no writer can take the
 /// ID (writers need the exclusive lock) while probes still read it as dead (they test
 /// with a shared lock). `None` when a writer holds it or it is gone.

@@ -295,31 +295,11 @@ impl Series {
     }
 }
 
-/// How long a writer waits for a worker ID held by someone else when no compaction
-/// runs: the previous holder may be exiting (its descriptor closes a moment after the
-/// exit is reported to its parent).
-const ID_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// How long a writer waits for a worker ID while a compaction runs: the compactor holds
-/// the IDs of the dead writers it folds until their files are folded and removed.
-const ID_WAIT_COMPACTION: std::time::Duration = std::time::Duration::from_secs(60);
-
 /// Takes worker `id`'s exclusive liveness lock (waiting while it is held by a compactor
-/// or a writer that is going away) and prepares the slot for this writer.
+/// or a writer that is going away, see [`liveness::take_slot`]) and prepares the slot
+/// for this writer.
 fn lock_liveness(dir: &Path, id: &WorkerId, mode: u32) -> Result<LiveLock> {
-    let start = std::time::Instant::now();
-    let file = loop {
-        match liveness::lock_writer(dir, id.as_str(), mode) {
-            Err(e) if e.kind() == ErrorKind::WorkerIdInUse => {
-                let waited = start.elapsed();
-                if waited >= ID_WAIT_COMPACTION || (waited >= ID_WAIT && !liveness::compaction_running(dir)) {
-                    return Err(e);
-                }
-                std::thread::sleep(std::time::Duration::from_millis(5));
-            }
-            other => break other?,
-        }
-    };
+    let file = liveness::take_slot(dir, id.as_str(), mode)?;
     crate::cleanup::take_over_slot(dir, id.as_str())?;
     LiveLock::hold(file).map_err(|_| {
         Error::new(ErrorKind::Io)
