@@ -115,7 +115,7 @@ pub(crate) fn open_or_create_db(dir: &Path, name: &str, mode: u32) -> Result<Fil
         if let Some(file) = open_existing(&path)? {
             return Ok(file);
         }
-        let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+        let tmp = dir.join(format::names::writer_temp_name(name, std::process::id()));
         let _ = fs::remove_file(&tmp);
         let file = OpenOptions::new()
             .read(true)
@@ -174,7 +174,7 @@ fn open_existing(path: &Path) -> Result<Option<File>> {
 
 /// The error for a failed open of `path` with `O_NOFOLLOW`: `ELOOP` (and `EISDIR`)
 /// mean the name is not a regular file.
-fn open_error(path: &Path, e: io::Error) -> Error {
+pub(crate) fn open_error(path: &Path, e: io::Error) -> Error {
     match e.raw_os_error() {
         Some(libc::ELOOP) => {
             Error::new(ErrorKind::NotARegularFile).at(path).expected("a regular file, found a symlink (never followed)")
@@ -189,7 +189,7 @@ fn open_error(path: &Path, e: io::Error) -> Error {
 /// Fails unless `meta` (of an open descriptor) is a regular file's: a FIFO, socket or
 /// device planted under a file's name opens without blocking (`O_NONBLOCK`) but is
 /// never used.
-fn check_regular(path: &Path, meta: &fs::Metadata) -> Result<()> {
+pub(crate) fn check_regular(path: &Path, meta: &fs::Metadata) -> Result<()> {
     use std::os::unix::fs::FileTypeExt;
     let ft = meta.file_type();
     let found = if ft.is_file() {
@@ -253,119 +253,6 @@ pub(crate) fn write_at(file: &File, path: &Path, bytes: &[u8], offset: usize) ->
     file.write_all_at(bytes, offset as u64).map_err(|e| Error::io(path, e))
 }
 
-/// The name of a writer's liveness file.
-pub(crate) fn liveness_name(id: &str) -> String {
-    format!("writer_{id}.lock")
-}
-
-/// Creates (if needed) and exclusively locks the liveness file of worker `id`. The
-/// kernel drops the lock when the holder dies, however it dies.
-pub(crate) fn lock_liveness(dir: &Path, id: &str, mode: u32) -> Result<File> {
-    let path = dir.join(liveness_name(id));
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(mode)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(&path)
-        .map_err(|e| open_error(&path, e))?;
-    let meta = file.metadata().map_err(|e| Error::io(&path, e))?;
-    check_regular(&path, &meta)?;
-    // The umask may have taken bits of `mode` away when the file was created (or an
-    // earlier writer used another mode): a scraper of the writers' group probes this
-    // file, so give it `mode`, as `.db` files get it.
-    if meta.mode() & 0o777 != mode
-        && let Err(e) = file.set_permissions(fs::Permissions::from_mode(mode))
-    {
-        log::warn!("cannot set mode {mode:o} on {}: {e}", path.display());
-    }
-    match try_lock(&file, LockKind::Exclusive) {
-        Ok(true) if same_inode(&file, &path) => {
-            // Record who holds the ID, so that compaction can tell an ID that is the
-            // writer's pid (which a later process, maybe a Python worker, may get
-            // again) from a stable slot name.
-            let pid = format!("{}\n", std::process::id());
-            if let Err(e) = file.set_len(0).and_then(|()| file.write_all_at(pid.as_bytes(), 0)) {
-                log::warn!("cannot record the writer's pid in {}: {e}", path.display());
-            }
-            Ok(file)
-        }
-        // The compactor removed the file between our open and our lock: the lock we
-        // hold is on a name nobody sees. Report it as in use; the caller retries.
-        Ok(true) => {
-            Err(Error::new(ErrorKind::WorkerIdInUse).about(id).at(&path).expected("a liveness file still linked"))
-        }
-        Ok(false) => Err(Error::new(ErrorKind::WorkerIdInUse).about(id).at(&path).expected(
-            "a worker ID no live writer holds (another process, or another Registry on this directory in this process)",
-        )),
-        Err(e) => Err(Error::io(&path, e)),
-    }
-}
-
-/// Takes a shared lock on a dead writer's liveness file, so that no writer can take the
-/// ID (writers need the exclusive lock) while probes still read it as dead (they test
-/// with a shared lock). `None` when a writer holds it or it is gone.
-pub(crate) fn hold_dead_liveness(dir: &Path, id: &str) -> Option<File> {
-    let path = dir.join(liveness_name(id));
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(&path)
-        .ok()?;
-    (try_lock(&file, LockKind::Shared).ok()? && same_inode(&file, &path)).then_some(file)
-}
-
-/// Whether the writer with liveness file `dir/writer_ID.lock` is alive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Liveness {
-    /// Its lock is held: the process is running.
-    Alive,
-    /// Its lock is free: the process has exited or was killed.
-    Dead,
-    /// It has no liveness file (a Python writer, or one that predates liveness): treated
-    /// as alive until marked dead, as Python treats every writer.
-    Unknown,
-}
-
-/// Probes the liveness of worker `id` without blocking and without following links.
-pub(crate) fn probe_liveness(dir: &Path, id: &str) -> Liveness {
-    let path = dir.join(liveness_name(id));
-    let Ok(file) =
-        OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC).open(&path)
-    else {
-        return Liveness::Unknown;
-    };
-    if !file.metadata().is_ok_and(|m| m.file_type().is_file()) {
-        return Liveness::Unknown;
-    }
-    // A writer holds the exclusive lock; a compactor folding a dead writer holds a
-    // shared one (the writer is dead then). Testing takes no lock, so a probe never
-    // gets in the way of a writer taking its slot.
-    match lock_held(&file) {
-        Ok(None | Some(LockKind::Shared)) => Liveness::Dead,
-        Ok(Some(LockKind::Exclusive)) => Liveness::Alive,
-        Err(_) => Liveness::Unknown,
-    }
-}
-
-/// The pid recorded in worker `id`'s liveness file by the last writer that held it.
-pub(crate) fn liveness_holder(dir: &Path, id: &str) -> Option<u32> {
-    let text = read_text(dir, &liveness_name(id)).ok()?;
-    text.trim().parse().ok()
-}
-
-/// Whether a process with pid `pid` (decimal) exists now, ours or not.
-pub(crate) fn pid_running(pid: &str) -> bool {
-    let Ok(pid) = pid.parse::<i32>() else { return false };
-    if pid <= 0 {
-        return false;
-    }
-    // Signal 0 checks for existence only; EPERM means it exists under another user.
-    matches!(nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None), Ok(()) | Err(nix::errno::Errno::EPERM))
-}
-
 /// The names of the `*.db` entries of `dir` (any file type), sorted by bytes, without
 /// dotfiles: the set Python's `glob('*.db')` sees, in a deterministic order.
 pub(crate) fn list_db_names(dir: &Path) -> io::Result<Vec<std::ffi::OsString>> {
@@ -398,138 +285,6 @@ pub(crate) fn open_read_only(path: &Path) -> io::Result<(File, fs::Metadata)> {
         return Err(io::Error::from(io::ErrorKind::InvalidInput));
     }
     Ok((file, meta))
-}
-
-/// A whole-file lock: exclusive for a live writer or a compactor, shared for a
-/// compactor holding a dead writer's slot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum LockKind {
-    Shared,
-    Exclusive,
-}
-
-/// The `struct flock` for a lock of `kind` over the whole file.
-fn whole_file(kind: LockKind) -> libc::flock {
-    let l_type = match kind {
-        LockKind::Shared => libc::F_RDLCK,
-        LockKind::Exclusive => libc::F_WRLCK,
-    };
-    // l_pid must be 0 for open-file-description locks.
-    libc::flock {
-        l_type: l_type as libc::c_short,
-        l_whence: libc::SEEK_SET as libc::c_short,
-        l_start: 0,
-        l_len: 0,
-        l_pid: 0,
-    }
-}
-
-/// Tries to take an open-file-description lock (`F_OFD_SETLK`) of `kind` on the whole
-/// of `file`, without waiting; `false` when another holder's lock conflicts.
-///
-/// Open-file-description locks, like `flock`, belong to the open file (not the
-/// process), are released by the kernel when the last descriptor of it closes (exit,
-/// SIGKILL, OOM) and conflict between two opens in one process. Unlike `flock` they
-/// can be *tested* without being taken (`F_OFD_GETLK`), which is how probes and
-/// collectors look at them.
-fn try_lock(file: &File, kind: LockKind) -> io::Result<bool> {
-    match nix::fcntl::fcntl(file, nix::fcntl::FcntlArg::F_OFD_SETLK(&whole_file(kind))) {
-        Ok(_) => Ok(true),
-        Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EACCES) => Ok(false),
-        Err(e) => Err(io::Error::from(e)),
-    }
-}
-
-/// The lock another open file holds on `file` that would conflict with an exclusive
-/// one, found with `F_OFD_GETLK`: nothing is locked by asking.
-fn lock_held(file: &File) -> io::Result<Option<LockKind>> {
-    let mut query = whole_file(LockKind::Exclusive);
-    nix::fcntl::fcntl(file, nix::fcntl::FcntlArg::F_OFD_GETLK(&mut query)).map_err(io::Error::from)?;
-    Ok(match i32::from(query.l_type) {
-        libc::F_UNLCK => None,
-        libc::F_RDLCK => Some(LockKind::Shared),
-        _ => Some(LockKind::Exclusive),
-    })
-}
-
-fn same_inode(file: &File, path: &Path) -> bool {
-    match (file.metadata(), fs::symlink_metadata(path)) {
-        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
-        _ => false,
-    }
-}
-
-/// Name of the directory-wide compaction lock file.
-pub(crate) const COMPACT_LOCK: &str = ".compact.lock";
-/// Name of the compaction sequence file (a seqlock counter: odd while a compaction
-/// publishes archives and removes their sources).
-pub(crate) const COMPACT_SEQ: &str = ".compaction.seq";
-
-/// Takes the directory's compaction lock without waiting.
-pub(crate) fn lock_compaction(dir: &Path) -> Result<File> {
-    let path = dir.join(COMPACT_LOCK);
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(&path)
-        .map_err(|e| Error::io(&path, e))?;
-    match try_lock(&file, LockKind::Exclusive) {
-        Ok(true) => Ok(file),
-        Ok(false) => Err(Error::new(ErrorKind::CompactionInProgress)
-            .at(&path)
-            .expected("no other compaction running on this directory")),
-        Err(e) => Err(Error::io(&path, e)),
-    }
-}
-
-/// Whether a compaction holds the directory's lock right now.
-pub(crate) fn compaction_running(dir: &Path) -> bool {
-    let Ok(file) = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(dir.join(COMPACT_LOCK))
-    else {
-        return false;
-    };
-    matches!(lock_held(&file), Ok(Some(_)))
-}
-
-/// The compaction sequence number (0 when there has never been a compaction).
-pub(crate) fn read_compaction_seq(dir: &Path) -> u64 {
-    let mut buf = [0u8; 8];
-    match OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(dir.join(COMPACT_SEQ))
-    {
-        Ok(file) if file.read_exact_at(&mut buf, 0).is_ok() => u64::from_le_bytes(buf),
-        _ => 0,
-    }
-}
-
-/// Adds one to the compaction sequence number and makes it durable (creating the file
-/// with `mode` the first time).
-pub(crate) fn bump_compaction_seq(dir: &Path, mode: u32) -> Result<u64> {
-    let path = dir.join(COMPACT_SEQ);
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(mode)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(&path)
-        .map_err(|e| Error::io(&path, e))?;
-    let mut buf = [0u8; 8];
-    let current = if file.read_exact_at(&mut buf, 0).is_ok() { u64::from_le_bytes(buf) } else { 0 };
-    let next = current + 1;
-    file.write_all_at(&next.to_le_bytes(), 0).map_err(|e| Error::io(&path, e))?;
-    file.sync_data().map_err(|e| Error::io(&path, e))?;
-    Ok(next)
 }
 
 /// The permission bits of `dir/name` (never following a symlink), if it is a regular
@@ -598,25 +353,6 @@ pub(crate) fn list_names(dir: &Path) -> Result<Vec<String>> {
     names.sort();
     Ok(names)
 }
-
-/// Removes the temporary files (`.PREFIX_ID.db.PID.tmp`) among `names` (the directory's)
-/// that a writer of worker `id` left when it was killed between creating a file and
-/// linking it into place. Called by the writer that has just taken `id`'s exclusive
-/// lock, so no live writer owns them.
-pub(crate) fn remove_stale_temps(dir: &Path, id: &str, names: &[String]) {
-    let suffix = format!("_{id}.db");
-    for name in names {
-        let Some(stem) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp")) else { continue };
-        let Some((db, pid)) = stem.rsplit_once('.') else { continue };
-        if db.ends_with(&suffix) && !db.contains("0archive-") && pid.bytes().all(|b| b.is_ascii_digit()) {
-            match remove_db(dir, name) {
-                Ok(_) => log::debug!("removed {name}, left by a writer killed while creating it"),
-                Err(e) => log::warn!("cannot remove a stale temporary file: {e}"),
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

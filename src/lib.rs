@@ -32,7 +32,9 @@
 //!
 //! * **Files.** Each process writes `counter_ID.db`, `histogram_ID.db`,
 //!   `summary_ID.db` and `gauge_MODE_ID.db`, where `ID` is its pid or a stable
-//!   [`WorkerId`]. The byte format is specified in [`format`](mod@format).
+//!   [`WorkerId`]. The byte format is specified in [`format`](mod@format), and every
+//!   name in the directory (liveness, temporary and compaction files too) in
+//!   [`format::names`].
 //! * **Handles.** Creating a metric or a labeled child is fallible (bad names, wrong
 //!   label count, a full disk); using it is not. `inc` and `set` are one atomic
 //!   operation on the shared mapping, `observe` two: no lock, allocation or system
@@ -184,6 +186,7 @@ mod file;
 pub mod format;
 #[cfg(any(feature = "prometheus", feature = "prometheus-client", feature = "metrics"))]
 pub mod integrations;
+mod liveness;
 pub mod metrics;
 #[cfg(feature = "http")]
 pub mod push;
@@ -196,13 +199,14 @@ mod writer;
 pub use collect::{Collector, MetricFamily, MetricType, Sample, Scrape, SkipReason, SkippedFile};
 pub use error::{Error, ErrorKind, Result};
 pub use expose::{Escaping, Format, Rendered, negotiate, render};
+pub use format::names::{GaugeMode, WorkerId};
 pub use metrics::{
-    Amount, Counter, DEFAULT_BUCKETS, Family, Gauge, GaugeMode, Histogram, InProgress, Metric, OVERFLOW_LABEL_VALUE,
-    Opts, Summary, Timer, exponential_buckets, exponential_buckets_range, linear_buckets,
+    Amount, Counter, DEFAULT_BUCKETS, Family, Gauge, Histogram, InProgress, Metric, OVERFLOW_LABEL_VALUE, Opts,
+    Summary, Timer, exponential_buckets, exponential_buckets_range, linear_buckets,
 };
 pub use region::{SIGBUS_GUARD_ENV, disable_sigbus_guard};
 pub use registry::{DIR_ENV, DIR_ENV_DEPRECATED, DROPPED_SERIES_METRIC, Registry, RegistryBuilder, dir_from_env};
-pub use writer::{WORKER_ID_ENV, WorkerId, set_worker_id};
+pub use writer::{WORKER_ID_ENV, set_worker_id};
 
 /// The README's examples run as doctests, so they stay true.
 #[cfg(doctest)]

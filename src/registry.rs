@@ -50,8 +50,7 @@ impl std::fmt::Debug for Declared {
     }
 }
 
-/// Name of the self-metric counting series a writer could not create.
-pub const DROPPED_SERIES_METRIC: &str = "prometheus_multiproc_dropped_series_total";
+pub use crate::writer::DROPPED_SERIES_METRIC;
 
 /// Configures a [`Registry`].
 #[derive(Debug, Clone, Default)]
@@ -139,7 +138,10 @@ impl RegistryBuilder {
                 ),
                 &["reason"],
             )?;
-            let counters = DropReason::ALL.iter().map(|r| dropped.get(&[r.as_str()])).collect::<Result<Vec<_>>>()?;
+            let counters = DropReason::ALL
+                .iter()
+                .map(|r| dropped.get(&[r.as_str()]).map(|c| Arc::clone(c.series())))
+                .collect::<Result<Vec<_>>>()?;
             registry.shared.set_self_metrics(counters);
         }
         Ok(registry)

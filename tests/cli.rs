@@ -64,6 +64,36 @@ fn inspect_shows_liveness_and_what_compaction_would_do() {
 }
 
 #[test]
+fn inspect_lists_dead_writers_leftovers_and_compact_removes_them() {
+    let dir = TestDir::new();
+    let _live = scenario(&dir);
+    // Writer 9 died in its start-up, after taking its ID and while creating a file; a
+    // writer 8 left a temporary file and no liveness file (pids above the kernel's
+    // largest, 4,194,304: never running).
+    drop(Registry::builder().dir(dir.path()).worker_id(WorkerId::new("9").unwrap()).build().unwrap());
+    std::fs::write(dir.path().join(".counter_9.db.4194999.tmp"), [0u8; 64]).unwrap();
+    std::fs::write(dir.path().join(".counter_8.db.4194998.tmp"), [0u8; 64]).unwrap();
+    let out = cli(&["inspect", "--json"], Some(&dir));
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let listed: Vec<&str> = json["leftovers"].as_array().unwrap().iter().map(|l| l["file"].as_str().unwrap()).collect();
+    let want =
+        [".counter_8.db.4194998.tmp", ".counter_9.db.4194999.tmp", "writer_1.lock", "writer_2.lock", "writer_9.lock"];
+    assert_eq!(listed, want);
+    let table = stdout(&cli(&["inspect"], Some(&dir)));
+    assert!(table.contains("5 liveness or temporary files of dead writers"), "{table}");
+    assert!(table.contains("    writer_9.lock  (writer 9, "), "{table}");
+    let out = cli(&["compact"], Some(&dir));
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    for name in want {
+        assert!(!dir.path().join(name).exists(), "{name} is still there");
+    }
+    assert!(dir.path().join("writer_3.lock").exists(), "the live writer's liveness file stays");
+    let json: serde_json::Value = serde_json::from_slice(&cli(&["inspect", "--json"], Some(&dir)).stdout).unwrap();
+    assert_eq!(json["leftovers"], serde_json::json!([]));
+}
+
+#[test]
 fn compact_and_mark_dead_keep_the_totals() {
     let dir = TestDir::new();
     let _live = scenario(&dir);

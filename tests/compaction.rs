@@ -43,6 +43,14 @@ fn main() {
             "a_dead_writer_whose_pid_runs_again_is_not_folded_until_it_is_gone",
             a_dead_writer_whose_pid_runs_again_is_deferred,
         ),
+        Trial::test(
+            "compact_then_scrape_and_a_slot_takeover_log_nothing_at_warn_level",
+            compact_then_scrape_logs_no_warning,
+        ),
+        Trial::test(
+            "after_300_startup_kills_one_compaction_leaves_no_lock_or_temporary_file_of_a_dead_writer",
+            startup_kill_storm_leaves_no_leftovers,
+        ),
     ];
     support::main_with_roles(run_role, tests)
 }
@@ -65,8 +73,70 @@ fn run_role(role: &str) {
             .unwrap();
             println!("finished {}", done.removed.len());
         }
+        // Compacts, scrapes, takes over a compacted slot and scrapes again, with a
+        // logger that prints every record at warn level or above to stdout.
+        "quiet-cycle" => {
+            log::set_logger(&WARN_PRINTER).unwrap();
+            log::set_max_level(log::LevelFilter::Trace);
+            let dir = std::env::var("PROMETHEUS_MULTIPROC_DIR").unwrap();
+            quiet_cycle(Path::new(&dir));
+        }
+        // The start-up kill storm, away from the other tests' writers.
+        "startup-storm" => {
+            let dir = std::env::var("PROMETHEUS_MULTIPROC_DIR").unwrap();
+            if let Err(e) = startup_kill_storm(Path::new(&dir)) {
+                println!("storm failed: {e:?}");
+                std::process::exit(1);
+            }
+        }
+        // A pid-named worker's start-up: says "start", builds its registry, creates its
+        // files, counts, says "done" and exits (unless it is killed first).
+        "startup-worker" => {
+            println!("start");
+            let registry = Registry::from_env().unwrap();
+            work(&registry, 1);
+            println!("done");
+        }
         other => panic!("unknown role {other}"),
     }
+}
+
+/// Prints every log record at warn level or above as `LOGGED LEVEL message`.
+struct WarnPrinter;
+
+static WARN_PRINTER: WarnPrinter = WarnPrinter;
+
+impl log::Log for WarnPrinter {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::Level::Warn
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata()) {
+            println!("LOGGED {} {}", record.level(), record.args());
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+/// A normal life of a directory: writers die, compaction folds them, scrapes read the
+/// archives, a new writer takes over a folded slot, the next compaction folds an
+/// archive again.
+fn quiet_cycle(dir: &Path) {
+    let _live = live_workers(dir, 1);
+    dead_workers(dir, "d", 0, 3);
+    let collector = Collector::new(dir).unwrap();
+    text(&collector);
+    compact(dir).unwrap();
+    text(&collector);
+    text(&Collector::new(dir).unwrap());
+    // Slot d0 was folded: a writer taking it over checks for an interrupted compaction.
+    dead_workers(dir, "d", 0, 1);
+    text(&collector);
+    compact(dir).unwrap();
+    text(&collector);
+    println!("cycle done");
 }
 
 /// One worker's life: the same families and label sets in every worker, integer and
@@ -426,6 +496,137 @@ fn a_dead_writer_whose_pid_runs_again_is_deferred() -> Result<(), Failed> {
     expect_eq("deferred", done.deferred, vec![running.clone()])?;
     expect_eq("folded", done.dead_writers, vec![gone.to_owned()])?;
     expect_eq("files", dir.db_files(), vec!["counter_0archive-1.db".to_owned(), format!("counter_{running}.db")])
+}
+
+fn compact_then_scrape_logs_no_warning() -> Result<(), Failed> {
+    let dir = TestDir::new();
+    let out = role_command("quiet-cycle", dir.path()).output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() || !stdout.contains("cycle done") {
+        return Err(
+            format!("the cycle failed: {}\n{stdout}{}", out.status, String::from_utf8_lossy(&out.stderr)).into()
+        );
+    }
+    let logged: Vec<&str> = stdout.lines().filter(|l| l.starts_with("LOGGED")).collect();
+    expect_eq("records at warn level or above", logged, vec![])
+}
+
+/// How many start-up kills the storm makes.
+const STORM_KILLS: usize = 300;
+
+/// A small xorshift generator: the storm's kill points, reproducible from the seed it
+/// prints (`PMP_STORM_SEED` sets it).
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+/// Starts a `startup-worker` and waits until it has said "start" (it runs its `main`).
+fn start_worker(dir: &Path) -> Result<(std::process::Child, std::io::BufReader<std::process::ChildStdout>), Failed> {
+    use std::io::BufRead;
+    let mut child = role_command("startup-worker", dir).stdout(std::process::Stdio::piped()).spawn()?;
+    let mut out = std::io::BufReader::new(child.stdout.take().expect("piped"));
+    let mut line = String::new();
+    out.read_line(&mut line)?;
+    if line != "start\n" {
+        let _ = child.kill();
+        return Err(format!("a start-up worker said {line:?}, expected \"start\"").into());
+    }
+    Ok((child, out))
+}
+
+/// The liveness and temporary files in `dir`, sorted.
+fn locks_and_temps(dir: &Path) -> Result<(Vec<String>, Vec<String>), Failed> {
+    let mut locks = Vec::new();
+    let mut temps = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if name.starts_with("writer_") && name.ends_with(".lock") {
+            locks.push(name);
+        } else if name.starts_with('.') && name.ends_with(".tmp") {
+            temps.push(name);
+        }
+    }
+    locks.sort();
+    temps.sort();
+    Ok((locks, temps))
+}
+
+/// Runs the storm in a child process (this binary in the role `startup-storm`): while a
+/// process spawns children, each child holds a copy of every descriptor of its parent
+/// until it execs, liveness locks included, so the 300 spawns would make writers of
+/// the other tests running in this process look alive for a moment.
+fn startup_kill_storm_leaves_no_leftovers() -> Result<(), Failed> {
+    let dir = TestDir::new();
+    let out = role_command("startup-storm", dir.path()).output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    print!("{stdout}");
+    if !out.status.success() || !stdout.contains("storm passed") {
+        return Err(
+            format!("the storm failed: {}\n{stdout}{}", out.status, String::from_utf8_lossy(&out.stderr)).into()
+        );
+    }
+    Ok(())
+}
+
+fn startup_kill_storm(dir: &Path) -> Result<(), Failed> {
+    use std::io::Read;
+    let live = live_workers(dir, 1);
+    // How long a start-up takes here, from "start" to exit: kills land anywhere in it.
+    let mut startup = Duration::ZERO;
+    for _ in 0..3 {
+        let (mut child, mut out) = start_worker(dir)?;
+        let begun = std::time::Instant::now();
+        let mut rest = String::new();
+        out.read_to_string(&mut rest)?;
+        let status = child.wait()?;
+        startup = startup.max(begun.elapsed());
+        if !status.success() || rest != "done\n" {
+            return Err(format!("a start-up worker failed: {status}, said {rest:?}").into());
+        }
+    }
+    let seed = std::env::var("PMP_STORM_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1
+    });
+    println!("start-up takes up to {startup:?}; kill points from seed {seed}");
+    let mut rng = XorShift(seed);
+    let window = startup.as_nanos() as u64 + 1;
+    for _ in 0..STORM_KILLS {
+        let (mut child, _out) = start_worker(dir)?;
+        std::thread::sleep(Duration::from_nanos(rng.next() % window));
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGKILL)?;
+        child.wait()?;
+    }
+    let (locks, temps) = locks_and_temps(dir)?;
+    println!("before compaction: {} liveness files, {} temporary files", locks.len(), temps.len());
+    let collector = Collector::new(dir)?;
+    let before = samples(&collector);
+
+    let done = compact(dir)?;
+    let (locks, temps) = locks_and_temps(dir)?;
+    // The live writer's lock stays, and so do those of dead writers whose files are
+    // deferred (their pid runs again: the liveness file says they were ours).
+    let mut allowed: Vec<String> = done.deferred.iter().map(|id| format!("writer_{id}.lock")).collect();
+    allowed.push("writer_live0.lock".to_owned());
+    allowed.sort();
+    expect_eq("liveness files after one compaction", locks, allowed)?;
+    expect_eq("temporary files after one compaction", temps, vec![])?;
+    expect_eq("our totals after compaction", samples(&collector), before.clone())?;
+    expect_eq("python totals after compaction", python_samples(dir), before)?;
+    // The live writer still counts, into its own files.
+    live[0].counter(Opts::new("c_after_total", "After."))?.inc();
+    let after = samples(&collector);
+    if !after.iter().any(|l| l == "c_after_total{} 1.0") {
+        return Err(format!("the live writer's write is missing: {after:?}").into());
+    }
+    println!("storm passed");
+    Ok(())
 }
 
 fn automatic_compaction_waits_for_the_threshold() -> Result<(), Failed> {

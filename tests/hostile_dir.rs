@@ -384,6 +384,24 @@ fn run_role(role: &str) {
             let err = family.get(&["b"]).unwrap_err();
             println!("survived; a new series: {:?}: {err}", err.kind());
         }
+        // Truncates counter_1.db to nothing and extends it again (with zeros), in a loop,
+        // until its stdin closes.
+        "truncate-loop" => {
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let flag = std::sync::Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new());
+                flag.store(true, std::sync::atomic::Ordering::Relaxed);
+            });
+            let dir = std::env::var("PROMETHEUS_MULTIPROC_DIR").unwrap();
+            let file = File::options().write(true).open(Path::new(&dir).join("counter_1.db")).unwrap();
+            let len = file.metadata().unwrap().len();
+            println!("truncating");
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                file.set_len(0).unwrap();
+                file.set_len(len).unwrap();
+            }
+        }
         // Guards metrics mappings (a registry), then touches a page past the end of a
         // file mapped by someone else: that SIGBUS is not ours and must kill.
         "foreign-sigbus" => {
@@ -568,7 +586,35 @@ fn a_file_truncated_by_another_process_kills_neither_writer_nor_scraper() -> Res
     if !collector.collect()?.skipped.is_empty() {
         return Err("the intact file was skipped".into());
     }
-    // Another process (this one) truncates the writer's file.
+    // Another process truncates the file and extends it again, over and over, while this
+    // one scrapes: a scrape that stats the file at full size and then reads it after a
+    // truncation touches pages of its mapping beyond the end of the file. The guard
+    // turns that SIGBUS into a `truncated` skip; scrape until one has (a few hundred to
+    // a few tens of thousands of scrapes here; the bound only stops a broken test).
+    let mut truncator =
+        role_command("truncate-loop", dir.path()).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn()?;
+    let mut truncator_out = BufReader::new(truncator.stdout.take().unwrap());
+    line.clear();
+    truncator_out.read_line(&mut line)?;
+    if line.trim() != "truncating" {
+        return Err(format!("truncator did not start: {line:?}").into());
+    }
+    let mut seen: std::collections::BTreeMap<&'static str, usize> = Default::default();
+    let mut scrapes = 0;
+    while !seen.contains_key("truncated") && scrapes < 1_000_000 {
+        let scrape = collector.collect()?;
+        scrapes += 1;
+        for skipped in &scrape.skipped {
+            *seen.entry(skipped.reason.as_str()).or_default() += 1;
+        }
+    }
+    drop(truncator.stdin.take());
+    let stopped = truncator.wait()?;
+    println!("{scrapes} scrapes while another process truncated the file: skips {seen:?}");
+    if !stopped.success() || !seen.contains_key("truncated") {
+        return Err(format!("no scrape read a truncated mapping ({scrapes} scrapes, truncator {stopped})").into());
+    }
+    // The file stays truncated: the writer goes on with its pages gone.
     File::options().write(true).open(dir.path().join("counter_1.db"))?.set_len(0)?;
     let scrape = collector.collect()?;
     if scrape.skipped.len() != 1 || scrape.skipped[0].reason != SkipReason::Empty {

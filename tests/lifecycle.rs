@@ -9,7 +9,7 @@ use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use libtest_mimic::{Failed, Trial};
-use prometheus_multiproc::cleanup::{Liveness, clear_directory, liveness, mark_process_dead};
+use prometheus_multiproc::cleanup::{Liveness, clear_directory, force_mark_process_dead, liveness, mark_process_dead};
 use prometheus_multiproc::{Collector, ErrorKind, GaugeMode, Opts, Registry, WorkerId, render};
 use support::{TestDir, fork, role_command};
 
@@ -36,6 +36,10 @@ fn main() {
             clear_directory_removes_compaction_leftovers_and_symlinks,
         ),
         Trial::test("mark_process_dead_removes_only_live_gauge_files", mark_process_dead_removes_only_live_gauge_files),
+        Trial::test(
+            "mark_process_dead_refuses_a_live_writer_unless_forced",
+            mark_process_dead_refuses_a_live_writer_unless_forced,
+        ),
         Trial::test("taking_a_slot_removes_its_killed_predecessors_temp_files", taking_a_slot_removes_temp_files),
         Trial::test(
             "clear_directory_removes_only_our_files_and_spares_live_dirs",
@@ -258,6 +262,19 @@ fn mark_process_dead_removes_only_live_gauge_files() -> Result<(), Failed> {
         .to_vec(),
     )?;
     expect_eq("idempotent", mark_process_dead(dir.path(), "8")?, 0)
+}
+
+fn mark_process_dead_refuses_a_live_writer_unless_forced() -> Result<(), Failed> {
+    let dir = TestDir::new();
+    let registry = Registry::builder().dir(dir.path()).worker_id(WorkerId::new("9")?).build()?;
+    let busy = registry.gauge(Opts::new("busy", "Busy."), GaugeMode::LiveSum)?;
+    busy.inc();
+    let err = mark_process_dead(dir.path(), "9").err().ok_or("a live writer was marked dead")?;
+    expect_eq("error kind", err.kind(), prometheus_multiproc::ErrorKind::WorkerIdInUse)?;
+    expect_eq("error path", err.path(), Some(dir.path().join("writer_9.lock").as_path()))?;
+    expect_eq("files after the refusal", dir.db_files(), vec!["gauge_livesum_9.db".to_owned()])?;
+    expect_eq("removed by force", force_mark_process_dead(dir.path(), "9")?, 1)?;
+    expect_eq("files after force", dir.db_files(), Vec::<String>::new())
 }
 
 fn clear_directory_removes_only_our_files() -> Result<(), Failed> {

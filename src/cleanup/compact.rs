@@ -5,33 +5,14 @@ use std::path::Path;
 
 use hashbrown::HashMap;
 
-use crate::cleanup::{Liveness, worker_id_of};
 use crate::error::{Error, ErrorKind, Result};
 use crate::file;
-use crate::format::float::parse_python_float;
-use crate::format::key::decode_key_ref;
+use crate::format::check;
+use crate::format::fold::Fold;
+use crate::format::names::{self, worker_id_of};
+use crate::format::names::{FileKind, GaugeMode};
 use crate::format::{self, archive};
-use crate::metrics::GaugeMode;
-
-/// How a file prefix folds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Fold {
-    Sum,
-    Min,
-    Max,
-    MostRecent,
-}
-
-/// The prefixes compaction folds, and how.
-const FOLDABLE: [(&str, Fold); 7] = [
-    ("counter", Fold::Sum),
-    ("histogram", Fold::Sum),
-    ("summary", Fold::Sum),
-    ("gauge_min", Fold::Min),
-    ("gauge_max", Fold::Max),
-    ("gauge_sum", Fold::Sum),
-    ("gauge_mostrecent", Fold::MostRecent),
-];
+use crate::liveness::{Liveness, liveness, pid_in_use};
 
 /// A file-system step of a compaction, reported to [`CompactOptions::on_step`] after it
 /// is done.
@@ -88,11 +69,13 @@ impl std::fmt::Debug for CompactOptions<'_> {
 /// What a compaction did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Compaction {
-    /// Worker IDs found dead and folded, sorted.
+    /// Worker IDs found dead whose files were folded or removed, sorted (a writer
+    /// killed in its start-up may have left only its liveness or temporary files).
     pub dead_writers: Vec<String>,
     /// Archives written, by file name.
     pub archives: Vec<String>,
-    /// Files removed (sources, live gauge files, manifests, liveness files).
+    /// Files removed (sources, live gauge files, manifests, dead writers' liveness and
+    /// temporary files).
     pub removed: Vec<String>,
     /// Files of dead writers left in place (`all`-mode gauges).
     pub kept: Vec<String>,
@@ -144,47 +127,48 @@ pub fn compact(dir: &Path) -> Result<Compaction> {
 /// # Errors
 /// As [`compact`].
 pub fn compact_with(dir: &Path, mut options: CompactOptions<'_>) -> Result<Compaction> {
-    let _dir_lock = file::lock_compaction(dir)?;
+    let _dir_lock = crate::liveness::lock_compaction(dir)?;
     let mut run = Run { dir, index: 0, on_step: options.on_step.take(), report: Compaction::default() };
     run.recover()?;
 
     let names = file::list_names(dir)?;
+    // Hold each dead writer's liveness file with a shared lock until its files are gone:
+    // a worker taking over the slot now (it needs the exclusive lock) would continue a
+    // file that is about to be folded and removed, while probes (which test for an
+    // exclusive lock) still see the writer as dead. A writer that took the slot since
+    // the census is alive: its lock cannot be held, and it is left alone.
+    let census = Census::of(dir, &names);
+    let mut held = Vec::new();
     let mut dead_ids: BTreeSet<String> = BTreeSet::new();
-    for id in names.iter().filter_map(|n| worker_id_of(n)).collect::<BTreeSet<_>>() {
-        if !id.starts_with(archive::ARCHIVE_ID_PREFIX) && file::probe_liveness(dir, id) == Liveness::Dead {
+    let mut temps_only: BTreeSet<&str> = BTreeSet::new();
+    for &id in &census.dead {
+        let Some(lock) = crate::liveness::hold_dead(dir, id) else { continue };
+        held.push(lock);
+        if census.deferred.contains(id) {
+            run.report.deferred.push(id.to_owned());
+            temps_only.insert(id);
+        } else {
             dead_ids.insert(id.to_owned());
         }
     }
-    // Hold each dead writer's liveness file with a shared lock: a worker taking over the
-    // slot now (it needs the exclusive lock) would continue a file that is about to be
-    // folded and removed, while probes (which test for an exclusive lock) still see the
-    // writer as dead.
-    let mut held = Vec::new();
-    for id in std::mem::take(&mut dead_ids) {
-        // A dead writer named by a pid that runs again may have a successor that takes
-        // no lock (a Python worker given the same pid) and writes the same files:
-        // folding them would remove files it writes. Wait until that pid is gone.
-        if crate::cleanup::pid_in_use(dir, &id) {
-            run.report.deferred.push(id);
-            continue;
-        }
-        if let Some(lock) = file::hold_dead_liveness(dir, &id) {
-            held.push(lock);
-            dead_ids.insert(id);
-        }
-    }
-    let is_dead = |name: &str| worker_id_of(name).is_some_and(|id| dead_ids.contains(id));
-    let live_gauge_files: Vec<&String> = names
+    let dead_temps: Vec<String> = names
         .iter()
         .filter(|n| {
-            is_dead(n) && GaugeMode::ALL.iter().any(|m| m.is_live() && n.starts_with(&format!("{}_", m.file_prefix())))
+            names::parse_writer_temp(n).is_some_and(|t| dead_ids.contains(t.db.id) || temps_only.contains(t.db.id))
         })
+        .chain(census.orphan_temps)
+        .cloned()
         .collect();
+    let dead_locks = dead_ids.iter().filter(|id| names.contains(&names::lock_name(id))).count();
+    let is_dead = |name: &str| worker_id_of(name).is_some_and(|id| dead_ids.contains(id));
+    let live_gauge_files: Vec<&String> =
+        names.iter().filter(|n| names::parse_db_name(n).is_some_and(|db| db.kind.is_live()) && is_dead(n)).collect();
     let mut plans = Vec::new();
     let generation = names.iter().filter_map(|n| archive::parse_archive_name(n)).map(|(_, g)| g).max().unwrap_or(0) + 1;
     let mut folded = 0;
-    for (prefix, fold) in FOLDABLE {
-        let own = |n: &&String| n.strip_prefix(prefix).is_some_and(|r| r.starts_with('_') && worker_id_of(n).is_some());
+    for kind in FileKind::ALL.into_iter().filter(|k| Fold::folds_into_archive(*k)) {
+        let prefix = kind.prefix();
+        let own = |n: &&String| names::parse_db_name(n).is_some_and(|db| db.kind == kind);
         let dead: Vec<String> = names.iter().filter(own).filter(|n| is_dead(n)).cloned().collect();
         if dead.is_empty() {
             continue;
@@ -196,10 +180,14 @@ pub fn compact_with(dir: &Path, mut options: CompactOptions<'_>) -> Result<Compa
             .cloned()
             .collect();
         let sources: Vec<String> = previous.into_iter().chain(dead).collect();
-        plans.push(Plan { prefix, fold, archive: archive::archive_name(prefix, generation), sources });
+        plans.push(Plan { kind, archive: archive::archive_name(prefix, generation), sources });
     }
-    run.report.kept = names.iter().filter(|n| is_dead(n) && n.starts_with("gauge_all_")).cloned().collect();
-    if folded + live_gauge_files.len() < options.min_dead_files.max(1) {
+    run.report.kept = names
+        .iter()
+        .filter(|n| is_dead(n) && names::parse_db_name(n).is_some_and(|db| db.kind == FileKind::Gauge(GaugeMode::All)))
+        .cloned()
+        .collect();
+    if folded + live_gauge_files.len() + dead_temps.len() + dead_locks < options.min_dead_files.max(1) {
         return Ok(run.report);
     }
 
@@ -210,9 +198,13 @@ pub fn compact_with(dir: &Path, mut options: CompactOptions<'_>) -> Result<Compa
         let mut inputs = Vec::new();
         for source in std::mem::take(&mut plan.sources) {
             match file::read_db(dir, &source).and_then(|bytes| {
-                check_source(plan.prefix, &bytes)
-                    .map(|()| bytes)
-                    .map_err(|why| Error::new(ErrorKind::CorruptFile).at(&dir.join(&source)).expected(why))
+                // A file a collector skips must not be folded: the archive would be
+                // skipped in its turn, with everything it holds.
+                check::check_file(plan.kind, &bytes).map(|()| bytes).map_err(|problem| {
+                    Error::new(ErrorKind::CorruptFile)
+                        .at(&dir.join(&source))
+                        .expected(format!("a file the collector reads: {problem}"))
+                })
             }) {
                 Ok(bytes) => {
                     plan.sources.push(source);
@@ -224,7 +216,7 @@ pub fn compact_with(dir: &Path, mut options: CompactOptions<'_>) -> Result<Compa
                 }
             }
         }
-        staged.push(fold_files(plan.fold, &inputs));
+        staged.push(fold_files(Fold::of(plan.kind), &inputs));
     }
     // A plan whose every dead source was left out would only copy the previous archive.
     let (plans, staged): (Vec<Plan>, Vec<Vec<u8>>) = plans
@@ -239,15 +231,17 @@ pub fn compact_with(dir: &Path, mut options: CompactOptions<'_>) -> Result<Compa
         run.write_staged(&tmp_name(&plan.archive), bytes, mode)?;
     }
 
-    run.bump_seq(mode)?;
-    for plan in &plans {
-        let manifest = archive::manifest_name(&plan.archive);
-        run.publish(&tmp_name(&manifest), &manifest)?;
-        run.publish(&tmp_name(&plan.archive), &plan.archive)?;
-        run.report.archives.push(plan.archive.clone());
+    if !plans.is_empty() {
+        run.bump_seq(mode)?;
+        for plan in &plans {
+            let manifest = archive::manifest_name(&plan.archive);
+            run.publish(&tmp_name(&manifest), &manifest)?;
+            run.publish(&tmp_name(&plan.archive), &plan.archive)?;
+            run.report.archives.push(plan.archive.clone());
+        }
+        file::sync_dir(dir)?;
+        run.bump_seq(mode)?;
     }
-    file::sync_dir(dir)?;
-    run.bump_seq(mode)?;
     // Published archives are stable directory entries now and readers leave their
     // sources out, so removing the sources needs no sequencing.
     for plan in &plans {
@@ -261,8 +255,12 @@ pub fn compact_with(dir: &Path, mut options: CompactOptions<'_>) -> Result<Compa
     for name in live_gauge_files {
         run.remove(name)?;
     }
+    // Temporary files before liveness files: both go while the liveness lock is held.
+    for name in &dead_temps {
+        run.remove_leftover(name);
+    }
     for id in &dead_ids {
-        run.remove(&file::liveness_name(id))?;
+        run.remove_leftover(&names::lock_name(id));
     }
     // Every source is gone, so the manifests have nothing left to exclude; without
     // them a scrape does not read thousands of names it no longer needs. (A scrape
@@ -274,6 +272,98 @@ pub fn compact_with(dir: &Path, mut options: CompactOptions<'_>) -> Result<Compa
     drop(held);
     run.report.dead_writers = dead_ids.into_iter().collect();
     Ok(run.report)
+}
+
+/// Who the worker IDs of a directory's names belong to, as compaction sees them.
+struct Census<'n> {
+    /// IDs whose liveness lock is free: their writers are dead.
+    dead: BTreeSet<&'n str>,
+    /// Dead IDs whose `.db` files wait (a subset of `dead`): the ID was its writer's pid,
+    /// and a running process has that pid again. It may be a Python worker, which takes
+    /// no lock, continuing the same files; folding them would remove files it writes.
+    deferred: BTreeSet<&'n str>,
+    /// Temporary files of IDs without a liveness file whose creator's pid is gone.
+    orphan_temps: Vec<&'n String>,
+}
+
+impl<'n> Census<'n> {
+    /// Every worker ID that `names` (the directory's) mention by a `.db` file, a
+    /// liveness file or a temporary file, classified by the lock protocol.
+    fn of(dir: &Path, names: &'n [String]) -> Census<'n> {
+        let mut ids: BTreeMap<&str, bool> = BTreeMap::new();
+        let mut temps: BTreeMap<&str, Vec<(&'n String, u32)>> = BTreeMap::new();
+        for name in names {
+            if let Some(db) = names::parse_db_name(name) {
+                ids.insert(db.id, true);
+            } else if let Some(id) = names::parse_lock_name(name) {
+                ids.entry(id).or_insert(false);
+            } else if let Some(temp) = names::parse_writer_temp(name) {
+                ids.entry(temp.db.id).or_insert(false);
+                temps.entry(temp.db.id).or_default().push((name, temp.pid));
+            }
+        }
+        let mut census = Census { dead: BTreeSet::new(), deferred: BTreeSet::new(), orphan_temps: Vec::new() };
+        for (id, has_db) in ids {
+            match liveness(dir, id) {
+                Liveness::Alive => {}
+                Liveness::Dead => {
+                    census.dead.insert(id);
+                    if has_db && pid_in_use(dir, id) {
+                        census.deferred.insert(id);
+                    }
+                }
+                // No liveness file (or not a regular one): no writer of ours holds the
+                // ID, as a writer creates its liveness file before any other file and
+                // only a dead writer's is ever removed (or an earlier version's compaction
+                // removed it and left the temporary files). The creator's pid, in the
+                // temporary file's name, must be gone too.
+                Liveness::Unknown => census.orphan_temps.extend(
+                    temps
+                        .get(id)
+                        .into_iter()
+                        .flatten()
+                        .filter(|(_, pid)| !crate::liveness::pid_running(&pid.to_string()))
+                        .map(|(name, _)| *name),
+                ),
+            }
+        }
+        census
+    }
+}
+
+/// The liveness and temporary files of dead writers in `dir` that [`compact`] would
+/// remove now, sorted: every dead writer's `.KIND_ID.db.PID.tmp` files, the
+/// `writer_ID.lock` of every dead writer whose files are not deferred (see
+/// [`Compaction::deferred`]), and temporary files of IDs without a liveness file whose
+/// creating process is gone. Dead means the writer's liveness lock is free, never a
+/// guess from pids.
+///
+/// ```
+/// # let dir = tempfile::tempdir()?;
+/// use prometheus_multiproc::{cleanup::{compact, dead_writer_leftovers}, Registry, WorkerId};
+/// drop(Registry::builder().dir(dir.path()).worker_id(WorkerId::new("w1")?).build()?);
+/// assert_eq!(dead_writer_leftovers(dir.path())?, ["writer_w1.lock"]); // it died before writing
+/// compact(dir.path())?;
+/// assert!(dead_writer_leftovers(dir.path())?.is_empty());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Errors
+/// When the directory cannot be listed, naming it.
+pub fn dead_writer_leftovers(dir: &Path) -> Result<Vec<String>> {
+    let names = file::list_names(dir)?;
+    let census = Census::of(dir, &names);
+    let mut out: Vec<String> = names
+        .iter()
+        .filter(|n| {
+            names::parse_writer_temp(n).is_some_and(|t| census.dead.contains(t.db.id))
+                || names::parse_lock_name(n).is_some_and(|id| census.dead.contains(id) && !census.deferred.contains(id))
+        })
+        .chain(census.orphan_temps)
+        .cloned()
+        .collect();
+    out.sort();
+    Ok(out)
 }
 
 /// How long a writer taking over a slot waits for a running compaction before it
@@ -290,7 +380,7 @@ const FINISH_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 pub(crate) fn finish_interrupted(dir: &Path) -> Result<()> {
     let start = std::time::Instant::now();
     let _dir_lock = loop {
-        match file::lock_compaction(dir) {
+        match crate::liveness::lock_compaction(dir) {
             Err(e) if e.kind() == ErrorKind::CompactionInProgress && start.elapsed() < FINISH_WAIT => {
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }
@@ -301,14 +391,14 @@ pub(crate) fn finish_interrupted(dir: &Path) -> Result<()> {
 }
 
 struct Plan {
-    prefix: &'static str,
-    fold: Fold,
+    kind: FileKind,
     archive: String,
     sources: Vec<String>,
 }
 
+/// The staging name of an archive or manifest (see [`names::is_compaction_temp`]).
 fn tmp_name(name: &str) -> String {
-    if name.starts_with('.') { format!("{name}.tmp") } else { format!(".{name}.tmp") }
+    names::compaction_temp_name(name)
 }
 
 struct Run<'d, 'a> {
@@ -348,9 +438,18 @@ impl Run<'_, '_> {
         Ok(())
     }
 
+    /// Removes a dead writer's liveness or temporary file; one that cannot be removed
+    /// (a directory planted under its name) is logged and left, never stopping the
+    /// rest of the compaction.
+    fn remove_leftover(&mut self, name: &str) {
+        if let Err(e) = self.remove(name) {
+            log::warn!("compaction leaves {name} in place: {e}");
+        }
+    }
+
     fn bump_seq(&mut self, mode: u32) -> Result<()> {
-        file::bump_compaction_seq(self.dir, mode)?;
-        self.step(StepAction::Sequenced, file::COMPACT_SEQ);
+        crate::liveness::bump_compaction_seq(self.dir, mode)?;
+        self.step(StepAction::Sequenced, names::COMPACT_SEQ);
         Ok(())
     }
 
@@ -378,14 +477,11 @@ impl Run<'_, '_> {
                     sources.extend(listed.into_iter().filter(|s| s != name && present.contains(s.as_str())));
                     manifests.push(manifest);
                 }
-            } else if let Some(archive) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".sources")) {
+            } else if let Some(archive) = names::manifest_archive(name) {
                 if !present.contains(archive) {
                     manifests.push(name.clone());
                 }
-            } else if name.starts_with('.')
-                && name.ends_with(".tmp")
-                && (name.contains("_0archive-") || name.contains(".sources"))
-            {
+            } else if names::is_compaction_temp(name) {
                 temporary.push(name.clone());
             }
         }
@@ -395,7 +491,7 @@ impl Run<'_, '_> {
                 self.step(StepAction::Recovered, &name);
             }
         }
-        if file::read_compaction_seq(self.dir) % 2 == 1 {
+        if crate::liveness::read_compaction_seq(self.dir) % 2 == 1 {
             self.bump_seq(DEFAULT_MODE)?;
         }
         Ok(())
@@ -412,29 +508,7 @@ fn file_mode_of<'n>(dir: &Path, mut sources: impl Iterator<Item = &'n String>) -
     sources.find_map(|name| file::mode(dir, name)).unwrap_or(DEFAULT_MODE)
 }
 
-/// Whether a collector would use `bytes`, a file of `prefix`, whole: the format, every
-/// key, and (in a histogram file) every bucket bound. A file a collector skips must not
-/// be folded: the archive would be skipped in its turn, with everything it holds.
-fn check_source(prefix: &str, bytes: &[u8]) -> std::result::Result<(), String> {
-    let used = format::checked_used(bytes).map_err(|e| e.to_string())?;
-    for entry in format::entries(bytes, used) {
-        let entry = entry.map_err(|e| e.to_string())?;
-        let at = entry.offset;
-        let key = decode_key_ref(entry.key).map_err(|e| format!("entry at offset {at}: {e}"))?;
-        if key.metric_name.is_empty() {
-            return Err(format!("entry at offset {at}: expected a metric name, found an empty one"));
-        }
-        if prefix == "histogram"
-            && let Some((_, le)) = key.labels.iter().find(|(name, _)| name == "le")
-            && parse_python_float(le).is_none_or(f64::is_nan)
-        {
-            return Err(format!("entry at offset {at}: expected a number as bucket bound, found le={le:?}"));
-        }
-    }
-    Ok(())
-}
-
-/// Folds the entries of `files` (each accepted by [`check_source`]), in order, into the
+/// Folds the entries of `files` (each accepted by [`check::check_file`]), in order, into the
 /// bytes of one archive file.
 fn fold_files(fold: Fold, files: &[Vec<u8>]) -> Vec<u8> {
     let mut order: Vec<&[u8]> = Vec::new();
@@ -445,34 +519,13 @@ fn fold_files(fold: Fold, files: &[Vec<u8>]) -> Vec<u8> {
             let entry = entry.expect("sources are checked before folding");
             let (value, ts) = format::decode_value(data, entry.value_offset).expect("entries lie below used");
             match acc.get_mut(entry.key) {
+                // Kept even when not shown (a `mostrecent` series never set): the
+                // collector shows its family, as it would from the source.
                 None => {
                     order.push(entry.key);
-                    let first = match fold {
-                        Fold::Sum => (0.0 + value, 0.0),
-                        Fold::Min | Fold::Max => (value, 0.0),
-                        // A never-set series (timestamp 0) never wins, as in the collector.
-                        Fold::MostRecent => (value, ts),
-                    };
-                    acc.insert(entry.key, first);
+                    acc.insert(entry.key, fold.start(value, ts));
                 }
-                Some(cur) => match fold {
-                    Fold::Sum => cur.0 += value,
-                    Fold::Min => {
-                        if value < cur.0 {
-                            cur.0 = value;
-                        }
-                    }
-                    Fold::Max => {
-                        if value > cur.0 {
-                            cur.0 = value;
-                        }
-                    }
-                    Fold::MostRecent => {
-                        if cur.1 < ts {
-                            *cur = (value, ts);
-                        }
-                    }
-                },
+                Some(cur) => fold.fold(cur, value, ts),
             }
         }
     }
@@ -495,15 +548,28 @@ pub(crate) fn superseded(dir: &Path, names: &[String]) -> BTreeMap<String, Strin
             continue;
         }
         let manifest = archive::manifest_name(name);
-        match file::read_text(dir, &manifest).ok().and_then(|t| archive::decode_manifest(&t)) {
+        let text = match file::read_text(dir, &manifest) {
+            Ok(text) => text,
+            // The normal state of a finished compaction: its sources are gone, and with
+            // them the manifest that excluded them (step 7).
+            Err(e) if e.io_error().is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound) => continue,
+            Err(e) => {
+                log::warn!("archive {name}: cannot read its manifest, so its sources, if present, count twice: {e}");
+                continue;
+            }
+        };
+        match archive::decode_manifest(&text) {
             Some(sources) => {
                 for source in sources.into_iter().filter(|s| s != name) {
                     out.insert(source, name.clone());
                 }
             }
-            None => {
-                log::warn!("archive {name} has no readable manifest {manifest}; its sources, if present, count twice")
-            }
+            None => log::warn!(
+                "archive {name}: {} is not a source manifest (expected the header line {:?}), so its sources, \
+                 if present, count twice",
+                dir.join(&manifest).display(),
+                archive::MANIFEST_HEADER
+            ),
         }
     }
     out

@@ -7,7 +7,9 @@
 //! (SIGKILL and OOM included), and a fork child closes its inherited copy at once, so
 //! "the lock is free" means "no live process writes under this ID", whatever happened
 //! to its pid since. Probes and collectors *test* the lock (`F_OFD_GETLK`) without
-//! taking it, so looking never delays a writer.
+//! taking it, so looking never delays a writer ([`liveness`]). A compactor holds a
+//! dead writer's lock shared while it folds or removes that writer's files, so a
+//! writer starting under the ID meanwhile waits.
 //!
 //! # Taking over a slot
 //!
@@ -33,7 +35,11 @@
 //! the value with the strictly newest timestamp for `mostrecent`, exactly the rules
 //! the collector applies. Its live-mode gauge files are removed (they no longer
 //! count). `all`-mode gauge files stay: each carries the dead process's own `pid`
-//! series, which folding would lose. Writers without a liveness file (Python's, or
+//! series, which folding would lose. Its liveness file and its temporary files
+//! (`.KIND_ID.db.PID.tmp`, left when it was killed while creating a file) are removed,
+//! also when it owns no `.db` file at all (killed in its start-up), and so are the
+//! temporary files of an ID without a liveness file once the pid in their name is gone
+//! (see [`dead_writer_leftovers`]). Writers without a liveness file (Python's, or
 //! ones whose state is unknown) are never touched, nor, for now, a dead writer whose ID
 //! is a pid that a running process has again (it may be a Python worker, which takes
 //! no lock, writing the same files; see [`Compaction::deferred`]).
@@ -63,8 +69,9 @@
 //! 5. per archive, rename the manifest into place, then the archive;
 //! 6. bump the sequence back to even;
 //! 7. remove the sources, the superseded manifests, the dead writers' live gauge
-//!    files, their liveness files, and last the new manifests (nothing is left for
-//!    them to exclude).
+//!    files, their temporary files, their liveness files, and last the new manifests
+//!    (nothing is left for them to exclude). Steps 3 to 6 are skipped when there is
+//!    nothing to fold.
 //!
 //! A collector of this crate counts an archive's sources only when the archive is not
 //! there, leaves out live gauge files of dead writers, waits (up to 5 s) while a live
@@ -89,30 +96,15 @@ use std::path::Path;
 
 pub use auto::{AutoCompact, AutoCompactor, spawn_auto_compaction};
 pub(crate) use compact::superseded;
-pub use compact::{CompactOptions, Compaction, Step, StepAction, StepHook, compact, compact_with};
+pub use compact::{
+    CompactOptions, Compaction, Step, StepAction, StepHook, compact, compact_with, dead_writer_leftovers,
+};
 
 use crate::error::{Error, Result};
 use crate::file;
-pub use crate::file::Liveness;
-use crate::format::archive;
-use crate::metrics::GaugeMode;
-use crate::writer::WorkerId;
-
-/// Whether the writer with worker ID `id` in `dir` is alive.
-///
-/// ```
-/// # let dir = tempfile::tempdir()?;
-/// use prometheus_multiproc::{cleanup::{liveness, Liveness}, Registry, WorkerId};
-/// let registry = Registry::builder().dir(dir.path()).worker_id(WorkerId::new("3")?).build()?;
-/// assert_eq!(liveness(dir.path(), "3"), Liveness::Alive);
-/// assert_eq!(liveness(dir.path(), "4"), Liveness::Unknown);
-/// drop(registry);
-/// assert_eq!(liveness(dir.path(), "3"), Liveness::Dead);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-pub fn liveness(dir: &Path, id: &str) -> Liveness {
-    file::probe_liveness(dir, id)
-}
+pub use crate::format::names::worker_id_of;
+use crate::format::names::{self, COMPACT_LOCK, FileKind};
+pub use crate::liveness::{Liveness, liveness, pid_in_use};
 
 /// Python's `multiprocess.mark_process_dead(pid, path)`: removes the live-mode gauge
 /// files (`gauge_live*_ID.db`) of a dead process, so its `liveall`, `livemin`,
@@ -121,16 +113,26 @@ pub fn liveness(dir: &Path, id: &str) -> Liveness {
 /// backwards. The ID's liveness file stays too: [`compact`] uses it to know the writer
 /// is dead, and removes it once the writer's files are folded.
 ///
+/// Unlike Python's, it refuses a writer of this crate that is alive (it holds its
+/// liveness lock): removing a live writer's gauge files would lose its live values
+/// while it keeps writing to files nobody reads. A writer that has just been reaped may
+/// release its lock a moment after its parent learns of its exit, so a live lock is
+/// waited for up to one second before the call is refused.
+/// [`force_mark_process_dead`] removes the files whatever the liveness (the CLI's
+/// `mark-dead --force`). An ID without a liveness file (a Python writer) is taken to be
+/// dead, as Python takes it.
+///
 /// Returns the number of files removed. Missing files are fine. Symlinks are never
 /// followed or removed. (Writers of this crate need no call: the collector drops a dead
 /// writer's live gauges by itself; this is for Python's writers and for parity.)
 ///
 /// ```
 /// # let dir = tempfile::tempdir()?;
-/// use prometheus_multiproc::{cleanup::mark_process_dead, GaugeMode, Opts, Registry, WorkerId};
+/// use prometheus_multiproc::{cleanup::mark_process_dead, ErrorKind, GaugeMode, Opts, Registry, WorkerId};
 /// let r = Registry::builder().dir(dir.path()).worker_id(WorkerId::new("w1")?).build()?;
 /// r.gauge(Opts::new("in_flight", "In flight."), GaugeMode::LiveSum)?.inc();
 /// r.counter(Opts::new("jobs_total", "Jobs."))?.inc();
+/// assert_eq!(mark_process_dead(dir.path(), "w1").unwrap_err().kind(), ErrorKind::WorkerIdInUse);
 /// drop(r); // the worker exits
 /// assert_eq!(mark_process_dead(dir.path(), "w1")?, 1); // gauge_livesum_w1.db
 /// assert!(dir.path().join("counter_w1.db").exists()); // totals stay
@@ -138,12 +140,38 @@ pub fn liveness(dir: &Path, id: &str) -> Liveness {
 /// ```
 ///
 /// # Errors
-/// A file that cannot be removed, or a non-regular file under one of the names,
-/// naming its path.
+/// [`ErrorKind::WorkerIdInUse`](crate::ErrorKind::WorkerIdInUse) naming the liveness
+/// file when the writer is alive; a file that cannot be removed, or a non-regular file
+/// under one of the names, naming its path.
 pub fn mark_process_dead(dir: &Path, id: &str) -> Result<usize> {
+    let start = std::time::Instant::now();
+    while liveness(dir, id) == Liveness::Alive {
+        if start.elapsed() >= MARK_DEAD_WAIT {
+            return Err(Error::new(crate::ErrorKind::WorkerIdInUse)
+                .about(id)
+                .at(&dir.join(names::lock_name(id)))
+                .expected("a dead writer (its liveness lock free), found a live one; force_mark_process_dead removes its files anyway"));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    force_mark_process_dead(dir, id)
+}
+
+/// How long [`mark_process_dead`] waits for a writer that has just exited to release
+/// its liveness lock.
+const MARK_DEAD_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// [`mark_process_dead`] without the liveness check: removes the live-mode gauge files
+/// of `id` even while its writer lives (its live gauges then leave the scrape, and the
+/// values it writes from then on are lost until it re-creates them in a new process).
+///
+/// # Errors
+/// A file that cannot be removed, or a non-regular file under one of the names, naming
+/// its path.
+pub fn force_mark_process_dead(dir: &Path, id: &str) -> Result<usize> {
     let mut removed = 0;
-    for mode in GaugeMode::ALL.into_iter().filter(|m| m.is_live()) {
-        removed += usize::from(file::remove_db(dir, &format!("{}_{id}.db", mode.file_prefix()))?);
+    for kind in FileKind::ALL.into_iter().filter(|k| k.is_live()) {
+        removed += usize::from(file::remove_db(dir, &names::db_name(kind, id))?);
     }
     Ok(removed)
 }
@@ -156,9 +184,9 @@ pub fn mark_process_dead(dir: &Path, id: &str) -> Result<usize> {
 /// continuing those files would hide every later write of the slot.
 pub(crate) fn take_over_slot(dir: &Path, id: &str) -> Result<()> {
     let names = file::list_names(dir)?;
-    file::remove_stale_temps(dir, id, &names);
-    for mode in GaugeMode::ALL.into_iter().filter(|m| m.is_live()) {
-        let name = format!("{}_{id}.db", mode.file_prefix());
+    crate::liveness::remove_dead_temps(dir, id, &names);
+    for kind in FileKind::ALL.into_iter().filter(|k| k.is_live()) {
+        let name = names::db_name(kind, id);
         match file::remove_db(dir, &name) {
             Ok(true) => log::debug!("removed {name}: live gauges of a dead writer in slot {id}"),
             Ok(false) => {}
@@ -170,13 +198,6 @@ pub(crate) fn take_over_slot(dir: &Path, id: &str) -> Result<()> {
         compact::finish_interrupted(dir)?;
     }
     Ok(())
-}
-
-/// Whether compaction defers the dead writer `id` of `dir` for now: the ID was its
-/// writer's pid (not a stable slot name; the liveness file records which), and a
-/// running process has that pid again (see [`Compaction::deferred`]).
-pub fn pid_in_use(dir: &Path, id: &str) -> bool {
-    file::liveness_holder(dir, id).is_some_and(|pid| pid.to_string() == id) && file::pid_running(id)
 }
 
 /// What [`clear_directory`] removed.
@@ -227,8 +248,8 @@ pub fn clear_directory(dir: &Path) -> Result<Cleared> {
     }
     names.sort();
     for name in &names {
-        if let Some(id) = name.strip_prefix("writer_").and_then(|n| n.strip_suffix(".lock"))
-            && file::probe_liveness(dir, id) == Liveness::Alive
+        if let Some(id) = names::parse_lock_name(name)
+            && liveness(dir, id) == Liveness::Alive
         {
             return Err(Error::new(crate::ErrorKind::WorkerIdInUse)
                 .about(id)
@@ -236,13 +257,13 @@ pub fn clear_directory(dir: &Path) -> Result<Cleared> {
                 .expected("no live writer in a directory being cleared"));
         }
     }
-    if file::compaction_running(dir) {
+    if crate::liveness::compaction_running(dir) {
         return Err(Error::new(crate::ErrorKind::CompactionInProgress)
-            .at(&dir.join(file::COMPACT_LOCK))
+            .at(&dir.join(COMPACT_LOCK))
             .expected("no compaction running in a directory being cleared"));
     }
     let mut cleared = Cleared::default();
-    for name in names.into_iter().filter(|n| is_ours(n)) {
+    for name in names.into_iter().filter(|n| names::is_ours(n)) {
         match file::remove_file_or_link(dir, &name) {
             Ok(true) => cleared.removed.push(name),
             Ok(false) => {}
@@ -254,75 +275,4 @@ pub fn clear_directory(dir: &Path) -> Result<Cleared> {
         }
     }
     Ok(cleared)
-}
-
-/// Whether `name` is one of the file names this crate or Python's client writes.
-fn is_ours(name: &str) -> bool {
-    if let Some(id) = name.strip_prefix("writer_").and_then(|n| n.strip_suffix(".lock")) {
-        return !id.is_empty();
-    }
-    if name == file::COMPACT_LOCK || name == file::COMPACT_SEQ {
-        return true;
-    }
-    if let Some(archive) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".sources")) {
-        // A manifest, `.counter_0archive-N.db.sources`.
-        return archive::parse_archive_name(archive).is_some();
-    }
-    if let Some(tmp) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp")) {
-        // A writer's `.counter_ID.db.PID.tmp`, or a compaction's staged
-        // `.counter_0archive-N.db.tmp` or `.counter_0archive-N.db.sources.tmp`.
-        if archive::parse_archive_name(tmp).is_some() || is_ours(&format!(".{tmp}")) && tmp.ends_with(".sources") {
-            return true;
-        }
-        return tmp.rsplit_once('.').is_some_and(|(db, pid)| is_ours(db) && pid.bytes().all(|b| b.is_ascii_digit()));
-    }
-    let Some(stem) = name.strip_suffix(".db") else { return false };
-    let rest = ["counter_", "histogram_", "summary_"].iter().find_map(|p| stem.strip_prefix(p)).or_else(|| {
-        GaugeMode::ALL.iter().find_map(|m| stem.strip_prefix(m.file_prefix()).and_then(|r| r.strip_prefix('_')))
-    });
-    rest.is_some_and(|id| !id.is_empty() && !id.contains('/'))
-}
-
-/// The worker ID a file name of ours belongs to, if any.
-pub fn worker_id_of(name: &str) -> Option<&str> {
-    let stem = name.strip_suffix(".db")?;
-    let (_, id) = stem.rsplit_once('_')?;
-    WorkerId::new(id).ok().map(|_| id)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_our_file_patterns_are_recognised() {
-        for ours in [
-            "counter_1.db",
-            "gauge_livesum_w-3.db",
-            "histogram_9.db",
-            "writer_7.lock",
-            ".summary_3.db.123.tmp",
-            "counter_0archive-4.db",
-            ".counter_0archive-4.db.sources",
-            ".counter_0archive-4.db.tmp",
-            ".counter_0archive-4.db.sources.tmp",
-            ".compact.lock",
-            ".compaction.seq",
-        ] {
-            assert!(is_ours(ours), "{ours}");
-        }
-        for theirs in [
-            "notes.txt",
-            "counter_.db",
-            "gauge_bogus_1.db",
-            "foo.db",
-            ".x.tmp",
-            "writer_.lock",
-            "counter_1.db.bak",
-            ".foo.sources",
-            ".notes.sources.tmp",
-        ] {
-            assert!(!is_ours(theirs), "{theirs}");
-        }
-    }
 }

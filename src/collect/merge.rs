@@ -8,12 +8,13 @@
 //! 2. Samples are accumulated in file order, then entry order:
 //!    * counters, summaries, histogram `_sum` (and any sample of another type that
 //!      lands in such a family): `0.0 + v1 + v2 + …`;
-//!    * gauges by mode. `all`/`liveall` keep one sample per writer (the `pid` label),
-//!      the last value written winning. The other modes drop every `pid` label, then
-//!      `min`/`max` keep the first value unless a later one is `<`/`>` it (so a NaN
-//!      seen first sticks and one seen later is ignored), `sum` adds from `0.0`, and
-//!      `mostrecent` takes the value whose timestamp is strictly greater than the
-//!      best so far (starting from `0.0`: a series never `set()` is omitted);
+//!    * gauges by mode, with the fold rules of `format::fold` (which compaction's
+//!      archives follow too). `all`/`liveall` keep one sample per writer (the `pid`
+//!      label), the last value written winning. The other modes drop every `pid`
+//!      label, then `min`/`max` keep the first value unless a later one is `<`/`>` it
+//!      (so a NaN seen first sticks and one seen later is ignored), `sum` adds from
+//!      `0.0`, and `mostrecent` takes the value whose timestamp is strictly greater
+//!      than the best so far (starting from `0.0`: a series never `set()` is omitted);
 //!    * histogram buckets (samples with `le`) add up per (labels without `le`, bound);
 //!      bounds are compared as floats (`-0.0` and `0.0` are one bucket, printed as
 //!      the first one seen).
@@ -29,7 +30,8 @@ use hashbrown::HashMap;
 
 use super::model::{MetricFamily, MetricType, Sample};
 use super::table::{Le, Str, Tables};
-use crate::GaugeMode;
+use crate::format::fold::Fold;
+use crate::format::names::GaugeMode;
 
 /// One file's contribution, in merge order.
 #[derive(Debug, Clone, Copy)]
@@ -242,44 +244,40 @@ impl Merger<'_, '_> {
         let fam = self.s.family_of[info.family as usize] as usize;
         let (typ, mode) = (self.families[fam].typ, self.families[fam].mode);
         match typ {
-            MetricType::Gauge => match mode {
-                GaugeMode::All | GaugeMode::LiveAll => {
-                    let slot = self.slot(fam, sample, value);
-                    self.s.slots[slot].value = value;
-                    self.remember(sample, SET_SLOT, slot);
-                }
-                GaugeMode::Min | GaugeMode::LiveMin => {
-                    let slot = self.slot(fam, info.without_pid, value);
-                    let current = &mut self.s.slots[slot].value;
-                    if value < *current {
-                        *current = value;
+            // The fold rules shared with compaction (`format::fold`): `all` gauges keep
+            // one series per writer (the `pid` label), the other modes fold the series
+            // of every writer into one without it.
+            MetricType::Gauge => {
+                let fold = Fold::of_gauge(mode);
+                let target = if fold == Fold::Last { sample } else { info.without_pid };
+                let slot = match self.s.slot_of[target as usize] {
+                    NONE => {
+                        let acc = fold.start(value, ts);
+                        // A `mostrecent` series never set takes no slot (nor a label
+                        // group's place in the output order).
+                        if !fold.is_shown(acc) {
+                            return Ok(());
+                        }
+                        let slot = self.slot(fam, target, acc.0);
+                        self.s.slots[slot].ts = acc.1;
+                        slot
                     }
-                }
-                GaugeMode::Max | GaugeMode::LiveMax => {
-                    let slot = self.slot(fam, info.without_pid, value);
-                    let current = &mut self.s.slots[slot].value;
-                    if value > *current {
-                        *current = value;
+                    slot => {
+                        let slot = slot as usize;
+                        let stored = &mut self.s.slots[slot];
+                        let mut acc = (stored.value, stored.ts);
+                        fold.fold(&mut acc, value, ts);
+                        (stored.value, stored.ts) = acc;
+                        slot
                     }
+                };
+                // Later values of this sample skip the lookup: an add or a store.
+                match fold {
+                    Fold::Sum => self.remember(sample, ADD_TO_SLOT, slot),
+                    Fold::Last => self.remember(sample, SET_SLOT, slot),
+                    Fold::Min | Fold::Max | Fold::MostRecent => {}
                 }
-                GaugeMode::Sum | GaugeMode::LiveSum => {
-                    let slot = self.slot(fam, info.without_pid, 0.0);
-                    self.s.slots[slot].value += value;
-                    self.remember(sample, ADD_TO_SLOT, slot);
-                }
-                GaugeMode::MostRecent | GaugeMode::LiveMostRecent => {
-                    let target = info.without_pid;
-                    let best = match self.s.slot_of[target as usize] {
-                        NONE => 0.0,
-                        slot => self.s.slots[slot as usize].ts,
-                    };
-                    if best < ts {
-                        let slot = self.slot(fam, target, value);
-                        self.s.slots[slot].value = value;
-                        self.s.slots[slot].ts = ts;
-                    }
-                }
-            },
+            }
             MetricType::Histogram => match &info.le {
                 Le::None => {
                     let slot = self.slot(fam, sample, 0.0);

@@ -36,13 +36,22 @@
 //!
 //! # Lock-free and untorn
 //!
-//! A scrape takes no lock that a writer takes. Files are mapped read-only; `used` is
-//! loaded with acquire semantics and nothing past it is read; each value is one 8-byte
-//! atomic load, so it is never torn.
+//! A scrape takes no lock: it only tests liveness locks (`F_OFD_GETLK`), which never
+//! delays a writer. Files are mapped read-only; `used` is loaded with acquire semantics
+//! and nothing past it is read; each value is one 8-byte atomic load, so it is never
+//! torn.
 //!
-//! **Assumption:** nothing truncates a file in the directory while it is mapped
-//! (neither this crate's writer nor Python's ever does); reading a truncated mapping
-//! would raise `SIGBUS`.
+//! Neither this crate's writers nor Python's ever shrink a file. If something else
+//! truncates one while a scrape reads it, the pages past the new end read as zeros
+//! instead of raising `SIGBUS` (the guard in the crate's one unsafe module), and the
+//! file is skipped as [`SkipReason::Truncated`].
+//!
+//! # Compaction and dead writers
+//!
+//! A scrape leaves out the sources of a compaction archive while the archive's manifest
+//! lists them, and the live-mode gauge files of writers whose liveness lock is free. It
+//! waits (up to 5 s) while a compaction renames archives into place, and scrapes again
+//! when the compaction sequence number changed under it (see [`crate::cleanup`]).
 //!
 //! # Repeat scrapes
 //!
@@ -69,11 +78,12 @@ use parking_lot::Mutex;
 
 pub use model::{MetricFamily, MetricType, Sample};
 
-use crate::cleanup::Liveness;
 use crate::error::{Error, ErrorKind, Result};
 use crate::file;
 use crate::format::FormatError;
 use crate::format::key::KeyError;
+use crate::format::names;
+use crate::liveness::{self, Liveness};
 use merge::{FileInput, Scratch};
 use read::FileState;
 use table::Tables;
@@ -333,15 +343,15 @@ impl Collector {
         let deadline = std::time::Instant::now() + COMPACTION_WAIT;
         let mut attempt = 0u32;
         loop {
-            let before = file::read_compaction_seq(&self.dir);
-            let publishing = before % 2 == 1 && file::compaction_running(&self.dir);
+            let before = liveness::read_compaction_seq(&self.dir);
+            let publishing = before % 2 == 1 && liveness::compaction_running(&self.dir);
             if publishing && std::time::Instant::now() < deadline {
                 std::thread::sleep(std::time::Duration::from_micros(200));
                 continue;
             }
             let scrape = self.collect_once()?;
             attempt += 1;
-            if file::read_compaction_seq(&self.dir) == before || attempt >= MAX_ATTEMPTS {
+            if liveness::read_compaction_seq(&self.dir) == before || attempt >= MAX_ATTEMPTS {
                 return Ok(scrape);
             }
             log::debug!("scrape of {} overlapped a compaction; scraping again", self.dir.display());
@@ -357,11 +367,8 @@ impl Collector {
             crate::cleanup::superseded(&self.dir, &utf8).into_keys().map(OsString::from).collect();
         let mut dead: HashMap<&str, bool> = HashMap::new();
         for name in &utf8 {
-            if !name.starts_with("gauge_live") {
-                continue;
-            }
-            if let Some(id) = crate::cleanup::worker_id_of(name) {
-                let is_dead = *dead.entry(id).or_insert_with(|| file::probe_liveness(&self.dir, id) == Liveness::Dead);
+            if let Some(id) = names::parse_db_name(name).filter(|db| db.kind.is_live()).map(|db| db.id) {
+                let is_dead = *dead.entry(id).or_insert_with(|| liveness::liveness(&self.dir, id) == Liveness::Dead);
                 if is_dead {
                     out.insert(OsString::from(name));
                 }

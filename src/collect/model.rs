@@ -102,7 +102,7 @@ impl super::Scrape {
         })
     }
 
-    /// The value of [`Scrape::sample`]`(name, labels)`.
+    /// The value of [`sample`](Self::sample)`(name, labels)`.
     pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         self.sample(name, labels).map(|s| s.value)
     }

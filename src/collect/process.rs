@@ -80,7 +80,7 @@ fn live_workers(dir: &Path) -> Vec<(String, i32)> {
             let name = entry.file_name();
             let id = name.to_str()?.strip_prefix("writer_")?.strip_suffix(".lock")?.to_owned();
             if !entry.file_type().ok()?.is_file()
-                || crate::cleanup::liveness(dir, &id) != crate::cleanup::Liveness::Alive
+                || crate::liveness::liveness(dir, &id) != crate::liveness::Liveness::Alive
             {
                 return None;
             }

@@ -27,8 +27,9 @@ use std::sync::Arc;
 
 use hashbrown::{DefaultHashBuilder, HashMap, HashSet, HashTable};
 
-use crate::format::float::{go_float, parse_python_float};
-use crate::format::key::{KeyError, KeyRef, decode_key_ref};
+use crate::format::check::{self, EntryProblem};
+use crate::format::float::go_float;
+use crate::format::key::{KeyError, KeyRef};
 
 /// An interned string.
 pub(crate) type Str = Arc<str>;
@@ -204,10 +205,10 @@ impl Tables {
         if let Some(&(_, id)) = self.raw_keys.find(hash, |&(h, id)| h == hash && key_bytes(keys, heads, id) == raw) {
             return Ok(id);
         }
-        let key = decode_key_ref(raw).map_err(BadKey::Invalid)?;
-        if key.metric_name.is_empty() {
-            return Err(BadKey::EmptyMetricName);
-        }
+        let key = check::check_key(raw).map_err(|problem| match problem {
+            EntryProblem::Key(e) => BadKey::Invalid(e),
+            _ => BadKey::EmptyMetricName,
+        })?;
         let id = self.intern_key(key, head);
         self.raw_keys.insert_unique(hash, (hash, id), |&(h, _)| h);
         Ok(id)
@@ -359,8 +360,8 @@ impl Tables {
         };
         let le = match pairs.iter().find(|(n, _)| &**n == "le") {
             None => Le::None,
-            Some((_, text)) => match parse_python_float(text) {
-                Some(le) if !le.is_nan() => {
+            Some((_, text)) => match check::bucket_bound(text) {
+                Some(le) => {
                     let rest = pairs.iter().filter(|(n, _)| &**n != "le").cloned().collect();
                     let rest = self.label_set(rest);
                     let bits = if le == 0.0 { 0 } else { le.to_bits() };

@@ -14,14 +14,22 @@
 //! counter_1240.db
 //! ```
 //!
-//! The manifest is renamed into place before the archive, so whenever an archive is
-//! visible its manifest is too: a reader that sees both the archive and one of its
-//! sources (the compactor died before deleting them) counts only the archive.
+//! The manifest is renamed into place before the archive, and removed only after every
+//! source it lists, so whenever an archive and one of its sources are both visible (the
+//! compactor died before deleting them, or is deleting them now) the manifest is too,
+//! and a reader counts only the archive.
+//!
+//! An archive **without** a manifest is the normal state of a finished compaction: its
+//! sources are gone, so nothing is left to exclude and the manifest was removed last.
+//! Readers treat a missing manifest as "no sources left" and say nothing; only a
+//! manifest that is present but cannot be read or decoded is worth a warning (its
+//! sources, if any remain, are then counted twice).
 
 /// Worker-ID prefix reserved for archives.
 pub const ARCHIVE_ID_PREFIX: &str = "0archive-";
 
-const MANIFEST_HEADER: &str = "prometheus-multiproc archive sources v1";
+/// The first line of every manifest.
+pub const MANIFEST_HEADER: &str = "prometheus-multiproc archive sources v1";
 
 /// The archive file name for a file prefix (`counter`, `gauge_max`, …) and generation.
 pub fn archive_name(prefix: &str, generation: u64) -> String {

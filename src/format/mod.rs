@@ -9,7 +9,8 @@
 //! One file per (kind, process): `counter_ID.db`, `histogram_ID.db`, `summary_ID.db`
 //! and `gauge_MODE_ID.db`, where `MODE` is one of the ten gauge modes and `ID` the
 //! process identifier (the pid, or a worker ID). Python's collector splits the name on
-//! `_`, so an `ID` must not contain `_` (see [`crate::WorkerId`]).
+//! `_`, so an `ID` must not contain `_`. The whole grammar of the directory's names
+//! (liveness, temporary and compaction files too) is in [`names`].
 //!
 //! # Layout
 //!
@@ -56,8 +57,11 @@
 //! See [`key`]: the JSON `[metric, sample, {labels}, help]` exactly as Python dumps it.
 
 pub mod archive;
+pub mod check;
 pub mod float;
+pub mod fold;
 pub mod key;
+pub mod names;
 
 /// Size of the header: `used` (i32) and four bytes of zero padding.
 pub const HEADER_LEN: usize = 8;

@@ -72,8 +72,11 @@ pub(crate) struct Children<T> {
     current: AtomicUsize,
     /// Number of children (written under the caller's lock only).
     len: AtomicUsize,
-    /// A per-family random seed, so that label values chosen by an attacker cannot be
-    /// made to collide.
+    /// hashbrown's default hasher (foldhash) with a per-family random seed, so that
+    /// colliding label values differ between families and processes. foldhash is fast,
+    /// not a keyed cryptographic hash, and does not claim resistance to an attacker who
+    /// chooses label values to collide; what bounds the cost of hostile label values is
+    /// the cardinality guard (`Opts::max_series`), not the hash.
     hasher: DefaultHashBuilder,
 }
 

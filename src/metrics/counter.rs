@@ -29,6 +29,11 @@ impl Counter {
         Counter { series }
     }
 
+    /// The entries behind this counter.
+    pub(crate) fn series(&self) -> &Arc<Series> {
+        &self.series
+    }
+
     /// Adds one.
     #[inline]
     pub fn inc(&self) {

@@ -1,106 +1,10 @@
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::{Amount, InProgress};
 use crate::error::{Error, ErrorKind, Result};
+pub use crate::format::names::GaugeMode;
 use crate::writer::{DropReason, Series, add_f64, load_f64, store_f64};
-
-/// How the collector merges one gauge across processes (Python's
-/// `multiprocess_mode`). The `live` modes count only processes that are alive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum GaugeMode {
-    /// One series per process, with a `pid` label (Python's default).
-    All,
-    /// As `All`, live processes only.
-    LiveAll,
-    /// The minimum over processes.
-    Min,
-    /// The minimum over live processes.
-    LiveMin,
-    /// The maximum over processes.
-    Max,
-    /// The maximum over live processes.
-    LiveMax,
-    /// The sum over processes.
-    Sum,
-    /// The sum over live processes (in-flight requests, open connections).
-    LiveSum,
-    /// The most recently set value. `inc`/`dec` are refused.
-    MostRecent,
-    /// The most recently set value among live processes. `inc`/`dec` are refused.
-    LiveMostRecent,
-}
-
-impl GaugeMode {
-    /// Every mode, in Python's order.
-    pub const ALL: [GaugeMode; 10] = [
-        GaugeMode::All,
-        GaugeMode::LiveAll,
-        GaugeMode::Min,
-        GaugeMode::LiveMin,
-        GaugeMode::Max,
-        GaugeMode::LiveMax,
-        GaugeMode::Sum,
-        GaugeMode::LiveSum,
-        GaugeMode::MostRecent,
-        GaugeMode::LiveMostRecent,
-    ];
-
-    /// The mode's name as Python spells it (`"livesum"`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            GaugeMode::All => "all",
-            GaugeMode::LiveAll => "liveall",
-            GaugeMode::Min => "min",
-            GaugeMode::LiveMin => "livemin",
-            GaugeMode::Max => "max",
-            GaugeMode::LiveMax => "livemax",
-            GaugeMode::Sum => "sum",
-            GaugeMode::LiveSum => "livesum",
-            GaugeMode::MostRecent => "mostrecent",
-            GaugeMode::LiveMostRecent => "livemostrecent",
-        }
-    }
-
-    /// The file-name prefix of the mode's files (`"gauge_livesum"`).
-    pub fn file_prefix(self) -> &'static str {
-        match self {
-            GaugeMode::All => "gauge_all",
-            GaugeMode::LiveAll => "gauge_liveall",
-            GaugeMode::Min => "gauge_min",
-            GaugeMode::LiveMin => "gauge_livemin",
-            GaugeMode::Max => "gauge_max",
-            GaugeMode::LiveMax => "gauge_livemax",
-            GaugeMode::Sum => "gauge_sum",
-            GaugeMode::LiveSum => "gauge_livesum",
-            GaugeMode::MostRecent => "gauge_mostrecent",
-            GaugeMode::LiveMostRecent => "gauge_livemostrecent",
-        }
-    }
-
-    /// Whether only live processes count.
-    pub fn is_live(self) -> bool {
-        self.as_str().starts_with("live")
-    }
-
-    /// Whether this is a `mostrecent` mode (timestamped `set`, no `inc`/`dec`).
-    pub fn is_most_recent(self) -> bool {
-        matches!(self, GaugeMode::MostRecent | GaugeMode::LiveMostRecent)
-    }
-}
-
-impl FromStr for GaugeMode {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<GaugeMode> {
-        GaugeMode::ALL.into_iter().find(|m| m.as_str() == s).ok_or_else(|| {
-            Error::new(ErrorKind::InvalidGaugeMode)
-                .about(s)
-                .expected("one of all, liveall, min, livemin, max, livemax, sum, livesum, mostrecent, livemostrecent")
-        })
-    }
-}
 
 /// A value that goes up and down, merged across processes by its [`GaugeMode`].
 ///

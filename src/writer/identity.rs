@@ -1,71 +1,14 @@
 //! Process identity: the `ID` in `counter_ID.db`.
 
-use std::fmt;
-
 use parking_lot::Mutex;
 
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::Result;
+pub use crate::format::names::WorkerId;
 use crate::region;
 
 /// Environment variable naming this process's worker ID (read when a registry is
 /// built, in that process only).
 pub const WORKER_ID_ENV: &str = "PROMETHEUS_MULTIPROC_WORKER_ID";
-
-/// A process identifier as it appears in file names: the pid by default, or a stable
-/// worker ID (a slot number from the supervisor) so that a restarted worker reuses
-/// its predecessor's files.
-///
-/// Python's collector splits file names on `_` and takes the `pid` label of
-/// `all`-mode gauges from the name, so an ID is limited to ASCII letters, digits, `-`
-/// and `.` (not first), at most 64 characters.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct WorkerId(String);
-
-impl WorkerId {
-    /// Validates `id`.
-    ///
-    /// # Errors
-    /// [`ErrorKind::InvalidWorkerId`] naming the ID when it is empty, longer than 64
-    /// characters, starts with `.` or with `0archive-` (reserved for compaction archives),
-    /// or holds anything but `[A-Za-z0-9.-]`.
-    ///
-    /// ```
-    /// use prometheus_multiproc::WorkerId;
-    /// assert_eq!(WorkerId::new("web-3")?.as_str(), "web-3");
-    /// assert!(WorkerId::new("w_1").is_err());
-    /// # Ok::<(), prometheus_multiproc::Error>(())
-    /// ```
-    pub fn new(id: &str) -> Result<WorkerId> {
-        let ok = !id.is_empty()
-            && id.len() <= 64
-            && !id.starts_with('.')
-            && !id.starts_with(crate::format::archive::ARCHIVE_ID_PREFIX)
-            && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
-        if ok {
-            Ok(WorkerId(id.to_owned()))
-        } else {
-            Err(Error::new(ErrorKind::InvalidWorkerId)
-                .about(id)
-                .expected("1 to 64 of [A-Za-z0-9.-], not starting with '.' ('_' and '/' break file-name parsing)"))
-        }
-    }
-
-    /// The current process's pid.
-    pub fn pid() -> WorkerId {
-        WorkerId(std::process::id().to_string())
-    }
-
-    /// The ID as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for WorkerId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
 
 /// The ID set by [`set_worker_id`] and the epoch it belongs to.
 static OVERRIDE: Mutex<Option<(u64, WorkerId)>> = parking_lot::const_mutex(None);

@@ -25,6 +25,7 @@ pub use identity::{WORKER_ID_ENV, WorkerId, set_worker_id};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::file;
+use crate::liveness;
 use crate::region::{self, DISCARD, LiveLock, SlotCell};
 
 /// Registry-wide state shared by all handles.
@@ -44,9 +45,15 @@ pub(crate) struct Shared {
     dropped: [AtomicU64; DropReason::ALL.len()],
     /// Whether a refusal of each reason was logged already (each is logged once).
     refusal_logged: [std::sync::atomic::AtomicBool; DropReason::ALL.len()],
-    /// The registry's own counters of dropped series, when self-metrics are on.
-    self_metrics: std::sync::OnceLock<Vec<crate::metrics::Counter>>,
+    /// The series of the registry's own counters of dropped series (one per
+    /// [`DropReason`], in order), when self-metrics are on.
+    self_metrics: std::sync::OnceLock<Vec<Arc<Series>>>,
 }
+
+/// Name of the self-metric counting series a writer could not create and writes it
+/// refused, by reason (`no_space`, `io`, `cardinality`, `fork`, `negative_increment`,
+/// `inc_on_mostrecent`).
+pub const DROPPED_SERIES_METRIC: &str = "prometheus_multiproc_dropped_series_total";
 
 /// Why a series was not created (or not where it was asked for).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,7 +143,7 @@ impl Shared {
         let i = DropReason::ALL.iter().position(|r| *r == reason).expect("every reason is listed");
         self.dropped[i].fetch_add(1, Ordering::Relaxed);
         if let Some(counters) = self.self_metrics.get() {
-            counters[i].inc();
+            add_f64(counters[i].values()[0].get(), 1.0);
         }
     }
 
@@ -157,7 +164,7 @@ impl Shared {
             log::warn!(
                 "metric {name}: refused {what} ({amount}); this and later refusals are counted in \
                  {}{{reason=\"{}\"}} and Registry::dropped_series(), and not logged again",
-                crate::DROPPED_SERIES_METRIC,
+                DROPPED_SERIES_METRIC,
                 reason.as_str()
             );
         }
@@ -175,8 +182,8 @@ impl Shared {
         DropReason::ALL.iter().zip(&self.dropped).map(|(r, n)| (r.as_str(), n.load(Ordering::Relaxed))).collect()
     }
 
-    /// Installs the self-metric counters, one per [`DropReason`] in order.
-    pub(crate) fn set_self_metrics(&self, counters: Vec<crate::metrics::Counter>) {
+    /// Installs the series of the self-metric counters, one per [`DropReason`] in order.
+    pub(crate) fn set_self_metrics(&self, counters: Vec<Arc<Series>>) {
         let _ = self.self_metrics.set(counters);
     }
 
@@ -398,31 +405,11 @@ impl Series {
     }
 }
 
-/// How long a writer waits for a worker ID held by someone else when no compaction
-/// runs: the previous holder may be exiting (its descriptor closes a moment after the
-/// exit is reported to its parent).
-const ID_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// How long a writer waits for a worker ID while a compaction runs: the compactor holds
-/// the IDs of the dead writers it folds until their files are folded and removed.
-const ID_WAIT_COMPACTION: std::time::Duration = std::time::Duration::from_secs(60);
-
 /// Takes worker `id`'s exclusive liveness lock (waiting while it is held by a compactor
-/// or a writer that is going away) and prepares the slot for this writer.
+/// or a writer that is going away, see [`liveness::take_slot`]) and prepares the slot
+/// for this writer.
 fn lock_liveness(dir: &Path, id: &WorkerId, mode: u32) -> Result<LiveLock> {
-    let start = std::time::Instant::now();
-    let file = loop {
-        match file::lock_liveness(dir, id.as_str(), mode) {
-            Err(e) if e.kind() == ErrorKind::WorkerIdInUse => {
-                let waited = start.elapsed();
-                if waited >= ID_WAIT_COMPACTION || (waited >= ID_WAIT && !file::compaction_running(dir)) {
-                    return Err(e);
-                }
-                std::thread::sleep(std::time::Duration::from_millis(5));
-            }
-            other => break other?,
-        }
-    };
+    let file = liveness::take_slot(dir, id.as_str(), mode)?;
     crate::cleanup::take_over_slot(dir, id.as_str())?;
     LiveLock::hold(file).map_err(|_| {
         Error::new(ErrorKind::LimitReached)

@@ -1,4 +1,5 @@
-//! `inspect`: one line per `*.db` file, read with the pure `format` module.
+//! `inspect`: one line per `*.db` file, read with the pure `format` module, then the
+//! liveness and temporary files of dead writers that compaction would remove.
 //!
 //! Files are read with `pread` into memory, never through a symlink and never blocking
 //! on a FIFO. Keys never change once published, so a copy taken while a worker writes
@@ -12,7 +13,7 @@ use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 
 use prometheus_multiproc::cleanup::{self, Liveness};
-use prometheus_multiproc::format::{self, archive::ARCHIVE_ID_PREFIX, key::decode_key};
+use prometheus_multiproc::format::{self, archive::ARCHIVE_ID_PREFIX, check, names};
 use prometheus_multiproc::{Collector, GaugeMode};
 
 /// At most this many problems are listed per file.
@@ -38,20 +39,36 @@ pub struct FileReport {
     pub problems: Vec<String>,
 }
 
-/// The type, gauge mode and writer ID in a file name, if it is one of ours or Python's.
+/// What `inspect` found in a directory.
+#[derive(Debug, Default)]
+pub struct Inspection {
+    /// One report per `*.db` file, sorted by name.
+    pub files: Vec<FileReport>,
+    /// Dead writers' liveness and temporary files, which `compact` removes
+    /// (`cleanup::dead_writer_leftovers`), sorted by name.
+    pub leftovers: Vec<Leftover>,
+}
+
+/// A dead writer's liveness file (`writer_ID.lock`) or temporary file
+/// (`.KIND_ID.db.PID.tmp`).
+#[derive(Debug)]
+pub struct Leftover {
+    pub name: String,
+    pub writer_id: Option<String>,
+    pub bytes_allocated: u64,
+}
+
+/// The type, gauge mode and writer ID in a file name, if it is one of ours or Python's
+/// (`format::names::split_db_name`, the crate's one grammar of file names).
 fn parse_name(name: &str) -> Option<(&'static str, Option<&'static str>, &str)> {
-    let stem = name.strip_suffix(".db")?;
-    let found = [("counter_", "counter"), ("histogram_", "histogram"), ("summary_", "summary")]
-        .iter()
-        .find_map(|(prefix, kind)| stem.strip_prefix(prefix).map(|id| (*kind, None, id)))
-        .or_else(|| {
-            GaugeMode::ALL.iter().find_map(|m| {
-                stem.strip_prefix(m.file_prefix())
-                    .and_then(|r| r.strip_prefix('_'))
-                    .map(|id| ("gauge", Some(m.as_str()), id))
-            })
-        })?;
-    (!found.2.is_empty()).then_some(found)
+    let db = names::split_db_name(name)?;
+    let kind = match db.kind {
+        names::FileKind::Counter => "counter",
+        names::FileKind::Histogram => "histogram",
+        names::FileKind::Summary => "summary",
+        names::FileKind::Gauge(_) => "gauge",
+    };
+    Some((kind, db.kind.gauge_mode().map(GaugeMode::as_str), db.id))
 }
 
 /// Opens `path` read-only without following a symlink or blocking on a FIFO.
@@ -119,15 +136,11 @@ fn read_entries(path: &Path, report: &mut FileReport) {
             }
         };
         report.entries += 1;
-        match decode_key(entry.key) {
-            Ok(key) if key.metric_name.is_empty() => {
-                bad += 1;
-                if bad <= MAX_PROBLEMS {
-                    report.problems.push(format!("entry at offset {}: empty metric name", entry.offset));
-                }
-            }
+        // The collector's own check (`format::check`), bucket bounds included.
+        let kind = if report.kind == Some("histogram") { names::FileKind::Histogram } else { names::FileKind::Counter };
+        match check::check_entry(kind, entry.key).and_then(|()| check::check_key(entry.key)) {
             Ok(key) => {
-                families.insert(key.metric_name);
+                families.insert(key.metric_name.into_owned());
             }
             Err(e) => {
                 bad += 1;
@@ -148,7 +161,7 @@ fn read_entries(path: &Path, report: &mut FileReport) {
 ///
 /// # Errors
 /// When the directory cannot be read.
-pub fn inspect(dir: &Path) -> Result<Vec<FileReport>, String> {
+pub fn inspect(dir: &Path) -> Result<Inspection, String> {
     let chain = |e: &dyn std::error::Error| crate::chain(e);
     // The collector's verdicts, and the proof that the directory can be listed.
     let scrape = Collector::new(dir).and_then(|c| c.collect()).map_err(|e| chain(&e))?;
@@ -214,7 +227,21 @@ pub fn inspect(dir: &Path) -> Result<Vec<FileReport>, String> {
         }
         reports.push(report);
     }
-    Ok(reports)
+    let leftovers = cleanup::dead_writer_leftovers(dir)
+        .map_err(|e| chain(&e))?
+        .into_iter()
+        .map(|name| Leftover {
+            writer_id: writer_id_of_leftover(&name).map(str::to_owned),
+            bytes_allocated: fs::symlink_metadata(dir.join(&name)).map_or(0, |m| m.len()),
+            name,
+        })
+        .collect();
+    Ok(Inspection { files: reports, leftovers })
+}
+
+/// The worker ID in a liveness file's or a writer's temporary file's name.
+fn writer_id_of_leftover(name: &str) -> Option<&str> {
+    names::parse_lock_name(name).or_else(|| names::parse_writer_temp(name).map(|t| t.db.id))
 }
 
 fn or_dash(value: Option<&str>) -> &str {
@@ -222,7 +249,8 @@ fn or_dash(value: Option<&str>) -> &str {
 }
 
 /// The report as an aligned table, problems indented under their file.
-pub fn to_table(reports: &[FileReport]) -> String {
+pub fn to_table(inspection: &Inspection) -> String {
+    let reports = &inspection.files;
     let header = ["FILE", "TYPE", "MODE", "WRITER", "LIVENESS", "COMPACT", "FAMILIES", "ENTRIES", "USED", "ALLOCATED"];
     let rows: Vec<[String; 10]> = reports
         .iter()
@@ -271,12 +299,27 @@ pub fn to_table(reports: &[FileReport]) -> String {
         "{} files, {entries} entries, {with_problems} with problems, {compactable} compactable\n",
         reports.len()
     ));
+    if !inspection.leftovers.is_empty() {
+        out.push_str(&format!(
+            "{} liveness or temporary files of dead writers, which compact removes:\n",
+            inspection.leftovers.len()
+        ));
+        for leftover in &inspection.leftovers {
+            out.push_str(&format!(
+                "    {}  (writer {}, {} bytes)\n",
+                leftover.name,
+                or_dash(leftover.writer_id.as_deref()),
+                leftover.bytes_allocated
+            ));
+        }
+    }
     out
 }
 
-/// The report as JSON: `{"dir": …, "files": [{…}, …]}`.
-pub fn to_json(dir: &Path, reports: &[FileReport]) -> String {
-    let files: Vec<_> = reports
+/// The report as JSON: `{"dir": …, "files": [{…}, …], "leftovers": [{…}, …]}`.
+pub fn to_json(dir: &Path, inspection: &Inspection) -> String {
+    let files: Vec<_> = inspection
+        .files
         .iter()
         .map(|r| {
             serde_json::json!({
@@ -294,7 +337,12 @@ pub fn to_json(dir: &Path, reports: &[FileReport]) -> String {
             })
         })
         .collect();
-    let value = serde_json::json!({ "dir": dir.to_string_lossy(), "files": files });
+    let leftovers: Vec<_> = inspection
+        .leftovers
+        .iter()
+        .map(|l| serde_json::json!({ "file": l.name, "writer_id": l.writer_id, "bytes_allocated": l.bytes_allocated }))
+        .collect();
+    let value = serde_json::json!({ "dir": dir.to_string_lossy(), "files": files, "leftovers": leftovers });
     format!("{value:#}\n")
 }
 

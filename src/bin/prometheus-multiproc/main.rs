@@ -13,11 +13,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use prometheus_multiproc::cleanup::{self, Liveness};
+use prometheus_multiproc::cleanup;
 use prometheus_multiproc::expose::{self, Escaping, Format};
 use prometheus_multiproc::push::{self, PushConfig, PushMethod};
 use prometheus_multiproc::serve::{self, BasicAuth, DEFAULT_LISTEN, ServeConfig};
-use prometheus_multiproc::{Collector, DIR_ENV, Scrape, WorkerId, dir_from_env};
+use prometheus_multiproc::{Collector, DIR_ENV, ErrorKind, Scrape, WorkerId, dir_from_env};
 
 /// Scrape, inspect, serve, push and tidy a prometheus_client multiprocess directory
 /// (written by this crate or by Python's prometheus_client).
@@ -272,13 +272,18 @@ fn run(command: Command) -> Result<(), Failure> {
             if !dir.is_dir() {
                 return Err(Failure::Failed(format!("{} is not a readable directory", dir.display())));
             }
-            if cleanup::liveness(&dir, id.as_str()) == Liveness::Alive && !force {
-                return Err(Failure::Failed(format!(
+            let removed = if force {
+                cleanup::force_mark_process_dead(&dir, id.as_str())
+            } else {
+                cleanup::mark_process_dead(&dir, id.as_str())
+            };
+            let removed = removed.map_err(|e| match e.kind() {
+                ErrorKind::WorkerIdInUse => Failure::Failed(format!(
                     "worker {} is alive (it holds its liveness lock); pass --force to mark it dead anyway",
                     id.as_str()
-                )));
-            }
-            let removed = cleanup::mark_process_dead(&dir, id.as_str()).map_err(failed)?;
+                )),
+                _ => failed(e),
+            })?;
             eprintln!("worker {}: removed {removed} file(s)", id.as_str());
             Ok(())
         }
