@@ -70,10 +70,10 @@ fn main() -> ExitCode {
         println!("pytest: test");
         return ExitCode::SUCCESS;
     }
-    if let Some(filter) = args.iter().find(|a| !a.starts_with('-')) {
-        if !"pytest".contains(filter.as_str()) {
-            return ExitCode::SUCCESS;
-        }
+    if let Some(filter) = args.iter().find(|a| !a.starts_with('-'))
+        && !"pytest".contains(filter.as_str())
+    {
+        return ExitCode::SUCCESS;
     }
     let venv = venv();
     let python = venv.join("bin/python");
