@@ -221,3 +221,18 @@ def start_http_server(
     with _servers_lock:
         _servers.append(server)
     return server
+
+
+def _after_fork_in_child() -> None:
+    """A fork child starts with its own collectors and no servers: a copy of a
+    collector may hold a lock a parent's thread held at the fork, and a server's
+    threads are not in the child (its objects are forgotten, never joined)."""
+    global _collectors_lock, _servers_lock
+    _collectors_lock = threading.Lock()
+    _servers_lock = threading.Lock()
+    _collectors.clear()
+    del _servers[:]
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

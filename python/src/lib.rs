@@ -180,6 +180,31 @@ struct Server {
     inner: Mutex<Option<core::serve::Server>>,
     url: String,
     addr: SocketAddr,
+    /// The process that started the server. A fork child has a copy of this object
+    /// but not the server's threads: it must neither signal nor join them.
+    owner_pid: u32,
+}
+
+impl Server {
+    /// The server, unless this process is a fork child of its owner (then it is
+    /// forgotten: its threads are not in this process).
+    fn take(&self) -> Option<core::serve::Server> {
+        let server = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        if std::process::id() == self.owner_pid {
+            server
+        } else {
+            std::mem::forget(server);
+            None
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(server) = self.take() {
+            drop(server); // shuts down and joins, as Server::shutdown
+        }
+    }
 }
 
 #[pymethods]
@@ -203,10 +228,10 @@ impl Server {
     }
 
     /// Stops the server: no new connections; open ones finish their response (within
-    /// 5 s). Calling it again does nothing.
+    /// 5 s). Calling it again, or in a fork child of the process that started it,
+    /// does nothing.
     fn shutdown(&self, py: Python<'_>) -> PyResult<()> {
-        let server = self.inner.lock().map_err(|_| PyRuntimeError::new_err("server lock poisoned"))?.take();
-        match server {
+        match self.take() {
             Some(server) => py.detach(|| server.shutdown()).map_err(|e| PyRuntimeError::new_err(e.to_string())),
             None => Ok(()),
         }
@@ -257,7 +282,12 @@ fn serve(
             None => PyOSError::new_err(message),
         }
     })?;
-    Ok(Server { url: server.url(), addr: server.local_addr(), inner: Mutex::new(Some(server)) })
+    Ok(Server {
+        url: server.url(),
+        addr: server.local_addr(),
+        inner: Mutex::new(Some(server)),
+        owner_pid: std::process::id(),
+    })
 }
 
 /// Removes the live-mode gauge files of the dead worker `pid` from `path`; returns how

@@ -274,3 +274,39 @@ def test_cli_serve_stops_on_sigterm(metrics_dir):
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=10)
+
+
+def test_a_fork_child_neither_stops_nor_joins_the_parents_server(metrics_dir):
+    import time
+
+    write_counter(metrics_dir)
+    expected = stock_exposition(metrics_dir)
+    server = prometheus_multiproc.start_http_server(0, addr="127.0.0.1", path=metrics_dir)
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child: only Python code and os._exit
+            code = 1
+            try:
+                server.shutdown()  # does nothing here: the server's threads are the parent's
+                del server
+                import gc
+
+                gc.collect()
+                if prometheus_multiproc.generate_latest(metrics_dir) == expected:
+                    code = 0
+            finally:
+                os._exit(code)
+        deadline = time.monotonic() + 30
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            if time.monotonic() > deadline:
+                os.kill(pid, 9)
+                os.waitpid(pid, 0)
+                pytest.fail("the fork child hung")
+            time.sleep(0.05)
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+        assert http_get(server.url)[0::2] == (200, expected)
+    finally:
+        server.shutdown()
