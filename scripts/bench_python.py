@@ -166,7 +166,7 @@ def main():
     print("|---|---|---|---|---|")
     for label, name, best, median, ratio, size in rows:
         print("| %s | %s | %.1f ms | %.1f ms | %s |" % (
-            label, name, best, median, "1×" if name.startswith("stock") else "%.0f×" % ratio))
+            label, name, best, median, "1×" if name.startswith("stock") else ("%.1f×" if ratio < 10 else "%.0f×") % ratio))
     print("\nbodies: " + ", ".join("%s %d bytes" % (label, size) for label, name, _, _, _, size in rows
                                    if name.startswith("stock")))
 
