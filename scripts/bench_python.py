@@ -21,7 +21,6 @@ the same files in sorted order.
 """
 
 import argparse
-import glob
 import os
 import statistics
 import sys
@@ -34,6 +33,10 @@ from prometheus_client.multiprocess import MultiProcessCollector as StockCollect
 
 import prometheus_multiproc
 from prometheus_multiproc import MultiProcessCollector, _native
+
+# The test suite's stock registry merging in sorted order (python/tests/conftest.py).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python", "tests"))
+from conftest import stock_registry  # noqa: E402
 
 METHODS = ["GET", "POST", "PUT", "DELETE"]
 MARKER = ".complete-v1"
@@ -95,15 +98,7 @@ def stock(path):
 def stock_sorted(path):
     """Stock's bytes when it merges in sorted file order (it merges in directory
     order, so its family order depends on the file system); ours equal these."""
-    files = sorted(glob.glob(os.path.join(path, "*.db")))
-
-    class Sorted:
-        def collect(self):
-            return StockCollector.merge(files, accumulate=True)
-
-    registry = CollectorRegistry()
-    registry.register(Sorted())
-    return stock_generate_latest(registry)
+    return stock_generate_latest(stock_registry(path))
 
 
 def timed(fn, runs):

@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use prometheus_multiproc as core;
+use prometheus_multiproc::cli::chain;
 use prometheus_multiproc::expose::{self, Escaping, Format};
 use prometheus_multiproc::serve::{BasicAuth, ServeConfig, TlsFiles};
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
@@ -35,21 +36,6 @@ fn to_py_err(error: core::Error) -> PyErr {
         None if error.io_error().is_some() => PyOSError::new_err(message),
         None => PyValueError::new_err(message),
     }
-}
-
-/// `error` and its sources, `: `-separated.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        let more = e.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        source = e.source();
-    }
-    text
 }
 
 /// A merged directory, kept between scrapes: the core's `Collector`.

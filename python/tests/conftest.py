@@ -20,9 +20,9 @@ REPO = Path(__file__).resolve().parents[2]
 SCENARIO_WRITER = REPO / "tests" / "support" / "py_write_scenarios.py"
 
 
-def stock_exposition(path, openmetrics=False) -> bytes:
-    """prometheus_client 0.26's exposition of ``path``, its files merged in sorted
-    order (the order our collector merges in)."""
+def stock_registry(path) -> CollectorRegistry:
+    """A registry on which stock prometheus_client 0.26 merges ``path``'s files in
+    sorted order (the order our collector merges in; stock merges in directory order)."""
     files = sorted(glob.glob(os.path.join(str(path), "*.db")))
 
     class Sorted:
@@ -31,6 +31,12 @@ def stock_exposition(path, openmetrics=False) -> bytes:
 
     registry = CollectorRegistry()
     registry.register(Sorted())
+    return registry
+
+
+def stock_exposition(path, openmetrics=False) -> bytes:
+    """prometheus_client 0.26's exposition of ``path``, merged in sorted order."""
+    registry = stock_registry(path)
     return generate_latest_om(registry) if openmetrics else generate_latest(registry)
 
 

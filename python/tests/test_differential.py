@@ -14,7 +14,7 @@ from prometheus_client.openmetrics.exposition import generate_latest as stock_ge
 import prometheus_multiproc
 from prometheus_multiproc import MultiProcessCollector
 
-from conftest import stock_exposition
+from conftest import stock_exposition, stock_registry
 
 
 def test_the_scenarios_cover_every_type_and_gauge_mode(scenarios):
@@ -95,14 +95,7 @@ def test_render_negotiates_as_prometheus_client(scenarios, accept):
     from prometheus_client.exposition import choose_encoder
 
     d = next(d for d in scenarios if d.name == "py_utf8_names")
-    files = sorted(glob.glob(os.path.join(str(d), "*.db")))
-
-    class Sorted:
-        def collect(self):
-            return StockCollector.merge(files, accumulate=True)
-
-    registry = CollectorRegistry()
-    registry.register(Sorted())
+    registry = stock_registry(d)
     encoder, content_type = choose_encoder(accept)
     body, ours_type, headers = prometheus_multiproc.render(accept, None, d)
     assert (body, ours_type) == (encoder(registry), content_type)

@@ -175,8 +175,10 @@ enum Failure {
     Failed(String),
 }
 
-/// `error` and its chain of sources, `: `-separated.
-fn chain(error: &dyn std::error::Error) -> String {
+/// `error` and its chain of sources, `: `-separated (a source whose message the text
+/// already holds is left out): how the command line, and the Python package's
+/// exceptions, word an error.
+pub fn chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(e) = source {
