@@ -310,3 +310,36 @@ def test_a_fork_child_neither_stops_nor_joins_the_parents_server(metrics_dir):
         assert http_get(server.url)[0::2] == (200, expected)
     finally:
         server.shutdown()
+
+
+def test_cli_push_sends_the_exposition_to_a_gateway(metrics_dir):
+    import http.server
+    import threading
+
+    write_counter(metrics_dir)
+    received = []
+
+    class Gateway(http.server.BaseHTTPRequestHandler):
+        def do_PUT(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append((self.path, self.headers["Content-Type"], body))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    gateway = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Gateway)
+    thread = threading.Thread(target=gateway.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = "http://127.0.0.1:{}".format(gateway.server_address[1])
+        out = run_cli("push", "--dir", str(metrics_dir), "--gateway", url, "--job", "batch", "--label", "i=1")
+        assert out.returncode == 0, out.stderr
+        assert received == [
+            ("/metrics/job/batch/i/1", "text/plain; version=0.0.4; charset=utf-8", stock_exposition(metrics_dir))
+        ]
+    finally:
+        gateway.shutdown()
+        gateway.server_close()
