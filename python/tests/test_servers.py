@@ -1,5 +1,5 @@
 """Real servers from PyPI (pinned in requirements.txt), on 127.0.0.1 only: gunicorn
-with 4 sync workers recycled by ``max_requests``, and ``uvicorn --workers 2``, each
+with 4 sync (and 4 gthread) workers recycled by ``max_requests``, and ``uvicorn --workers 2``, each
 counting requests with stock prometheus_client metrics and serving ``/metrics``
 through this package. After N requests the counter is exactly N, and the body equals
 stock prometheus_client's exposition of the same directory."""
@@ -8,6 +8,8 @@ import os
 import re
 import sys
 import textwrap
+
+import pytest
 
 from conftest import free_port, http_get, stock_exposition, wait_until_serving
 
@@ -92,13 +94,15 @@ def drive(base, metrics_dir, proc):
     assert body == stock_exposition(metrics_dir, openmetrics=True)
 
 
-def test_gunicorn_sync_workers_with_max_requests(metrics_dir, tmp_path, server_process):
+@pytest.mark.parametrize("worker_class", ["sync", "gthread"])
+def test_gunicorn_workers_with_max_requests(metrics_dir, tmp_path, server_process, worker_class):
     (tmp_path / "wsgiapp.py").write_text(WSGI_APP)
     (tmp_path / "gunicorn_conf.py").write_text(GUNICORN_CONF)
     port = free_port()
+    threads = ["--threads", "4"] if worker_class == "gthread" else []
     server = server_process(
-        [sys.executable, "-m", "gunicorn", "-c", "gunicorn_conf.py", "--workers", "4", "--worker-class", "sync",
-         "--max-requests", "7", "--max-requests-jitter", "0", "--bind", "127.0.0.1:{}".format(port),
+        [sys.executable, "-m", "gunicorn", "-c", "gunicorn_conf.py", "--workers", "4", "--worker-class", worker_class,
+         *threads, "--max-requests", "7", "--max-requests-jitter", "0", "--bind", "127.0.0.1:{}".format(port),
          "wsgiapp:app"],
         env_for(metrics_dir),
         str(tmp_path),
