@@ -1,6 +1,7 @@
 """Type stubs of the native module (PyO3 over the prometheus-multiproc crate)."""
 
 import os
+from pathlib import Path
 from typing import Dict, List, Optional, Tuple, Union
 
 from prometheus_client.metrics_core import Metric
@@ -20,9 +21,9 @@ class Collector:
         :raises OSError: when ``path`` is not an existing directory.
         """
     @property
-    def path(self) -> str:
+    def path(self) -> Path:
         """The directory this collector reads."""
-    def collect(self) -> Tuple[List[Metric], List[Tuple[str, str, str]]]:
+    def collect(self) -> Tuple[List[Metric], List[Tuple[Path, str, str]]]:
         """Merge the directory: ``(families, skipped)``, where ``skipped`` holds
         ``(path, reason, message)`` per skipped file.
 
