@@ -82,9 +82,11 @@ impl Collector {
         let metric_class = METRIC_CLASS.import(py, "prometheus_client.metrics_core", "Metric")?;
         let tuple_new = py.get_type::<PyTuple>().getattr("__new__")?;
         // Names and label values repeat across samples: one Python string per
-        // interned core string.
-        let mut strings: HashMap<*const u8, Bound<'py, PyString>> = HashMap::new();
-        let mut string = |s: &Arc<str>| strings.entry(s.as_ptr()).or_insert_with(|| PyString::new(py, s)).clone();
+        // interned core string (keyed by address and length; the scrape keeps every
+        // string alive, so an address is never reused within this call).
+        let mut strings: HashMap<(*const u8, usize), Bound<'py, PyString>> = HashMap::new();
+        let mut string =
+            |s: &Arc<str>| strings.entry((s.as_ptr(), s.len())).or_insert_with(|| PyString::new(py, s)).clone();
         let none = py.None();
         let families = PyList::empty(py);
         for family in &scrape.families {
