@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # End-to-end on loopback: the pre-fork example scraped by a real Prometheus, a worker
-# SIGKILLed and respawned, `promtool check metrics` on our text, and a push to a real
-# Pushgateway. Installs Debian's prometheus and prometheus-pushgateway when missing.
+# SIGKILLed and respawned, `promtool check metrics` on our text, a push to a real
+# Pushgateway, and a real gunicorn (stock prometheus_client metrics, /metrics served by
+# the Python package, built by scripts/py-package-venv.sh) scraped by the same
+# Prometheus. Installs Debian's prometheus and prometheus-pushgateway when missing.
 # Everything listens on 127.0.0.1, every wait is bounded, every background process is
 # stopped on exit. Exits non-zero on the first failed check.
 set -euo pipefail
@@ -127,6 +129,7 @@ send_requests() {
 
 # --- Prometheus ----------------------------------------------------------------------
 prom_port=$(free_port)
+gunicorn_port=$(free_port)
 prom="http://127.0.0.1:$prom_port"
 cat >"$work/prometheus.yml" <<EOF
 global:
@@ -136,6 +139,9 @@ scrape_configs:
   - job_name: prefork
     static_configs:
       - targets: ['$metrics_hostport']
+  - job_name: gunicorn
+    static_configs:
+      - targets: ['127.0.0.1:$gunicorn_port']
 EOF
 start prometheus prometheus --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/tsdb" \
     --web.listen-address="127.0.0.1:$prom_port" --log.level=warn
@@ -275,6 +281,55 @@ push --dir "$counters_only" --method put
 [ "$(gw_sum app_request_duration_seconds_count)" = absent ] || fail "after PUT, the histogram is still in the group"
 say "PUT: app_requests_total = $sent, histogram gone from the group"
 
+# --- gunicorn with the Python package -------------------------------------------------
+# 4 sync workers recycled every 25 requests, counting with stock prometheus_client and
+# serving /metrics through prometheus_multiproc.make_wsgi_app; Prometheus (job gunicorn)
+# must see exactly the requests sent.
+py=$(scripts/py-package-venv.sh)
+gunicorn_dir="$work/gunicorn"
+mkdir -p "$gunicorn_dir/metrics"
+cat >"$gunicorn_dir/wsgiapp.py" <<'EOF'
+from prometheus_client import Counter
+from prometheus_multiproc import make_wsgi_app
+
+REQUESTS = Counter("gunicorn_app_requests", "Requests served by the gunicorn app.", ["path"])
+metrics = make_wsgi_app()
+
+
+def app(environ, start_response):
+    if environ["PATH_INFO"] == "/metrics":
+        return metrics(environ, start_response)
+    REQUESTS.labels(environ["PATH_INFO"]).inc()
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"ok\n"]
+EOF
+cat >"$gunicorn_dir/gunicorn_conf.py" <<'EOF'
+from prometheus_multiproc import mark_process_dead
+
+
+def child_exit(server, worker):
+    mark_process_dead(worker.pid)
+EOF
+start gunicorn env -C "$gunicorn_dir" PROMETHEUS_MULTIPROC_DIR="$gunicorn_dir/metrics" "$py" -m gunicorn \
+    -c gunicorn_conf.py --workers 4 --max-requests 25 --max-requests-jitter 0 \
+    --bind "127.0.0.1:$gunicorn_port" wsgiapp:app
+wait_until 60 "gunicorn on port $gunicorn_port" curl -sf -o /dev/null "http://127.0.0.1:$gunicorn_port/metrics"
+gunicorn_up() { [ "$(query 'up{job="gunicorn"}')" = 1 ]; }
+wait_until 30 "Prometheus's first scrape of gunicorn" gunicorn_up
+gunicorn_sent=0
+for path in a b c d; do
+    for _ in $(seq 75); do
+        curl -sf -o /dev/null "http://127.0.0.1:$gunicorn_port/$path" || fail "gunicorn request to /$path failed"
+        gunicorn_sent=$((gunicorn_sent + 1))
+    done
+done
+say "sent $gunicorn_sent requests to gunicorn (4 workers, recycled every 25 requests)"
+expect_query 30 'sum(gunicorn_app_requests_total{job="gunicorn"})' "$gunicorn_sent"
+expect_query 10 'gunicorn_app_requests_total{job="gunicorn",path="/c"}' 75
+files=$(find "$gunicorn_dir/metrics" -name 'counter_*.db' | wc -l)
+[ "$files" -gt 4 ] || fail "gunicorn's workers were not recycled ($files counter files)"
+say "gunicorn: $files workers' counter files, one exposition, exact total"
+
 # --- clean shutdown ------------------------------------------------------------------
 kill -TERM "$prefork_pid"
 for _ in $(seq 75); do
@@ -287,4 +342,4 @@ wait "$prefork_pid" && status=0 || status=$?
 grep -q 'prefork_server: stopped' "$work/prefork.log" || fail "no clean stop in the log"
 say "SIGTERM: the pre-fork server stopped cleanly (status 0)"
 "$cli" inspect --dir "$metrics_dir" | sed 's/^/e2e:   /'
-say "all checks passed: $sent requests, one worker killed and respawned, counters never decreased"
+say "all checks passed: $sent requests, one worker killed and respawned, counters never decreased; gunicorn: $gunicorn_sent requests counted exactly"

@@ -115,6 +115,7 @@
 //!   jobs.
 //! * The `prometheus-multiproc` binary: `scrape`, `inspect`, `serve`, `push`,
 //!   `mark-dead`, `compact` and `clear` on a directory (`prometheus-multiproc --help`).
+//!   Its logic is `cli::main` (feature `cli`), which other front ends call too.
 //!
 //! Without default features the crate has none of their dependencies (hyper, tokio,
 //! rustls, clap).
@@ -179,6 +180,8 @@ compile_error!(
 );
 
 pub mod cleanup;
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod collect;
 pub mod error;
 pub mod expose;

@@ -160,9 +160,18 @@ fn work(registry: &Registry, i: usize) {
 /// Writers `first..first+n` under IDs `{tag}{i}` that exit (their registries drop).
 fn dead_workers(dir: &Path, tag: &str, first: usize, n: usize) {
     for i in first..first + n {
-        let registry =
-            Registry::builder().dir(dir).worker_id(WorkerId::new(&format!("{tag}{i}")).unwrap()).build().unwrap();
+        let id = format!("{tag}{i}");
+        let registry = Registry::builder().dir(dir).worker_id(WorkerId::new(&id).unwrap()).build().unwrap();
         work(&registry, i);
+        drop(registry);
+        // A child that another test thread is spawning holds a copy of the liveness
+        // lock's descriptor until it execs: the writer reads as dead only then.
+        let mut tries = 0;
+        while prometheus_multiproc::cleanup::liveness(dir, &id) != prometheus_multiproc::cleanup::Liveness::Dead {
+            tries += 1;
+            assert!(tries < 5000, "writer {id} still reads as alive after 5 s");
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 }
 

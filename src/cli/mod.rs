@@ -1,23 +1,27 @@
-//! `prometheus-multiproc`: scrape, inspect, serve, push, clear and compact a multiprocess metrics
-//! directory from the command line.
+//! The `prometheus-multiproc` command line (feature `cli`): scrape, inspect, serve,
+//! push, clear and compact a multiprocess metrics directory.
+//!
+//! [`main`] takes the arguments and returns the exit status, so that the binary and
+//! other front ends (the Python package's `python -m prometheus_multiproc`) run the
+//! same code.
 //!
 //! Exit status: 0 on success (files skipped by a scrape are warnings on stderr), 2 on
 //! a usage error, 1 when the directory itself cannot be read or the operation fails.
 
 mod inspect;
 
+use std::ffi::OsString;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::time::Duration;
 
+use crate::cleanup;
+use crate::expose::{self, Escaping, Format};
+use crate::push::{self, PushConfig, PushMethod};
+use crate::serve::{self, BasicAuth, DEFAULT_LISTEN, ServeConfig};
+use crate::{Collector, DIR_ENV, ErrorKind, Scrape, WorkerId, dir_from_env};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use prometheus_multiproc::cleanup;
-use prometheus_multiproc::expose::{self, Escaping, Format};
-use prometheus_multiproc::push::{self, PushConfig, PushMethod};
-use prometheus_multiproc::serve::{self, BasicAuth, DEFAULT_LISTEN, ServeConfig};
-use prometheus_multiproc::{Collector, DIR_ENV, ErrorKind, Scrape, WorkerId, dir_from_env};
 
 /// Scrape, inspect, serve, push and tidy a prometheus_client multiprocess directory
 /// (written by this crate or by Python's prometheus_client).
@@ -171,8 +175,10 @@ enum Failure {
     Failed(String),
 }
 
-/// `error` and its chain of sources, `: `-separated.
-fn chain(error: &dyn std::error::Error) -> String {
+/// `error` and its chain of sources, `: `-separated (a source whose message the text
+/// already holds is left out): how the command line, and the Python package's
+/// exceptions, word an error.
+pub fn chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(e) = source {
@@ -190,17 +196,31 @@ fn failed(error: impl std::error::Error) -> Failure {
     Failure::Failed(chain(&error))
 }
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
+/// Runs the command line `args` (the first item is the program name, as in
+/// `std::env::args_os()`) and returns the exit status: 0 on success, 1 on failure, 2 on
+/// a usage error. `--help` and `--version` print to stdout and return 0; messages go
+/// to stderr.
+pub fn main<I, T>(args: I) -> u8
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return u8::try_from(e.exit_code()).unwrap_or(2);
+        }
+    };
     match run(cli.command) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => 0,
         Err(Failure::Usage(message)) => {
             eprintln!("error: {message}\n\nFor more information, try '--help'.");
-            ExitCode::from(2)
+            2
         }
         Err(Failure::Failed(message)) => {
             eprintln!("error: {message}");
-            ExitCode::from(1)
+            1
         }
     }
 }

@@ -12,9 +12,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 
-use prometheus_multiproc::cleanup::{self, Liveness};
-use prometheus_multiproc::format::{self, archive::ARCHIVE_ID_PREFIX, check, names};
-use prometheus_multiproc::{Collector, GaugeMode};
+use crate::cleanup::{self, Liveness};
+use crate::format::{self, archive::ARCHIVE_ID_PREFIX, check, names};
+use crate::{Collector, GaugeMode};
 
 /// At most this many problems are listed per file.
 const MAX_PROBLEMS: usize = 10;
@@ -162,7 +162,7 @@ fn read_entries(path: &Path, report: &mut FileReport) {
 /// # Errors
 /// When the directory cannot be read.
 pub fn inspect(dir: &Path) -> Result<Inspection, String> {
-    let chain = |e: &dyn std::error::Error| crate::chain(e);
+    let chain = |e: &dyn std::error::Error| super::chain(e);
     // The collector's verdicts, and the proof that the directory can be listed.
     let scrape = Collector::new(dir).and_then(|c| c.collect()).map_err(|e| chain(&e))?;
     let skipped: BTreeMap<_, _> = scrape.skipped.iter().map(|s| (s.path.clone(), s.reason.to_string())).collect();

@@ -1,0 +1,124 @@
+"""Real servers from PyPI (pinned in requirements.txt), on 127.0.0.1 only: gunicorn
+with 4 sync (and 4 gthread) workers recycled by ``max_requests``, and ``uvicorn --workers 2``, each
+counting requests with stock prometheus_client metrics and serving ``/metrics``
+through this package. After N requests the counter is exactly N, and the body equals
+stock prometheus_client's exposition of the same directory."""
+
+import os
+import re
+import sys
+import textwrap
+
+import pytest
+
+from conftest import free_port, http_get, stock_exposition, wait_until_serving
+
+REQUESTS = 60
+
+WSGI_APP = textwrap.dedent(
+    """
+    from prometheus_client import Counter, Gauge, Histogram
+    from prometheus_multiproc import make_wsgi_app
+
+    REQUESTS = Counter("app_requests", "Requests served.", ["path"])
+    LATENCY = Histogram("app_latency_seconds", "Latency.", buckets=[0.1, 1.0])
+    IN_FLIGHT = Gauge("app_in_flight", "Requests in flight.", multiprocess_mode="livesum")
+    metrics = make_wsgi_app()
+
+    def app(environ, start_response):
+        if environ["PATH_INFO"] == "/metrics":
+            return metrics(environ, start_response)
+        with IN_FLIGHT.track_inprogress():
+            REQUESTS.labels("/").inc()
+            LATENCY.observe(0.05)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok\\n"]
+    """
+)
+
+GUNICORN_CONF = textwrap.dedent(
+    """
+    from prometheus_multiproc import mark_process_dead
+
+    def child_exit(server, worker):
+        mark_process_dead(worker.pid)
+    """
+)
+
+ASGI_APP = textwrap.dedent(
+    """
+    from prometheus_client import Counter
+    from prometheus_multiproc import make_asgi_app
+
+    REQUESTS = Counter("app_requests", "Requests served.", ["path"])
+    metrics = make_asgi_app()
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        if scope["path"] == "/metrics":
+            return await metrics(scope, receive, send)
+        REQUESTS.labels("/").inc()
+        await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": b"ok\\n"})
+    """
+)
+
+
+def counter_value(body: bytes) -> float:
+    match = re.search(rb'^app_requests_total\{path="/"\} (\S+)$', body, re.M)
+    assert match, body.decode()
+    return float(match.group(1))
+
+
+def env_for(metrics_dir):
+    env = dict(os.environ)
+    env.pop("prometheus_multiproc_dir", None)
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    return env
+
+
+def drive(base, metrics_dir, proc):
+    """Sends REQUESTS requests, then checks /metrics against stock Python."""
+    wait_until_serving(base + "/metrics", proc)
+    for _ in range(REQUESTS):
+        status, _, body = http_get(base + "/", headers={"Connection": "close"})
+        assert (status, body) == (200, b"ok\n")
+    status, _, body = http_get(base + "/metrics")
+    assert status == 200
+    assert counter_value(body) == float(REQUESTS)
+    assert body == stock_exposition(metrics_dir)
+    status, headers, body = http_get(base + "/metrics", headers={"Accept": "application/openmetrics-text"})
+    assert headers["content-type"] == "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    assert body == stock_exposition(metrics_dir, openmetrics=True)
+
+
+@pytest.mark.parametrize("worker_class", ["sync", "gthread"])
+def test_gunicorn_workers_with_max_requests(metrics_dir, tmp_path, server_process, worker_class):
+    (tmp_path / "wsgiapp.py").write_text(WSGI_APP)
+    (tmp_path / "gunicorn_conf.py").write_text(GUNICORN_CONF)
+    port = free_port()
+    threads = ["--threads", "4"] if worker_class == "gthread" else []
+    server = server_process(
+        [sys.executable, "-m", "gunicorn", "-c", "gunicorn_conf.py", "--workers", "4", "--worker-class", worker_class,
+         *threads, "--max-requests", "7", "--max-requests-jitter", "0", "--bind", "127.0.0.1:{}".format(port),
+         "wsgiapp:app"],
+        env_for(metrics_dir),
+        str(tmp_path),
+    )
+    drive("http://127.0.0.1:{}".format(port), metrics_dir, server.proc)
+    # Workers were recycled: more writers than workers have left files.
+    assert len([n for n in os.listdir(str(metrics_dir)) if n.startswith("counter_")]) > 4
+
+
+def test_uvicorn_two_workers(metrics_dir, tmp_path, server_process):
+    (tmp_path / "asgiapp.py").write_text(ASGI_APP)
+    port = free_port()
+    server = server_process(
+        [sys.executable, "-m", "uvicorn", "--workers", "2", "--host", "127.0.0.1", "--port", str(port),
+         "--no-access-log", "asgiapp:app"],
+        env_for(metrics_dir),
+        str(tmp_path),
+    )
+    drive("http://127.0.0.1:{}".format(port), metrics_dir, server.proc)
