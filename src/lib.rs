@@ -187,7 +187,7 @@ pub mod error;
 pub mod expose;
 mod file;
 pub mod format;
-#[cfg(any(feature = "prometheus", feature = "prometheus-client", feature = "metrics"))]
+#[cfg(any(feature = "prometheus", feature = "prometheus-client", feature = "metrics", feature = "tower"))]
 pub mod integrations;
 mod liveness;
 pub mod metrics;

@@ -1,4 +1,4 @@
-//! Adapters to the three Rust metrics ecosystems, each behind a cargo feature (none is
+//! Adapters to the Rust metrics ecosystems and to tower/axum, each behind a cargo feature (none is
 //! on by default).
 //!
 //! | Feature | Module | What it is |
@@ -6,6 +6,8 @@
 //! | `prometheus` | `integrations::prometheus` | A tikv `prometheus` 0.14 `Collector`: register it in a `prometheus::Registry` and the merged multiprocess families come out of `gather()`. |
 //! | `prometheus-client` | `integrations::prometheus_client` | A `prometheus-client` 0.26 `Collector`: register it with `Registry::register_collector` and `encode` emits the merged families. |
 //! | `metrics` | `integrations::metrics` | A `metrics` 0.24 `Recorder` that writes into this crate's files, so `metrics::counter!` and friends work in multiprocess mode. |
+//! | `tower` | `integrations::tower` | A `tower::Layer` recording `http_requests_total`, `http_request_duration_seconds` and an in-flight gauge for any tower HTTP service. |
+//! | `axum` | `integrations::axum` | Route templates from axum's `MatchedPath` for the layer, and a `/metrics` handler with negotiation and gzip. |
 //!
 //! The two collectors sit on the scrape side (directory → merge → their data model);
 //! the recorder sits on the write side (their macros → this crate's handles → files).
@@ -16,6 +18,8 @@
 //! cannot be read is skipped and logged by that collector, never a panic or a failed
 //! scrape.
 
+#[cfg(feature = "axum")]
+pub mod axum;
 #[cfg(feature = "metrics")]
 pub mod metrics;
 #[cfg(feature = "prometheus")]
@@ -24,3 +28,5 @@ pub mod prometheus;
 pub mod prometheus_client;
 #[cfg(any(feature = "prometheus", feature = "prometheus-client"))]
 mod shape;
+#[cfg(feature = "tower")]
+pub mod tower;
