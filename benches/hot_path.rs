@@ -77,6 +77,27 @@ fn hot_path(c: &mut Criterion) {
     g.bench_function("labeled_get_inc_2_threads", |b| {
         b.iter_custom(|iters| on_threads(iters, per_thread, |values| family.get(black_box(values)).unwrap().inc()))
     });
+    // Both threads on one series (two threads serving one route): the cost of sharing
+    // a series' cache line, which every lookup past a cardinality limit also pays,
+    // since all of them land on the family's one overflow series.
+    let same: [&[&str]; 2] = [&["GET", "200"], &["GET", "200"]];
+    g.bench_function("labeled_get_inc_same_series_2_threads", |b| {
+        b.iter_custom(|iters| on_threads(iters, same, |values| family.get(black_box(values)).unwrap().inc()))
+    });
+    // A family past its `max_series`, each thread looking up label sets it never had
+    // (a label explosion): every lookup is redirected to the overflow series and
+    // counted as a dropped series.
+    let capped = registry
+        .counter_family(Opts::new("bench_capped_total", "Bench.").max_series(2), &["method", "status"])
+        .unwrap();
+    for values in per_thread {
+        capped.get(values).unwrap();
+    }
+    capped.get(&["PUT", "201"]).unwrap(); // the first redirection makes the overflow series
+    let unseen: [&[&str]; 2] = [&["GET", "404"], &["POST", "503"]];
+    g.bench_function("labeled_get_inc_past_limit_2_threads", |b| {
+        b.iter_custom(|iters| on_threads(iters, unseen, |values| capped.get(black_box(values)).unwrap().inc()))
+    });
     g.bench_function("prometheus_with_label_values_inc_2_threads", |b| {
         b.iter_custom(|iters| {
             on_threads(iters, per_thread, |values| prom_family.with_label_values(black_box(values)).inc())

@@ -2,7 +2,7 @@
 // hook, callable only inside the crate.
 #![allow(private_interfaces)]
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
 
@@ -84,11 +84,24 @@ struct FamilyInner<T> {
     decl: Arc<Decl>,
     children: Children<T>,
     creating: Mutex<()>,
+    /// The overflow child, set (under `creating`) the first time the cardinality guard
+    /// redirects a label set. A family never loses children, so once this is set every
+    /// label set not in `children` is past the limit: [`Family::lookup`] hands this out
+    /// without the lock and without allocating.
+    overflow: OnceLock<T>,
 }
 
 impl<T: Metric> Family<T> {
     pub(crate) fn new(shared: Arc<Shared>, decl: Arc<Decl>) -> Family<T> {
-        Family { inner: Arc::new(FamilyInner { shared, decl, children: Children::new(), creating: Mutex::new(()) }) }
+        Family {
+            inner: Arc::new(FamilyInner {
+                shared,
+                decl,
+                children: Children::new(),
+                creating: Mutex::new(()),
+                overflow: OnceLock::new(),
+            }),
+        }
     }
 
     /// The child for `values` (given in the order of the family's label names),
@@ -100,14 +113,37 @@ impl<T: Metric> Family<T> {
     /// or another I/O kind when a new child cannot be written to its file.
     #[inline]
     pub fn get(&self, values: &[&str]) -> Result<T> {
-        if let Some(child) = self.inner.children.get(values) {
-            return Ok(child.clone());
+        match self.lookup(values) {
+            Some(child) => Ok(child.clone()),
+            None => self.create(values),
         }
-        self.create(values)
+    }
+
+    /// The child for `values` if it exists, or the overflow child once the family is
+    /// past its limit (the redirection counted as on the slow path): no lock, no
+    /// allocation. `None` otherwise (and for a wrong number of values, which the slow
+    /// path reports).
+    ///
+    /// `overflow` is loaded before the table: it is set (release) after every child but
+    /// the overflow one was added, so a lookup that saw it set and then misses is a
+    /// label set that never had a child of its own, not one being added meanwhile.
+    #[inline]
+    fn lookup(&self, values: &[&str]) -> Option<&T> {
+        let overflow = self.inner.overflow.get();
+        if let Some(child) = self.inner.children.get(values) {
+            return Some(child);
+        }
+        let child = overflow?;
+        if values.len() != self.inner.decl.label_names.len() {
+            return None;
+        }
+        self.inner.shared.count_dropped(DropReason::Cardinality);
+        Some(child)
     }
 
     /// The slow path of [`Family::get`]: creates the child for `values` unless another
-    /// thread has just done so.
+    /// thread has just done so, or redirects `values` to the overflow child (creating it
+    /// and caching it for [`Family::lookup`]) when the family is at its limit.
     #[cold]
     fn create(&self, values: &[&str]) -> Result<T> {
         self.inner.decl.check_values(values)?;
@@ -116,22 +152,29 @@ impl<T: Metric> Family<T> {
         if let Some(child) = children.get(values) {
             return Ok(child.clone());
         }
-        let overflow: Vec<&str>;
-        let mut values = values;
-        if let Some(limit) = self.inner.decl.max_series {
-            overflow = vec![OVERFLOW_LABEL_VALUE; values.len()];
-            let existing = children.get(&overflow);
-            if children.len() - usize::from(existing.is_some()) >= limit {
-                self.inner.shared.count_dropped(DropReason::Cardinality);
-                if let Some(child) = existing {
-                    return Ok(child.clone());
-                }
-                values = &overflow;
-            }
+        let Some(limit) = self.inner.decl.max_series else {
+            return self.insert(values);
+        };
+        let overflow = vec![OVERFLOW_LABEL_VALUE; values.len()];
+        let existing = children.get(&overflow);
+        if children.len() - usize::from(existing.is_some()) < limit {
+            return self.insert(values);
         }
+        self.inner.shared.count_dropped(DropReason::Cardinality);
+        let child = match existing {
+            Some(child) => child.clone(),
+            None => self.insert(&overflow)?,
+        };
+        // Set under `creating`, by the first redirection: cannot fail.
+        let _ = self.inner.overflow.set(child.clone());
+        Ok(child)
+    }
+
+    /// Creates and adds the child for `values`; the caller holds `creating`.
+    fn insert(&self, values: &[&str]) -> Result<T> {
         let child = T::create(&self.inner.shared, &self.inner.decl, values)
             .inspect_err(|e| self.inner.shared.count_dropped(DropReason::of(e)))?;
-        children.insert(values, child.clone());
+        self.inner.children.insert(values, child.clone());
         Ok(child)
     }
 
@@ -157,10 +200,10 @@ impl<T: Metric> Family<T> {
     /// As [`Family::get`].
     #[inline]
     pub fn with<R>(&self, values: &[&str], f: impl FnOnce(&T) -> R) -> Result<R> {
-        if let Some(child) = self.inner.children.get(values) {
-            return Ok(f(child));
+        match self.lookup(values) {
+            Some(child) => Ok(f(child)),
+            None => self.create(values).map(|child| f(&child)),
         }
-        self.create(values).map(|child| f(&child))
     }
 
     /// The label names, in the order values are given.
