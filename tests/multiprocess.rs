@@ -406,6 +406,12 @@ fn role_full_disk() {
     // with NoSpace: nothing panics and nothing dies.
     let again = family.get(&[&format!("{created:0>200}")]).unwrap_err();
     assert_eq!(again.kind(), ErrorKind::NoSpace, "{again}");
+    // The infallible lookup hands out a handle that drops its writes, and counts it.
+    let before = registry.dropped_series().into_iter().find(|(r, _)| *r == "no_space").unwrap().1;
+    let dropped = family.labels(&[format!("{created:0>200}")]);
+    dropped.inc_by(5);
+    let after = registry.dropped_series().into_iter().find(|(r, _)| *r == "no_space").unwrap().1;
+    assert_eq!(after, before + 1, "the failed creation is counted");
     for i in 0..64 {
         match registry
             .summary_family(Opts::new(format!("fill_summary_{i}"), "More."), &["id"])
@@ -425,6 +431,7 @@ fn role_full_disk() {
     let line = format!("prometheus_multiproc_dropped_series_total{{reason=\"no_space\"}} {no_space}.0");
     assert!(text.contains(&line), "missing {line:?} in\n{text}");
     assert!(text.contains("fill_total{id=\"0\"} 1000.0"), "{text}");
+    assert!(!text.contains(" 5.0\n"), "the dropping handle's writes reached no file:\n{text}");
     println!("created {created} series before: {err}; {no_space} series dropped");
 }
 

@@ -1508,6 +1508,7 @@ fn filler(i: usize, dir: &Path, mut rep: io::PipeWriter, mut go: io::PipeReader)
             ("io", 0),
             ("cardinality", 0),
             ("fork", 0),
+            ("label_count", 0),
             ("negative_increment", 0),
             ("inc_on_mostrecent", 0),
         ];
@@ -1635,6 +1636,7 @@ fn late_child(
         ("io", 0),
         ("cardinality", 0),
         ("fork", master_series),
+        ("label_count", 0),
         ("negative_increment", 0),
         ("inc_on_mostrecent", 0),
     ];

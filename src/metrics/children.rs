@@ -51,7 +51,7 @@ impl<T> Table<T> {
     }
 
     /// The entry for `values`, or the index of the empty slot where it would go.
-    fn find(&self, hash: u64, values: &[&str]) -> Result<&Entry<T>, usize> {
+    fn find<S: AsRef<str>>(&self, hash: u64, values: &[S]) -> Result<&Entry<T>, usize> {
         let mask = self.slots.len() - 1;
         let mut i = hash as usize & mask;
         loop {
@@ -95,10 +95,10 @@ impl<T: Clone> Children<T> {
     /// The hash of a list of values: each value's bytes and a terminator (`0xff`, which
     /// UTF-8 never contains), so that `["ab", "c"]` and `["a", "bc"]` differ.
     #[inline]
-    fn hash(&self, values: &[&str]) -> u64 {
+    fn hash<S: AsRef<str>>(&self, values: &[S]) -> u64 {
         let mut state = self.hasher.build_hasher();
         for value in values {
-            state.write(value.as_bytes());
+            state.write(value.as_ref().as_bytes());
             state.write_u8(0xff);
         }
         state.finish()
@@ -112,7 +112,7 @@ impl<T: Clone> Children<T> {
     /// The child for `values`, if it exists (or, while another thread adds it, perhaps
     /// not yet).
     #[inline]
-    pub(crate) fn get(&self, values: &[&str]) -> Option<&T> {
+    pub(crate) fn get<S: AsRef<str>>(&self, values: &[S]) -> Option<&T> {
         self.current().find(self.hash(values), values).ok().map(|entry| &entry.child)
     }
 
@@ -159,8 +159,9 @@ impl<T: Clone> Children<T> {
 /// `stored == values`, compared in place: label values are short, and a call to
 /// `memcmp` per value would cost more than the comparison.
 #[inline]
-fn same_values(stored: &[Box<str>], values: &[&str]) -> bool {
-    stored.len() == values.len() && stored.iter().zip(values).all(|(a, b)| same_bytes(a.as_bytes(), b.as_bytes()))
+fn same_values<S: AsRef<str>>(stored: &[Box<str>], values: &[S]) -> bool {
+    stored.len() == values.len()
+        && stored.iter().zip(values).all(|(a, b)| same_bytes(a.as_bytes(), b.as_ref().as_bytes()))
 }
 
 #[inline]
@@ -207,7 +208,7 @@ mod tests {
         assert_eq!(children.get(&["ab", "c"]), Some(&1));
         assert_eq!(children.get(&["a", "bc"]), Some(&2));
         assert_eq!(children.get(&["", "abc"]), Some(&3));
-        assert_eq!(children.get(&[]), Some(&4));
+        assert_eq!(children.get::<&str>(&[]), Some(&4));
         assert_eq!(children.get(&["abc"]), None);
     }
 

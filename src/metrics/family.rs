@@ -2,6 +2,7 @@
 // hook, callable only inside the crate.
 #![allow(private_interfaces)]
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
@@ -10,7 +11,7 @@ use crate::error::Result;
 use crate::metrics::children::Children;
 use crate::metrics::opts::{Decl, Kind, OVERFLOW_LABEL_VALUE};
 use crate::metrics::{Counter, Gauge, Histogram, Summary};
-use crate::writer::{DropReason, Shared};
+use crate::writer::{DropReason, Series, Shared};
 
 /// A metric type that a [`Family`] can hand out. Sealed: implemented by [`Counter`],
 /// [`Gauge`], [`Histogram`] and [`Summary`].
@@ -21,6 +22,8 @@ mod sealed {
 
     pub trait Sealed: Sized {
         fn create(shared: &Arc<Shared>, decl: &Decl, values: &[&str]) -> Result<Self>;
+        /// A handle of the declaration's shape that drops every write.
+        fn detached(decl: &Decl) -> Self;
     }
 }
 
@@ -30,6 +33,10 @@ impl sealed::Sealed for Counter {
     fn create(shared: &Arc<Shared>, decl: &Decl, values: &[&str]) -> Result<Self> {
         Ok(Counter::from_series(shared.create_series(decl.kind.file_prefix(), decl.keys(values))?))
     }
+
+    fn detached(_: &Decl) -> Self {
+        Counter::from_series(Series::detached(1))
+    }
 }
 
 impl sealed::Sealed for Gauge {
@@ -37,11 +44,20 @@ impl sealed::Sealed for Gauge {
         let Kind::Gauge(mode) = decl.kind else { unreachable!("gauge family with a non-gauge declaration") };
         Ok(Gauge::from_series(shared.create_series(decl.kind.file_prefix(), decl.keys(values))?, mode))
     }
+
+    fn detached(decl: &Decl) -> Self {
+        let Kind::Gauge(mode) = decl.kind else { unreachable!("gauge family with a non-gauge declaration") };
+        Gauge::from_series(Series::detached(1), mode)
+    }
 }
 
 impl sealed::Sealed for Summary {
     fn create(shared: &Arc<Shared>, decl: &Decl, values: &[&str]) -> Result<Self> {
         Ok(Summary::from_series(shared.create_series(decl.kind.file_prefix(), decl.keys(values))?))
+    }
+
+    fn detached(_: &Decl) -> Self {
+        Summary::from_series(Series::detached(2))
     }
 }
 
@@ -52,6 +68,13 @@ impl sealed::Sealed for Histogram {
         };
         let series = shared.create_series(decl.kind.file_prefix(), decl.keys(values))?;
         Ok(Histogram::from_series(series, bounds.as_slice().into()))
+    }
+
+    fn detached(decl: &Decl) -> Self {
+        let Kind::Histogram(bounds) = &decl.kind else {
+            unreachable!("histogram family with a non-histogram declaration")
+        };
+        Histogram::from_series(Series::detached(1 + bounds.len()), bounds.as_slice().into())
     }
 }
 
@@ -89,6 +112,10 @@ struct FamilyInner<T> {
     /// label set not in `children` is past the limit: [`Family::lookup`] hands this out
     /// without the lock and without allocating.
     overflow: OnceLock<T>,
+    /// The handle [`Family::labels`] hands out when a child cannot be had, made once.
+    detached: OnceLock<T>,
+    /// Whether [`Family::labels`] has logged a failure of this family yet.
+    failure_logged: AtomicBool,
 }
 
 impl<T: Metric> Family<T> {
@@ -100,12 +127,15 @@ impl<T: Metric> Family<T> {
                 children: Children::new(),
                 creating: Mutex::new(()),
                 overflow: OnceLock::new(),
+                detached: OnceLock::new(),
+                failure_logged: AtomicBool::new(false),
             }),
         }
     }
 
     /// The child for `values` (given in the order of the family's label names),
-    /// created on first use. Any string is a valid value.
+    /// created on first use. Any string is a valid value. [`Family::labels`] is the
+    /// infallible form, and takes values of any `AsRef<str>` type.
     ///
     /// # Errors
     /// [`ErrorKind::LabelCount`](crate::ErrorKind::LabelCount) when the number of values
@@ -128,7 +158,7 @@ impl<T: Metric> Family<T> {
     /// the overflow one was added, so a lookup that saw it set and then misses is a
     /// label set that never had a child of its own, not one being added meanwhile.
     #[inline]
-    fn lookup(&self, values: &[&str]) -> Option<&T> {
+    fn lookup<S: AsRef<str>>(&self, values: &[S]) -> Option<&T> {
         let overflow = self.inner.overflow.get();
         if let Some(child) = self.inner.children.get(values) {
             return Some(child);
@@ -145,7 +175,9 @@ impl<T: Metric> Family<T> {
     /// thread has just done so, or redirects `values` to the overflow child (creating it
     /// and caching it for [`Family::lookup`]) when the family is at its limit.
     #[cold]
-    fn create(&self, values: &[&str]) -> Result<T> {
+    fn create<S: AsRef<str>>(&self, values: &[S]) -> Result<T> {
+        let values: Vec<&str> = values.iter().map(AsRef::as_ref).collect();
+        let values = values.as_slice();
         self.inner.decl.check_values(values)?;
         let _creating = self.inner.creating.lock();
         let children = &self.inner.children;
@@ -204,6 +236,59 @@ impl<T: Metric> Family<T> {
             Some(child) => Ok(f(child)),
             None => self.create(values).map(|child| f(&child)),
         }
+    }
+
+    /// The child for `values`, always: the infallible form of [`Family::get`], for
+    /// request paths that must not handle a metrics error. Values are any `AsRef<str>`
+    /// (`&str`, `String`, `Cow<str>`, ...), all of one type.
+    ///
+    /// When no child can be had (a wrong number of values, a full disk, another I/O
+    /// failure), it returns a handle that drops its writes, counts the failure in
+    /// [`Registry::dropped_series`](crate::Registry::dropped_series) and the
+    /// self-metric (`label_count`, `no_space`, `io`) and logs the family's first
+    /// failure. A failed creation is tried again at the next lookup of the same values
+    /// (the disk may have room again by then). The dropping handle's own `get` reads a
+    /// shared discard slot, not a count: read values from a scrape. Past the family's
+    /// [`max_series`](crate::Opts::max_series), new label sets get the overflow child,
+    /// as with [`Family::get`].
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// use prometheus_multiproc::{Opts, Registry};
+    /// let registry = Registry::builder().dir(dir.path()).build()?;
+    /// let requests = registry.counter_family(Opts::new("requests_total", "Requests."), &["route", "status"])?;
+    /// let status = 200.to_string();
+    /// requests.labels(&["/users", status.as_str()]).inc(); // &str values
+    /// requests.labels(&[String::from("/users"), status]).inc(); // String values
+    /// requests.labels(&["/users"]).inc(); // a wrong count: dropped and counted, no panic
+    /// assert_eq!(requests.labels(&["/users", "200"]).get(), 2.0);
+    /// assert!(registry.dropped_series().contains(&("label_count", 1)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[inline]
+    pub fn labels<S: AsRef<str>>(&self, values: &[S]) -> T {
+        match self.lookup(values) {
+            Some(child) => child.clone(),
+            None => self.create(values).unwrap_or_else(|err| self.failed(&err)),
+        }
+    }
+
+    /// What [`Family::labels`] does when no child can be had.
+    #[cold]
+    fn failed(&self, err: &crate::Error) -> T {
+        if err.kind() == crate::ErrorKind::LabelCount {
+            // Creation errors were counted by `insert`; this one is the caller's.
+            self.inner.shared.count_dropped(DropReason::LabelCount);
+        }
+        if !self.inner.failure_logged.swap(true, Ordering::Relaxed) {
+            log::warn!(
+                "metric {}: {err}; this lookup's writes are dropped and counted in {}, and further failures of this \
+                 family are not logged",
+                self.inner.decl.name,
+                crate::writer::DROPPED_SERIES_METRIC
+            );
+        }
+        self.inner.detached.get_or_init(|| T::detached(&self.inner.decl)).clone()
     }
 
     /// The label names, in the order values are given.

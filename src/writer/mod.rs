@@ -51,8 +51,8 @@ pub(crate) struct Shared {
 }
 
 /// Name of the self-metric counting series a writer could not create and writes it
-/// refused, by reason (`no_space`, `io`, `cardinality`, `fork`, `negative_increment`,
-/// `inc_on_mostrecent`).
+/// refused, by reason (`no_space`, `io`, `cardinality`, `fork`, `label_count`,
+/// `negative_increment`, `inc_on_mostrecent`).
 pub const DROPPED_SERIES_METRIC: &str = "prometheus_multiproc_dropped_series_total";
 
 /// Why a series was not created (or not where it was asked for).
@@ -66,6 +66,9 @@ pub(crate) enum DropReason {
     Cardinality,
     /// It could not be re-created in this process's files after `fork()`.
     Fork,
+    /// An infallible lookup with the wrong number of label values got a handle that
+    /// drops its writes.
+    LabelCount,
     /// A write refused: a negative or NaN counter increment.
     NegativeIncrement,
     /// A write refused: `inc`/`dec` on a gauge in a `mostrecent` mode.
@@ -73,11 +76,12 @@ pub(crate) enum DropReason {
 }
 
 impl DropReason {
-    pub(crate) const ALL: [DropReason; 6] = [
+    pub(crate) const ALL: [DropReason; 7] = [
         DropReason::NoSpace,
         DropReason::Io,
         DropReason::Cardinality,
         DropReason::Fork,
+        DropReason::LabelCount,
         DropReason::NegativeIncrement,
         DropReason::IncOnMostRecent,
     ];
@@ -88,6 +92,7 @@ impl DropReason {
             DropReason::Io => "io",
             DropReason::Cardinality => "cardinality",
             DropReason::Fork => "fork",
+            DropReason::LabelCount => "label_count",
             DropReason::NegativeIncrement => "negative_increment",
             DropReason::IncOnMostRecent => "inc_on_mostrecent",
         }
@@ -207,7 +212,7 @@ impl Shared {
         let _ = self.refresh(&mut state); // failures are logged and counted
         let slots = self.place(&mut state, prefix, &keys)?;
         let series = Arc::new(Series {
-            shared: Arc::clone(self),
+            shared: Some(Arc::clone(self)),
             prefix,
             values: slots.iter().map(|s| SlotCell::new(s.value)).collect(),
             timestamp: SlotCell::new(slots[0].timestamp),
@@ -340,7 +345,8 @@ impl Shared {
 /// The entries behind one handle.
 #[derive(Debug)]
 pub(crate) struct Series {
-    shared: Arc<Shared>,
+    /// The registry, or `None` for a detached series (see [`Series::detached`]).
+    shared: Option<Arc<Shared>>,
     prefix: &'static str,
     keys: Box<[Box<[u8]>]>,
     values: Box<[SlotCell]>,
@@ -349,6 +355,20 @@ pub(crate) struct Series {
 }
 
 impl Series {
+    /// A series of `entries` slots that belongs to no registry and drops every write
+    /// (all its slots are the discard slot): what an infallible lookup hands out when
+    /// a series cannot be created.
+    pub(crate) fn detached(entries: usize) -> Arc<Series> {
+        Arc::new(Series {
+            shared: None,
+            prefix: "",
+            keys: Box::new([]),
+            values: (0..entries.max(1)).map(|_| SlotCell::new(&DISCARD)).collect(),
+            timestamp: SlotCell::new(&DISCARD),
+            epoch: AtomicU64::new(region::epoch()),
+        })
+    }
+
     /// The value slots, after making sure they belong to this process.
     #[inline]
     pub(crate) fn values(&self) -> &[SlotCell] {
@@ -362,7 +382,9 @@ impl Series {
     #[cold]
     #[inline(never)]
     pub(crate) fn refused(&self, reason: DropReason, amount: f64) {
-        self.shared.count_refusal(reason, self, amount);
+        if let Some(shared) = &self.shared {
+            shared.count_refusal(reason, self, amount);
+        }
     }
 
     /// The timestamp slot of the first entry (used by the `mostrecent` modes).
@@ -374,16 +396,21 @@ impl Series {
     #[cold]
     #[inline(never)]
     fn resync(&self) {
+        let Some(shared) = &self.shared else {
+            // Detached: its slots are the discard slot in every process.
+            self.epoch.store(region::epoch(), Ordering::Release);
+            return;
+        };
         let _guard = region::FORK_GUARD.read();
-        let mut state = self.shared.state.lock();
-        let _ = self.shared.refresh(&mut state); // failures are logged and counted
+        let mut state = shared.state.lock();
+        let _ = shared.refresh(&mut state); // failures are logged and counted
         if self.epoch.load(Ordering::Acquire) != state.epoch {
             // Not in the registry's list (cannot happen for a live handle); never retry
             // forever: drop its writes.
             self.discard(state.epoch);
         }
         drop(state);
-        self.shared.flush_fork_drops();
+        shared.flush_fork_drops();
     }
 
     /// Points the handle at `slots` (one per key) and publishes that with `epoch`.
