@@ -43,7 +43,9 @@
 //!
 //! * `app_requests_total{route, status}`: counter;
 //! * `app_request_duration_seconds{route, status}`: histogram, default buckets;
-//! * `app_requests_in_flight`: gauge, `livesum` mode (only live workers count).
+//! * `app_requests_in_flight`: gauge, `livesum` mode (only live workers count);
+//! * `process_cpu_seconds_total`, `process_resident_memory_bytes`, ... `{worker}`: the
+//!   exporter reads every live worker's from `/proc` at each scrape.
 
 use std::convert::Infallible;
 use std::io::Write;
@@ -334,7 +336,8 @@ fn fork_child(child: impl FnOnce() -> i32) -> Result<Pid, BoxError> {
 
 fn exporter(listener: &TcpListener, dir: &Path) -> i32 {
     let run = || -> Result<(), BoxError> {
-        let collector = Collector::new(dir)?;
+        // Per-worker CPU, memory and descriptors too, read from /proc at each scrape.
+        let collector = Collector::new(dir)?.with_process_metrics(true);
         let server = serve_listener(collector, listener.try_clone()?, ServeConfig::new())?;
         server.run_until_signal()?;
         Ok(())
@@ -355,16 +358,6 @@ struct AppMetrics {
     requests: Family<Counter>,
     latency: Family<Histogram>,
     in_flight: Gauge,
-}
-
-/// Decrements the in-flight gauge however the request ends (even if the client goes
-/// away mid-request and the handler is dropped).
-struct InFlight<'a>(&'a Gauge);
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.dec();
-    }
 }
 
 fn worker(slot: usize, listener: &TcpListener, dir: &Path) -> i32 {
@@ -450,8 +443,8 @@ fn run_worker(slot: usize, listener: &TcpListener, dir: &Path) -> Result<(), Box
 
 async fn handle(slot: usize, m: &AppMetrics, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let start = Instant::now();
-    m.in_flight.inc();
-    let _in_flight = InFlight(&m.in_flight);
+    // Down again however the request ends, even if the client goes away mid-request.
+    let _in_flight = m.in_flight.track_inprogress();
     let (route, status, body) = match req.uri().path() {
         "/" => ("/", StatusCode::OK, format!("hello from worker w{slot} (pid {})\n", std::process::id())),
         "/slow" => {
@@ -464,14 +457,9 @@ async fn handle(slot: usize, m: &AppMetrics, req: Request<Incoming>) -> Response
     };
     // Recorded before the response leaves, so a client that got its answer finds it
     // counted in the next scrape.
-    match m.requests.get(&[route, status.as_str()]) {
-        Ok(counter) => counter.inc(),
-        Err(e) => eprintln!("prefork_server: worker w{slot}: {e}"),
-    }
-    match m.latency.get(&[route, status.as_str()]) {
-        Ok(histogram) => histogram.observe(start.elapsed().as_secs_f64()),
-        Err(e) => eprintln!("prefork_server: worker w{slot}: {e}"),
-    }
+    // Infallible: a series that cannot be created drops its writes and is counted.
+    m.requests.labels(&[route, status.as_str()]).inc();
+    m.latency.labels(&[route, status.as_str()]).observe(start.elapsed().as_secs_f64());
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
     response

@@ -233,6 +233,11 @@ expect_query 10 "sum(resets(app_requests_total[${span}s]))" 0
 
 # --- promtool ------------------------------------------------------------------------
 curl -sf "$metrics_url" >"$work/exposition.txt"
+# Per-worker process metrics of every live worker, read from /proc by the exporter.
+rss_workers=$(awk '/^process_resident_memory_bytes\{worker="w[0-9]+"\} [0-9.e+]+$/ && $NF > 0 {n++} END {print n + 0}' "$work/exposition.txt")
+[ "$rss_workers" -eq 4 ] || fail "expected process_resident_memory_bytes of 4 live workers, found $rss_workers"
+say "process metrics: resident memory of all 4 live workers in /metrics"
+expect_query 10 "count(process_cpu_seconds_total)" 4
 "$cli" scrape --dir "$metrics_dir" >"$work/cli-scrape.txt"
 for file in exposition.txt cli-scrape.txt; do
     if ! promtool check metrics <"$work/$file" 2>"$work/promtool.err"; then
