@@ -208,7 +208,10 @@ pub use metrics::{
     Summary, Timer, exponential_buckets, exponential_buckets_range, linear_buckets,
 };
 pub use region::{SIGBUS_GUARD_ENV, disable_sigbus_guard};
-pub use registry::{DIR_ENV, DIR_ENV_DEPRECATED, DROPPED_SERIES_METRIC, Registry, RegistryBuilder, dir_from_env};
+pub use registry::{
+    DIR_ENV, DIR_ENV_DEPRECATED, DROPPED_SERIES_METRIC, Lazy, Registry, RegistryBuilder, default_registry,
+    dir_from_env, set_default_registry,
+};
 pub use writer::{WORKER_ID_ENV, set_worker_id};
 
 /// The README's examples run as doctests, so they stay true.

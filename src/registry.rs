@@ -2,7 +2,7 @@
 
 use std::any::Any;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use hashbrown::HashMap;
 use parking_lot::Mutex;
@@ -178,6 +178,24 @@ impl Registry {
         Registry::builder().build()
     }
 
+    /// A registry that writes nowhere: every declaration is validated as usual and
+    /// succeeds, and every handle drops its writes. What [`default_registry`] is when
+    /// the environment names no usable directory; also handy in tests of code that
+    /// takes a `&Registry`. Its [`dir`](Registry::dir) is empty.
+    ///
+    /// ```
+    /// use prometheus_multiproc::{Opts, Registry};
+    /// let registry = Registry::detached();
+    /// let jobs = registry.counter(Opts::new("jobs_total", "Jobs."))?;
+    /// jobs.inc(); // dropped
+    /// assert!(registry.files().is_empty());
+    /// assert!(registry.counter(Opts::new("bad name", "Still validated.")).is_err());
+    /// # Ok::<(), prometheus_multiproc::Error>(())
+    /// ```
+    pub fn detached() -> Registry {
+        Registry { shared: Shared::detached(), decls: Arc::default() }
+    }
+
     /// The metrics directory.
     pub fn dir(&self) -> &Path {
         self.shared.dir()
@@ -341,5 +359,105 @@ impl Registry {
     /// As [`Registry::counter_family`].
     pub fn summary_family(&self, opts: Opts, labels: &[&str]) -> Result<Family<Summary>> {
         self.family(&opts, Kind::Summary, labels)
+    }
+}
+
+/// The process-wide registry, for libraries and `static` declarations ([`Lazy`]).
+static DEFAULT: OnceLock<Registry> = OnceLock::new();
+
+/// The process-wide registry: the one given to [`set_default_registry`], or else one
+/// built on first use from the environment (`$PROMETHEUS_MULTIPROC_DIR`,
+/// `$PROMETHEUS_MULTIPROC_WORKER_ID`), as [`Registry::from_env`] builds it.
+///
+/// Never fails: when the environment names no usable directory, the error is logged
+/// once and the default registry is [`Registry::detached`], whose handles drop their
+/// writes (a library's metrics must not break the program that embeds it).
+///
+/// Across `fork()` it is correct as every registry is: handles created before the fork
+/// write, in the child, to the child's own files (under its pid, unless a worker ID is
+/// set).
+///
+/// **Meeting an application's own registry.** One process holds one worker ID once: an
+/// application that builds a `Registry` on the same directory and worker ID as the
+/// default one cannot have both (the second is refused with
+/// [`ErrorKind::WorkerIdInUse`](crate::ErrorKind::WorkerIdInUse)). Build yours, then
+/// install it with [`set_default_registry`] before anything uses the default: libraries
+/// then declare their metrics on it, and everything lands in the same files.
+pub fn default_registry() -> &'static Registry {
+    DEFAULT.get_or_init(|| match Registry::from_env() {
+        Ok(registry) => registry,
+        Err(err) => {
+            log::error!("the default metrics registry writes nowhere: {err}");
+            Registry::detached()
+        }
+    })
+}
+
+/// Makes `registry` the process-wide [`default_registry`]. Call it once, early, before
+/// anything uses the default.
+///
+/// # Errors
+/// Gives `registry` back when the default registry was already set or built.
+pub fn set_default_registry(registry: Registry) -> std::result::Result<(), Registry> {
+    DEFAULT.set(registry)
+}
+
+/// A metric declared on the [`default_registry`] at its first use: a `static` that a
+/// library can declare without being handed a registry.
+///
+/// ```
+/// # let dir = tempfile::tempdir()?;
+/// # unsafe { std::env::set_var("PROMETHEUS_MULTIPROC_DIR", dir.path()) };
+/// use prometheus_multiproc::{Counter, Family, Lazy, Opts};
+///
+/// static JOBS: Lazy<Counter> = Lazy::new(|r| r.counter(Opts::new("jobs_total", "Jobs done.")));
+/// static ERRORS: Lazy<Family<Counter>> =
+///     Lazy::new(|r| r.counter_family(Opts::new("job_errors_total", "Job errors."), &["kind"]));
+///
+/// JOBS.inc();
+/// ERRORS.labels(&["timeout"]).inc();
+/// assert_eq!(JOBS.get(), 1.0);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// The declaration runs once, on the first dereference. If it fails on the default
+/// registry (a full disk, a conflicting declaration), the error is logged and the
+/// metric is declared on a [`Registry::detached`] instead, so it drops its writes; a
+/// declaration that no registry accepts (an invalid name) panics at that first use,
+/// with the error: a bug in the code, the same in every environment.
+pub struct Lazy<M> {
+    declare: fn(&Registry) -> Result<M>,
+    metric: OnceLock<M>,
+}
+
+impl<M> Lazy<M> {
+    /// A metric that `declare` declares on the default registry at first use.
+    pub const fn new(declare: fn(&Registry) -> Result<M>) -> Lazy<M> {
+        Lazy { declare, metric: OnceLock::new() }
+    }
+
+    fn get(&self) -> &M {
+        self.metric.get_or_init(|| match (self.declare)(default_registry()) {
+            Ok(metric) => metric,
+            Err(err) => {
+                log::error!("a metric could not be declared on the default registry, its writes are dropped: {err}");
+                (self.declare)(&Registry::detached())
+                    .unwrap_or_else(|err| panic!("invalid metric declaration (no registry accepts it): {err}"))
+            }
+        })
+    }
+}
+
+impl<M> std::ops::Deref for Lazy<M> {
+    type Target = M;
+
+    fn deref(&self) -> &M {
+        self.get()
+    }
+}
+
+impl<M: std::fmt::Debug> std::fmt::Debug for Lazy<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lazy").field("metric", &self.metric.get()).finish()
     }
 }

@@ -48,6 +48,10 @@ fn main() {
             "a_fork_child_rewrites_each_file_with_one_write_and_after_fork_leaves_inc_without_system_calls",
             a_fork_child_rewrites_each_file_with_one_write_and_after_fork_leaves_inc_without_system_calls,
         ),
+        Trial::test(
+            "lazy_statics_on_the_default_registry_follow_fork_and_write_nowhere_without_a_directory",
+            lazy_statics_on_the_default_registry_follow_fork_and_write_nowhere_without_a_directory,
+        ),
     ];
     support::main_with_roles(run_role, tests)
 }
@@ -97,6 +101,7 @@ fn run_role(role: &str) {
         "full-disk" => role_full_disk(),
         "fork-under-creation" => role_fork_under_creation(),
         "first-write-after-fork" => role_first_write_after_fork(),
+        "lazy-across-fork" => role_lazy_across_fork(),
         other => panic!("unknown role {other}"),
     }
 }
@@ -607,4 +612,50 @@ fn a_fork_child_rewrites_each_file_with_one_write_and_after_fork_leaves_inc_with
         stdout.lines().collect::<Vec<_>>(),
         vec!["first_write reads=2 writes=5", "after_fork reads=0 writes=0"],
     )
+}
+
+static LAZY_JOBS: prometheus_multiproc::Lazy<prometheus_multiproc::Counter> =
+    prometheus_multiproc::Lazy::new(|r| r.counter(Opts::new("lazy_jobs_total", "Jobs, declared in a static.")));
+
+/// Counts 1 on a lazy static in the master and 2 in a fork child; prints the worker
+/// IDs of both and whether the default registry has a directory.
+fn role_lazy_across_fork() {
+    use nix::sys::wait::{WaitStatus, waitpid};
+    LAZY_JOBS.inc();
+    let registry = prometheus_multiproc::default_registry();
+    println!("master {} dir={:?}", registry.worker_id(), registry.dir());
+    match fork() {
+        nix::unistd::ForkResult::Child => {
+            LAZY_JOBS.inc_by(2);
+            println!("child {}", registry.worker_id());
+            std::process::exit(0);
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            assert_eq!(waitpid(child, None).unwrap(), WaitStatus::Exited(child, 0));
+        }
+    }
+}
+
+fn lazy_statics_on_the_default_registry_follow_fork_and_write_nowhere_without_a_directory() -> Result<(), Failed> {
+    let dir = TestDir::new();
+    let out = role_command("lazy-across-fork", dir.path()).output()?;
+    let stdout = String::from_utf8(out.stdout)?;
+    if !out.status.success() {
+        return Err(format!("lazy-across-fork failed: {stdout}{}", String::from_utf8_lossy(&out.stderr)).into());
+    }
+    let ids: Vec<&str> = stdout.lines().map(|l| l.split_whitespace().nth(1).unwrap_or("")).collect();
+    let mut want = vec![format!("counter_{}.db", ids[0]), format!("counter_{}.db", ids[1])];
+    want.sort();
+    expect_eq("files", dir.db_files(), want)?;
+    expect_eq("python samples", python_samples(dir.path()), vec!["lazy_jobs_total{} 3.0".to_owned()])?;
+    // Without a directory in the environment, the same program runs and writes nothing.
+    let out = role_command("lazy-across-fork", dir.path())
+        .env_remove("PROMETHEUS_MULTIPROC_DIR")
+        .env_remove("prometheus_multiproc_dir")
+        .output()?;
+    let stdout = String::from_utf8(out.stdout)?;
+    if !out.status.success() || !stdout.contains("dir=\"\"") {
+        return Err(format!("without a directory: {}: {stdout}", out.status).into());
+    }
+    Ok(())
 }

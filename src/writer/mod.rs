@@ -48,6 +48,8 @@ pub(crate) struct Shared {
     /// The series of the registry's own counters of dropped series (one per
     /// [`DropReason`], in order), when self-metrics are on.
     self_metrics: std::sync::OnceLock<Vec<Arc<Series>>>,
+    /// A registry that writes nowhere (see [`Shared::detached`]).
+    detached: bool,
 }
 
 /// Name of the self-metric counting series a writer could not create and writes it
@@ -122,6 +124,31 @@ struct State {
 }
 
 impl Shared {
+    /// Registry state that belongs to no directory: every series it creates is
+    /// detached (drops its writes), and it holds no worker ID, file or lock.
+    pub(crate) fn detached() -> Arc<Shared> {
+        let epoch = region::epoch();
+        Arc::new(Shared {
+            dir: PathBuf::new(),
+            file_mode: 0o600,
+            configured_id: None,
+            creator_epoch: epoch,
+            state: Mutex::new(State {
+                epoch,
+                id: WorkerId::pid(),
+                live: None,
+                files: HashMap::new(),
+                series: Vec::new(),
+            }),
+            lost_series: AtomicU64::new(0),
+            pending_fork_drops: AtomicU64::new(0),
+            dropped: Default::default(),
+            detached: true,
+            refusal_logged: Default::default(),
+            self_metrics: std::sync::OnceLock::new(),
+        })
+    }
+
     pub(crate) fn new(dir: &Path, file_mode: u32, configured_id: Option<WorkerId>) -> Result<Arc<Shared>> {
         let dir = file::check_dir(dir)?;
         region::install_fork_hooks();
@@ -137,6 +164,7 @@ impl Shared {
             lost_series: AtomicU64::new(0),
             pending_fork_drops: AtomicU64::new(0),
             dropped: Default::default(),
+            detached: false,
             refusal_logged: Default::default(),
             self_metrics: std::sync::OnceLock::new(),
         }))
@@ -207,6 +235,9 @@ impl Shared {
     /// Creates a series with one entry per key in the `prefix` file. Fails (with the
     /// path) when the file cannot be opened or grown; nothing is half-created then.
     pub(crate) fn create_series(self: &Arc<Self>, prefix: &'static str, keys: Vec<Box<[u8]>>) -> Result<Arc<Series>> {
+        if self.detached {
+            return Ok(Series::detached(keys.len()));
+        }
         let _guard = region::FORK_GUARD.read();
         let mut state = self.state.lock();
         let _ = self.refresh(&mut state); // failures are logged and counted
@@ -254,6 +285,10 @@ impl Shared {
             return Ok(());
         }
         state.epoch = epoch;
+        if self.detached {
+            state.id = WorkerId::pid();
+            return Ok(());
+        }
         state.id = identity::current(epoch, self.configured_id.as_ref(), self.creator_epoch);
         // Closing the parent's descriptors; their mappings stay (slots are 'static). In a
         // fork child the parent's liveness lock was already closed by the fork hook.
