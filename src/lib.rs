@@ -20,11 +20,11 @@
 //! let in_flight = registry.gauge(Opts::new("http_in_flight", "Requests in flight."), GaugeMode::LiveSum)?;
 //!
 //! // In each worker, per request (handles are cheap to clone and never fail):
-//! in_flight.inc();
-//! requests.get(&["/", "200"])?.inc();
-//! latency.get(&["/"])?.observe(0.042);
-//! in_flight.dec();
-//! assert_eq!(requests.get(&["/", "200"])?.get(), 1.0);
+//! let _in_flight = in_flight.track_inprogress(); // down again when dropped
+//! requests.labels(&["/", "200"]).inc(); // infallible lookup
+//! let timer = latency.labels(&["/"]).start_timer(); // observes when dropped
+//! drop(timer);
+//! assert_eq!(requests.labels(&["/", "200"]).get(), 1.0);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!

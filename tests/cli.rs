@@ -244,3 +244,32 @@ fn clear_removes_our_files_and_refuses_while_a_writer_lives() {
     left.sort();
     assert_eq!(left, ["notes.txt"]);
 }
+
+#[test]
+fn serve_with_process_metrics_shows_each_live_writers_process() {
+    use std::io::BufRead;
+    let dir = TestDir::new();
+    let live = scenario(&dir); // this test process is the live writer "3"
+    let mut child = Command::new(env!("CARGO_BIN_EXE_prometheus-multiproc"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--process-metrics"])
+        .env("PROMETHEUS_MULTIPROC_DIR", dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stderr.as_mut().unwrap()).read_line(&mut line).unwrap();
+    let url = line.trim().rsplit(' ').next().unwrap().to_owned();
+    let addr = url.strip_prefix("http://").and_then(|u| u.strip_suffix("/metrics")).unwrap_or_else(|| panic!("{line}"));
+    let (status, body) = http_get(addr);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let rss = body
+        .lines()
+        .find_map(|l| l.strip_prefix("process_resident_memory_bytes{worker=\"3\"} "))
+        .unwrap_or_else(|| panic!("no process metrics for the live writer 3:\n{body}"));
+    assert!(rss.parse::<f64>().unwrap() > 0.0, "{rss}");
+    assert!(body.contains("process_open_fds{worker=\"3\"}"), "{body}");
+    drop(live);
+}

@@ -76,6 +76,11 @@ enum Command {
         /// folded or removed.
         #[arg(long, value_name = "N", default_value_t = 64, requires = "compact_interval")]
         compact_min_dead_files: usize,
+        /// Also serve CPU, memory and descriptor metrics of every live writer of ours,
+        /// read from /proc at each scrape (label `worker`; needs the workers' pid
+        /// namespace, and their user for process_open_fds).
+        #[arg(long)]
+        process_metrics: bool,
     },
     /// Remove the live-mode gauge files of a dead worker (Python's mark_process_dead).
     MarkDead {
@@ -252,9 +257,10 @@ fn run(command: Command) -> Result<(), Failure> {
             max_connections,
             compact_interval,
             compact_min_dead_files,
+            process_metrics,
         } => {
             let dir = dir.resolve()?;
-            let collector = Collector::new(&dir).map_err(failed)?;
+            let collector = Collector::new(&dir).map_err(failed)?.with_process_metrics(process_metrics);
             let _compactor = match compact_interval {
                 Some(secs) => {
                     let interval = Duration::try_from_secs_f64(secs)

@@ -1,5 +1,5 @@
 //! An axum handler for `/metrics` (feature `axum`): the merged directory, with the same
-//! content negotiation and gzip as [`render`](crate::render).
+//! content negotiation and gzip as [`render`](crate::render()).
 //!
 //! ```
 //! # let dir = tempfile::tempdir()?;
