@@ -16,9 +16,9 @@ thread_local! {
     static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
 }
 
+#[allow(unsafe_code)] // a test's own allocator, not the crate's code
 // SAFETY: delegates every call to `System` unchanged; the thread-local counter is a
 // `const`-initialised `Cell`, which never allocates.
-#[allow(unsafe_code)] // a test's own allocator, not the crate's code
 unsafe impl GlobalAlloc for CountingAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         ALLOCATIONS.with(|n| n.set(n.get() + 1));

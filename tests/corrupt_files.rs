@@ -79,23 +79,41 @@ fn baseline() -> String {
     text(&scrape)
 }
 
+/// Makes writers 2 and 3 dead writers (a free liveness lock file each), whose files
+/// the collector copies instead of mapping: every bad file of theirs goes through the
+/// collector's other way of reading.
+fn mark_dead_writers(dir: &Path) {
+    for id in ["2", "3"] {
+        fs::write(dir.join(format!("writer_{id}.lock")), b"").unwrap();
+    }
+}
+
 /// Adds a bad file with `add` next to the valid files, scrapes, and checks that the
-/// output is the baseline and that exactly `name` was skipped; returns its reason.
-fn skipped_reason(name: &[u8], add: impl FnOnce(&Path)) -> SkipReason {
-    let dir = TestDir::new();
-    write_valid_files(dir.path());
-    let path = dir.path().join(std::ffi::OsStr::from_bytes(name));
-    add(&path);
-    let scrape = Collector::new(dir.path()).unwrap().collect().expect("a bad file never fails the scrape");
-    assert_eq!(text(&scrape), baseline(), "the other files' output must be unchanged");
-    assert_eq!(scrape.skipped.len(), 1, "{:?}", scrape.skipped);
-    assert_eq!(scrape.skipped[0].path, path);
-    scrape.skipped[0].reason.clone()
+/// output is the baseline and that exactly `name` was skipped; returns its reason,
+/// which is the same whether its writer is unknown (the file is mapped) or dead (it
+/// is copied).
+fn skipped_reason(name: &[u8], add: impl Fn(&Path)) -> SkipReason {
+    let mut reasons = Vec::new();
+    for dead in [false, true] {
+        let dir = TestDir::new();
+        write_valid_files(dir.path());
+        if dead {
+            mark_dead_writers(dir.path());
+        }
+        let path = dir.path().join(std::ffi::OsStr::from_bytes(name));
+        add(&path);
+        let scrape = Collector::new(dir.path()).unwrap().collect().expect("a bad file never fails the scrape");
+        assert_eq!(text(&scrape), baseline(), "the other files' output must be unchanged (dead writer: {dead})");
+        assert_eq!(scrape.skipped.len(), 1, "{:?}", scrape.skipped);
+        assert_eq!(scrape.skipped[0].path, path);
+        reasons.push(scrape.skipped[0].reason.clone());
+    }
+    assert_eq!(reasons[0], reasons[1], "mapped and copied files are judged alike");
+    reasons.swap_remove(0)
 }
 
 fn bad_file(name: &str, bytes: &[u8]) -> SkipReason {
-    let bytes = bytes.to_vec();
-    skipped_reason(name.as_bytes(), move |path| fs::write(path, bytes).unwrap())
+    skipped_reason(name.as_bytes(), |path| fs::write(path, bytes).unwrap())
 }
 
 #[test]
@@ -354,9 +372,20 @@ fn valid_file_truncated_at_every_offset_never_disturbs_the_others() {
             e.offset + format::entry_len(e.key.len())
         }))
         .collect();
+    for dead in [false, true] {
+        truncated_at_every_offset(&full, &boundaries, dead);
+    }
+}
+
+/// [`valid_file_truncated_at_every_offset_never_disturbs_the_others`] for a file whose
+/// writer is unknown (mapped) or `dead` (copied).
+fn truncated_at_every_offset(full: &[u8], boundaries: &[usize], dead: bool) {
     let base = baseline();
     let dir = TestDir::new();
     write_valid_files(dir.path());
+    if dead {
+        mark_dead_writers(dir.path());
+    }
     let path = dir.path().join("histogram_2.db");
     // One collector for the whole run (its cached state sees the file rewritten in
     // place at every size), checked against a fresh collector each time.

@@ -68,19 +68,25 @@ use parking_lot::Mutex;
 
 pub use model::{MetricFamily, MetricType, Sample};
 
-use crate::cleanup::Liveness;
 use crate::error::{Error, ErrorKind, Result};
 use crate::file;
 use crate::format::FormatError;
 use crate::format::key::KeyError;
 use merge::{FileInput, Scratch};
-use read::FileState;
+use read::{Access, FileState};
 use table::Tables;
 
 /// How long a scrape waits for a compaction to finish renaming archives into place.
 const COMPACTION_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// How many times a scrape that overlapped a compaction is done again.
 const MAX_ATTEMPTS: u32 = 16;
+
+/// The most mappings a collector keeps between scrapes. Files whose writer is dead are
+/// copied, not mapped; live (or possibly live) files are mapped, and past this many the
+/// rest are mapped for the time it takes to read them and unmapped at once. Far below
+/// the SIGBUS guard's table (shared with this process's writers) and Linux's default
+/// `vm.max_map_count` of 65,530 (shared with everything else the process maps).
+pub(crate) const MAX_KEPT_MAPPINGS: usize = 4096;
 
 /// Why a file was left out of a scrape.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -232,7 +238,7 @@ struct State {
     tables: Tables,
     files: HashMap<OsString, FileState>,
     scratch: Scratch,
-    buf: Vec<u8>,
+    buffers: read::Buffers,
     /// The last reason logged for each skipped file, to warn once per problem.
     reported: HashMap<OsString, SkipReason>,
 }
@@ -320,26 +326,13 @@ impl Collector {
         }
     }
 
-    /// Names this scrape must leave out: sources an archive has taken over (a
-    /// compaction was interrupted before removing them, or is removing them now) and
-    /// live-mode gauge files of writers whose liveness lock is free.
-    fn excluded(&self, names: &[OsString]) -> HashSet<OsString> {
+    /// Names this scrape must leave out because an archive has taken them over (a
+    /// compaction was interrupted before removing them, or is removing them now). The
+    /// live-mode gauge files of dead writers are left out too, as their files are read
+    /// (see [`Collector::read_all`]).
+    fn superseded(&self, names: &[OsString]) -> HashSet<OsString> {
         let utf8: Vec<String> = names.iter().filter_map(|n| n.to_str().map(str::to_owned)).collect();
-        let mut out: HashSet<OsString> =
-            crate::cleanup::superseded(&self.dir, &utf8).into_keys().map(OsString::from).collect();
-        let mut dead: HashMap<&str, bool> = HashMap::new();
-        for name in &utf8 {
-            if !name.starts_with("gauge_live") {
-                continue;
-            }
-            if let Some(id) = crate::cleanup::worker_id_of(name) {
-                let is_dead = *dead.entry(id).or_insert_with(|| file::probe_liveness(&self.dir, id) == Liveness::Dead);
-                if is_dead {
-                    out.insert(OsString::from(name));
-                }
-            }
-        }
-        out
+        crate::cleanup::superseded(&self.dir, &utf8).into_keys().map(OsString::from).collect()
     }
 
     fn collect_once(&self) -> Result<Scrape> {
@@ -350,7 +343,7 @@ impl Collector {
             };
             Error::new(kind).at(&self.dir).expected("a readable directory").caused_by(e)
         })?;
-        let excluded = self.excluded(&names);
+        let excluded = self.superseded(&names);
         names.retain(|n| !excluded.contains(n));
         #[cfg(test)]
         read::AFTER_LISTING.with(|hook| hook.borrow().as_ref().map(|f| f(&self.dir)));
@@ -358,15 +351,7 @@ impl Collector {
         let state = &mut *guard;
         state.files.retain(|name, _| names.binary_search_by(|n| cmp_names(n, name)).is_ok());
         state.reported.retain(|name, _| names.binary_search_by(|n| cmp_names(n, name)).is_ok());
-
-        let mut skipped: Vec<(OsString, SkipReason)> = Vec::new();
-        let mut usable: Vec<OsString> = Vec::with_capacity(names.len());
-        for name in names {
-            match self.refresh(state, &name) {
-                Ok(()) => usable.push(name),
-                Err(reason) => skipped.push((name, reason)),
-            }
-        }
+        let (mut usable, mut skipped) = self.read_all(state, names);
 
         let families = loop {
             let inputs: Vec<FileInput<'_>> = usable
@@ -410,6 +395,7 @@ impl Collector {
             state.reported.remove(name);
         }
         state.compact_if_bloated();
+        state.buffers.shrink();
         let mut families = families;
         if self.self_metrics {
             families.push(skipped_files_family(&report));
@@ -417,10 +403,59 @@ impl Collector {
         Ok(Scrape { families, skipped: report })
     }
 
-    fn refresh(&self, state: &mut State, name: &OsString) -> std::result::Result<(), SkipReason> {
+    /// Brings the state of every file of `names` (sorted) up to date: the usable ones,
+    /// in the order of `names`, and the skipped ones with their reasons.
+    ///
+    /// Files are read by worker ID. While a writer's files are read, its liveness file is
+    /// held with a shared lock if its lock is free (as compaction holds a dead writer's):
+    /// then no writer can take that ID until they are read, and, unless the ID is the pid
+    /// of a running process (which may be a stock Python worker writing the same files
+    /// without a lock), they are copied rather than mapped. Its live-mode gauge files
+    /// are left out then, as Python's `mark_process_dead` would have removed them.
+    fn read_all(&self, state: &mut State, names: Vec<OsString>) -> (Vec<OsString>, Vec<(OsString, SkipReason)>) {
+        let ids: Vec<Option<&str>> = names.iter().map(|n| n.to_str().and_then(crate::cleanup::worker_id_of)).collect();
+        let mut order: Vec<usize> = (0..names.len()).collect();
+        order.sort_by_key(|&i| ids[i]); // stable: by name within an ID
+        let mut usable: Vec<usize> = Vec::with_capacity(names.len());
+        let mut skipped: Vec<(OsString, SkipReason)> = Vec::new();
+        let mut mapped = state.files.values().filter(|st| st.is_mapped()).count();
+        for group in order.chunk_by(|&a, &b| ids[a] == ids[b]) {
+            let id = ids[group[0]];
+            // Held until this ID's files are read.
+            let dead = id.and_then(|id| file::hold_dead_liveness(&self.dir, id));
+            // `pid_running` first: one `kill(pid, 0)`, and for most dead IDs that is all.
+            let pid_reused = |id| file::pid_running(id) && crate::cleanup::pid_in_use(&self.dir, id);
+            let sealed = dead.is_some() && id.is_some_and(|id| !pid_reused(id));
+            for &i in group {
+                let name = &names[i];
+                if dead.is_some() && name.to_str().is_some_and(|n| n.starts_with("gauge_live")) {
+                    if state.files.remove(name).is_some_and(|st| st.is_mapped()) {
+                        mapped -= 1;
+                    }
+                    state.reported.remove(name);
+                    continue;
+                }
+                let was_mapped = state.files.get(name).is_some_and(FileState::is_mapped);
+                let access = Access { sealed, keep_map: was_mapped || mapped < MAX_KEPT_MAPPINGS };
+                let result = self.refresh(state, name, access);
+                let is_mapped = state.files.get(name).is_some_and(FileState::is_mapped);
+                mapped = mapped + usize::from(is_mapped) - usize::from(was_mapped);
+                match result {
+                    Ok(()) => usable.push(i),
+                    Err(reason) => skipped.push((name.clone(), reason)),
+                }
+            }
+            drop(dead);
+        }
+        usable.sort_unstable();
+        (usable.into_iter().map(|i| names[i].clone()).collect(), skipped)
+    }
+
+    fn refresh(&self, state: &mut State, name: &OsString, access: Access) -> std::result::Result<(), SkipReason> {
         let kind = name.to_str().and_then(name::parse_file_name).ok_or(SkipReason::UnknownName)?;
         let mut slot = state.files.remove(name);
-        let result = read::refresh(&mut slot, &self.dir.join(name), kind, &mut state.tables, &mut state.buf);
+        let result =
+            read::refresh(&mut slot, &self.dir.join(name), kind, access, &mut state.tables, &mut state.buffers);
         if let Some(st) = slot {
             state.files.insert(name.clone(), st);
         }

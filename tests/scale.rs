@@ -1,0 +1,117 @@
+//! A long-lived collector over very many files: nothing is skipped, totals are exact,
+//! and the number of mappings the process holds stays bounded (Linux refuses new ones
+//! past `vm.max_map_count`, 65,530 by default, and the SIGBUS guard's table has 65,536
+//! entries: a collector that mapped every file would start skipping files there).
+
+mod support;
+
+use std::fs;
+use std::path::Path;
+use std::sync::Mutex;
+
+use prometheus_multiproc::Collector;
+use prometheus_multiproc::format::{self, key::encode_key};
+
+/// A directory for many small files: on tmpfs when there is one (metrics directories
+/// usually are, and creating 200,000 files on a busy disk takes minutes).
+fn many_files_dir() -> tempfile::TempDir {
+    let shm = Path::new("/dev/shm");
+    let builder = tempfile::Builder::new().prefix("pmp-scale-").tempdir_in(shm);
+    builder.unwrap_or_else(|_| tempfile::tempdir().unwrap())
+}
+
+/// The collector keeps at most this many mappings between scrapes (its documented
+/// bound); files past it are mapped while they are read and unmapped at once.
+const MAX_KEPT_MAPPINGS: usize = 4096;
+
+/// Mapping counts are per process: the tests of this file run one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Lines of `/proc/self/maps`: the process's mappings.
+fn mappings() -> usize {
+    fs::read_to_string("/proc/self/maps").unwrap().lines().count()
+}
+
+/// A counter file with one entry, `jobs_total{} value`, as a writer leaves it.
+fn counter_file(key: &[u8], value: f64) -> Vec<u8> {
+    let mut out = format::encode_header(0).to_vec();
+    format::encode_entry(&mut out, key, value, 0.0);
+    let used = out.len() as u32;
+    out[..4].copy_from_slice(&used.to_le_bytes());
+    out
+}
+
+/// Writes `count` counter files of pid-named writers (pids above any `pid_max`, so no
+/// process runs with them), worker `i` holding `i % 1000`; with `dead`, each writer also
+/// left its liveness file (free, recording its pid) as a dead writer of this crate does.
+/// Returns the exact total.
+fn write_workers(dir: &Path, count: usize, dead: bool) -> f64 {
+    let key = encode_key("jobs", "jobs_total", &[], "Jobs.").into_bytes();
+    let mut total = 0.0;
+    for i in 0..count {
+        let pid = 5_000_000 + i;
+        let value = (i % 1000) as f64;
+        fs::write(dir.join(format!("counter_{pid}.db")), counter_file(&key, value)).unwrap();
+        if dead {
+            fs::write(dir.join(format!("writer_{pid}.lock")), format!("{pid}\n")).unwrap();
+        }
+        total += value;
+    }
+    total
+}
+
+fn jobs_total(collector: &Collector) -> f64 {
+    let scrape = collector.collect().unwrap();
+    assert!(scrape.skipped.is_empty(), "skipped {} files, first {:?}", scrape.skipped.len(), scrape.skipped.first());
+    assert_eq!(scrape.families.len(), 1);
+    assert_eq!(scrape.families[0].samples.len(), 1);
+    scrape.families[0].samples[0].value
+}
+
+#[test]
+fn a_hundred_thousand_dead_workers_files_are_all_read_and_none_stays_mapped() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = many_files_dir();
+    let total = write_workers(dir.path(), 100_000, true);
+    let before = mappings();
+    let collector = Collector::new(dir.path()).unwrap();
+    assert_eq!(jobs_total(&collector), total);
+    let after_first = mappings();
+    // A repeat scrape reads them again (a dead writer's slot can be taken over).
+    assert_eq!(jobs_total(&collector), total);
+    let after_second = mappings();
+    // Dead writers' files are copied, not mapped: only the allocator's own mappings
+    // may come and go (a few).
+    assert!(after_first < before + 64, "{before} mappings before the scrape, {after_first} after");
+    assert!(after_second < before + 64, "{before} mappings before, {after_second} after a second scrape");
+    drop(collector);
+}
+
+#[test]
+fn files_of_writers_that_may_be_alive_are_mapped_up_to_a_bound_and_read_fresh_past_it() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = many_files_dir();
+    // No liveness files: stock Python workers, which may be alive.
+    let count = MAX_KEPT_MAPPINGS + 1000;
+    let total = write_workers(dir.path(), count, false);
+    let before = mappings();
+    let collector = Collector::new(dir.path()).unwrap();
+    assert_eq!(jobs_total(&collector), total);
+    let after = mappings();
+    assert!(after >= before + MAX_KEPT_MAPPINGS, "live files' mappings are kept: {before} → {after}");
+    assert!(after < before + MAX_KEPT_MAPPINGS + 64, "at most {MAX_KEPT_MAPPINGS} kept: {before} → {after}");
+    // A file whose mapping was not kept (the last in name order) is read afresh: a
+    // value its writer changes in place is seen.
+    let last = dir.path().join(format!("counter_{}.db", 5_000_000 + count - 1));
+    let bytes = fs::read(&last).unwrap();
+    let entry = format::entries(&bytes, bytes.len()).next().unwrap().unwrap();
+    let at = entry.value_offset;
+    let old = f64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
+    // In place, as a writer stores a value (never truncating the file).
+    let file = fs::OpenOptions::new().write(true).open(&last).unwrap();
+    std::os::unix::fs::FileExt::write_at(&file, &(old + 1000.0).to_le_bytes(), at as u64).unwrap();
+    assert_eq!(jobs_total(&collector), total + 1000.0);
+    assert!(mappings() < before + MAX_KEPT_MAPPINGS + 64);
+    drop(collector);
+    assert!(mappings() < before + 64, "the collector's mappings go with it");
+}
