@@ -2,8 +2,9 @@
 //! Python's rules, and hand back a [`Scrape`] ready for [`crate::expose`].
 //!
 //! ```text
-//! list *.db (sorted, no dotfiles) → per file: stat, map read-only, parse new entries,
-//! snapshot values → merge (pure) → Vec<MetricFamily>
+//! list *.db (sorted, no dotfiles) → per worker ID: test its liveness lock → per file:
+//! map read-only (live writer) or copy up to `used` (dead writer), parse new entries,
+//! snapshot values → merge (pure, in sorted name order) → Vec<MetricFamily>
 //! ```
 //!
 //! # Same result as Python
@@ -34,22 +35,45 @@
 //! output is the output of the directory without that file. Dotfiles are ignored, as
 //! Python's `glob` ignores them.
 //!
-//! # Lock-free and untorn
+//! # Untorn, and no writer waits
 //!
-//! A scrape takes no lock that a writer takes. Files are mapped read-only; `used` is
-//! loaded with acquire semantics and nothing past it is read; each value is one 8-byte
-//! atomic load, so it is never torn.
+//! Files are read by worker ID, and each ID's liveness file (`writer_ID.lock`) is
+//! tested first:
+//!
+//! * **A live writer, or one of unknown liveness** (no liveness file: a stock Python
+//!   worker, which may be running): its files are mapped read-only; `used` is loaded
+//!   with acquire semantics and nothing past it is read; each value is one 8-byte
+//!   atomic load, so it is never torn. A scrape takes no lock such a writer takes.
+//! * **A dead writer** (its liveness lock is free): the scrape holds a shared lock on
+//!   its liveness file while it reads that writer's files (microseconds: as compaction
+//!   does, so that no writer can take the ID meanwhile; a writer starting in that slot
+//!   at that moment retries 5 ms later, as it does while any other holder goes away).
+//!   Unless the ID is the pid of a running process (a stock Python worker given that
+//!   pid takes no lock and would write the same files; those are mapped), its files
+//!   are copied with `pread`, up to `used`, into one buffer reused for every file, and
+//!   parsed from those bytes: nothing writes them, so nothing is torn, and no mapping
+//!   is kept. A dead writer's file with more than 4 MiB in use is mapped instead.
+//!
+//! **Mappings are bounded:** a collector keeps at most 4,096 (`MAX_KEPT_MAPPINGS`)
+//! mappings between scrapes. Past that, a live writer's file is mapped while it is read
+//! and unmapped at once. So a directory of any number of files never runs a scraping
+//! process into Linux's `vm.max_map_count` (65,530 by default) or the `SIGBUS` guard's
+//! table (65,536 mappings per process, shared with its writers).
 //!
 //! **Assumption:** nothing truncates a file in the directory while it is mapped
 //! (neither this crate's writer nor Python's ever does); reading a truncated mapping
-//! would raise `SIGBUS`.
+//! would raise `SIGBUS`. A file truncated while it is copied reads short and is
+//! skipped as `truncated` too.
 //!
 //! # Repeat scrapes
 //!
 //! The collector keeps, per file (by name, trusted while the inode is the same), the
-//! entries it has parsed and how far. A repeat scrape stats each file, parses only
-//! entries appended since, and re-reads values. Keys are decoded once per distinct key
-//! bytes across all files, and everything is interned, so the merge works on integers.
+//! entries it has parsed and how far. A repeat scrape parses only entries appended
+//! since and re-reads values: through its kept mapping after a `stat` (a live writer's
+//! file), or by mapping or copying the file again (a live writer's file past the bound,
+//! a dead writer's file: its slot may have been taken over since). Keys are decoded once
+//! per distinct key bytes across all files, and everything is interned, so the merge
+//! works on integers.
 
 mod merge;
 mod model;
