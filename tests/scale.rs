@@ -9,8 +9,8 @@ use std::fs;
 use std::path::Path;
 use std::sync::Mutex;
 
-use prometheus_multiproc::Collector;
 use prometheus_multiproc::format::{self, key::encode_key};
+use prometheus_multiproc::{Collector, Opts, Registry, WorkerId};
 
 /// A directory for many small files: on tmpfs when there is one (metrics directories
 /// usually are, and creating 200,000 files on a busy disk takes minutes).
@@ -114,4 +114,45 @@ fn files_of_writers_that_may_be_alive_are_mapped_up_to_a_bound_and_read_fresh_pa
     assert!(mappings() < before + MAX_KEPT_MAPPINGS + 64);
     drop(collector);
     assert!(mappings() < before + 64, "the collector's mappings go with it");
+}
+
+/// The collector trusts a file's stamp (and skips reading it) only once its last change
+/// is this old: `read::SETTLED` plus a margin.
+const SETTLED: std::time::Duration = std::time::Duration::from_millis(2100);
+
+#[test]
+fn a_dead_writers_slot_taken_over_between_scrapes_is_read_again() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = many_files_dir();
+    let id = WorkerId::new("slot-1").unwrap();
+    let writer = || Registry::builder().dir(dir.path()).worker_id(id.clone()).build().unwrap();
+    let jobs = |r: &Registry| r.counter(Opts::new("jobs_total", "Jobs.")).unwrap();
+    {
+        let r = writer();
+        jobs(&r).inc_by(5.0);
+    }
+    // The dead writer's files are now old enough that a repeat scrape finds them
+    // unchanged by their stamps and does not read them.
+    std::thread::sleep(SETTLED);
+    let collector = Collector::new(dir.path()).unwrap();
+    assert_eq!(jobs_total(&collector), 5.0);
+    assert_eq!(jobs_total(&collector), 5.0);
+    // A writer takes the slot over, counts through its mapping (which changes neither
+    // the file's size nor, on tmpfs, its times) and exits, all between two scrapes.
+    {
+        let r = writer();
+        jobs(&r).inc_by(2.0);
+    }
+    assert_eq!(jobs_total(&collector), 7.0, "the takeover is seen by its liveness file");
+    // And while one is alive, its file is mapped and read as it changes.
+    let r = writer();
+    let live = jobs(&r);
+    live.inc_by(1.0);
+    assert_eq!(jobs_total(&collector), 8.0);
+    live.inc_by(1.0);
+    assert_eq!(jobs_total(&collector), 9.0);
+    drop((live, r));
+    std::thread::sleep(SETTLED);
+    assert_eq!(jobs_total(&collector), 9.0);
+    assert_eq!(jobs_total(&collector), 9.0);
 }

@@ -97,7 +97,7 @@ use crate::file;
 use crate::format::FormatError;
 use crate::format::key::KeyError;
 use merge::{FileInput, Scratch};
-use read::{Access, FileState};
+use read::{Access, FileState, Stamp};
 use table::Tables;
 
 /// How long a scrape waits for a compaction to finish renaming archives into place.
@@ -265,6 +265,9 @@ struct State {
     buffers: read::Buffers,
     /// The last reason logged for each skipped file, to warn once per problem.
     reported: HashMap<OsString, SkipReason>,
+    /// Dead writers whose files were copied at the last scrape, with the stamp of their
+    /// liveness file then (see [`Collector::still_sealed`]).
+    dead_ids: HashMap<String, read::Stamp>,
 }
 
 impl Collector {
@@ -443,8 +446,17 @@ impl Collector {
         let mut usable: Vec<usize> = Vec::with_capacity(names.len());
         let mut skipped: Vec<(OsString, SkipReason)> = Vec::new();
         let mut mapped = state.files.values().filter(|st| st.is_mapped()).count();
+        let mut dead_ids = HashMap::new();
+        let is_live_gauge = |name: &OsString| name.to_str().is_some_and(|n| n.starts_with("gauge_live"));
         for group in order.chunk_by(|&a, &b| ids[a] == ids[b]) {
             let id = ids[group[0]];
+            if let Some(id) = id
+                && let Some(stamp) = self.still_sealed(state, id, group.iter().map(|&i| &names[i]))
+            {
+                usable.extend(group.iter().filter(|&&i| !is_live_gauge(&names[i])));
+                dead_ids.insert(id.to_owned(), stamp);
+                continue;
+            }
             // Held until this ID's files are read.
             let dead = id.and_then(|id| file::hold_dead_liveness(&self.dir, id));
             // `pid_running` first: one `kill(pid, 0)`, and for most dead IDs that is all.
@@ -452,7 +464,7 @@ impl Collector {
             let sealed = dead.is_some() && id.is_some_and(|id| !pid_reused(id));
             for &i in group {
                 let name = &names[i];
-                if dead.is_some() && name.to_str().is_some_and(|n| n.starts_with("gauge_live")) {
+                if dead.is_some() && is_live_gauge(name) {
                     if state.files.remove(name).is_some_and(|st| st.is_mapped()) {
                         mapped -= 1;
                     }
@@ -469,10 +481,39 @@ impl Collector {
                     Err(reason) => skipped.push((name.clone(), reason)),
                 }
             }
+            if let (true, Some(id), Some(lock)) = (sealed, id, &dead)
+                && let Some(stamp) = lock.metadata().ok().and_then(|meta| Stamp::settled(&meta))
+                && file::liveness_holder(&self.dir, id).is_none_or(|pid| pid.to_string() != id)
+            {
+                dead_ids.insert(id.to_owned(), stamp);
+            }
             drop(dead);
         }
+        state.dead_ids = dead_ids;
         usable.sort_unstable();
         (usable.into_iter().map(|i| names[i].clone()).collect(), skipped)
+    }
+
+    /// Whether the files `names` of the dead writer `id` are as the last scrape copied
+    /// them, without opening any: `id`'s liveness file has the stamp it had then (a
+    /// writer taking the ID rewrites it, so the writer is still dead and nothing of ours
+    /// has written its files since), and each file (but live-mode gauges, left out for a
+    /// dead writer) has the stamp it had when it was read whole. IDs that are their last
+    /// holder's pid are never recorded: a stock Python worker given that pid again takes
+    /// no lock and may have written the files, in place, since. Returns the stamp.
+    fn still_sealed<'n>(
+        &self,
+        state: &State,
+        id: &str,
+        mut names: impl Iterator<Item = &'n OsString>,
+    ) -> Option<Stamp> {
+        let stamp = *state.dead_ids.get(id)?;
+        let lock = file::lstat(&self.dir.join(file::liveness_name(id))).ok()?;
+        let unchanged = |name: &OsString| {
+            name.to_str().is_some_and(|n| n.starts_with("gauge_live"))
+                || state.files.get(name).is_some_and(|st| st.unchanged(&self.dir.join(name)))
+        };
+        (Stamp::of(&lock) == stamp && names.all(unchanged)).then_some(stamp)
     }
 
     fn refresh(&self, state: &mut State, name: &OsString, access: Access) -> std::result::Result<(), SkipReason> {
