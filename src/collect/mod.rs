@@ -2,9 +2,9 @@
 //! Python's rules, and hand back a [`Scrape`] ready for [`crate::expose`].
 //!
 //! ```text
-//! list *.db (sorted, no dotfiles) → per worker ID: test its liveness lock → per file:
-//! map read-only (live writer) or copy up to `used` (dead writer), parse new entries,
-//! snapshot values → merge (pure, in sorted name order) → Vec<MetricFamily>
+//! list *.db (sorted, no dotfiles) → per worker ID, per file: map read-only (kept, up to
+//! a bound) or, past it, copy up to `used` (dead writer) or map while read, parse new
+//! entries, snapshot values → merge (pure, in sorted name order) → Vec<MetricFamily>
 //! ```
 //!
 //! # Same result as Python
@@ -35,30 +35,34 @@
 //! output is the output of the directory without that file. Dotfiles are ignored, as
 //! Python's `glob` ignores them.
 //!
-//! # Untorn, and no writer waits
+//! # Untorn, bounded, and no writer waits
 //!
-//! Files are read by worker ID, and each ID's liveness file (`writer_ID.lock`) is
-//! tested first:
+//! Files are read by worker ID, in one of three ways:
 //!
-//! * **A live writer, or one of unknown liveness** (no liveness file: a stock Python
-//!   worker, which may be running): its files are mapped read-only; `used` is loaded
-//!   with acquire semantics and nothing past it is read; each value is one 8-byte
-//!   atomic load, so it is never torn. A scrape takes no lock such a writer takes.
-//! * **A dead writer** (its liveness lock is free): the scrape holds a shared lock on
-//!   its liveness file while it reads that writer's files (microseconds: as compaction
-//!   does, so that no writer can take the ID meanwhile; a writer starting in that slot
-//!   at that moment retries 5 ms later, as it does while any other holder goes away).
-//!   Unless the ID is the pid of a running process (a stock Python worker given that
-//!   pid takes no lock and would write the same files; those are mapped), its files
-//!   are copied with `pread`, up to `used`, into one buffer reused for every file, and
-//!   parsed from those bytes: nothing writes them, so nothing is torn, and no mapping
-//!   is kept. A dead writer's file with more than 4 MiB in use is mapped instead.
+//! * **Through a kept mapping**, for every file while the collector keeps fewer than
+//!   its bound of mappings (16,384 by default, [`Collector::with_max_kept_mappings`]):
+//!   `used` is loaded with acquire semantics and nothing past it is read; each value is
+//!   one 8-byte atomic load, so it is never torn, whoever writes the file meanwhile. A
+//!   repeat scrape costs an `lstat` and a load per value. Such a read takes no lock.
+//! * **By copy**, past the bound, for a dead writer's files (its liveness lock is
+//!   free): the scrape holds a shared lock on its liveness file while it reads that
+//!   writer's files (microseconds: as compaction does, so that no writer can take the
+//!   ID meanwhile; a writer starting in that slot at that moment retries 5 ms later, as
+//!   it does while any other holder goes away). Unless the ID is the pid of a running
+//!   process (a stock Python worker given that pid takes no lock and would write the
+//!   same files), they are copied with `pread`, up to `used`, into one buffer reused for
+//!   every file, and parsed from those bytes: nothing writes them, so nothing is torn,
+//!   and no mapping is kept. A repeat scrape copies them again, except the files of a
+//!   writer whose ID is not its last holder's pid (a stable slot name): those are not
+//!   opened while their liveness file and they keep the `stat` they had when last read
+//!   (both at least 2 s old then, so that no later change can leave the same stamp).
+//!   A dead writer's file with more than 4 MiB in use is mapped instead.
+//! * **Through a mapping unmapped at once**, past the bound, for any other file (a
+//!   live writer's, or one of unknown liveness: no liveness file, as for a stock Python
+//!   worker, which may be running).
 //!
-//! **Mappings are bounded:** a collector keeps at most 4,096 (`MAX_KEPT_MAPPINGS`)
-//! mappings between scrapes. Past that, a live writer's file is mapped while it is read
-//! and unmapped at once. So a directory of any number of files never runs a scraping
-//! process into Linux's `vm.max_map_count` (65,530 by default) or the `SIGBUS` guard's
-//! table (65,536 mappings per process, shared with its writers).
+//! So however many files the directory holds, a scraping process never runs into
+//! Linux's `vm.max_map_count` (65,530 by default) or the `SIGBUS` guard's table.
 //!
 //! **Assumption:** nothing truncates a file in the directory while it is mapped
 //! (neither this crate's writer nor Python's ever does); reading a truncated mapping
@@ -69,11 +73,8 @@
 //!
 //! The collector keeps, per file (by name, trusted while the inode is the same), the
 //! entries it has parsed and how far. A repeat scrape parses only entries appended
-//! since and re-reads values: through its kept mapping after a `stat` (a live writer's
-//! file), or by mapping or copying the file again (a live writer's file past the bound,
-//! a dead writer's file: its slot may have been taken over since). Keys are decoded once
-//! per distinct key bytes across all files, and everything is interned, so the merge
-//! works on integers.
+//! since and re-reads values, as above. Keys are decoded once per distinct key bytes
+//! across all files, and everything is interned, so the merge works on integers.
 
 mod merge;
 mod model;
@@ -105,12 +106,14 @@ const COMPACTION_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// How many times a scrape that overlapped a compaction is done again.
 const MAX_ATTEMPTS: u32 = 16;
 
-/// The most mappings a collector keeps between scrapes. Files whose writer is dead are
-/// copied, not mapped; live (or possibly live) files are mapped, and past this many the
-/// rest are mapped for the time it takes to read them and unmapped at once. Far below
-/// the SIGBUS guard's table (shared with this process's writers) and Linux's default
-/// `vm.max_map_count` of 65,530 (shared with everything else the process maps).
-pub(crate) const MAX_KEPT_MAPPINGS: usize = 4096;
+/// The most mappings a collector keeps between scrapes by default (see
+/// [`Collector::with_max_kept_mappings`]): a quarter of Linux's default
+/// `vm.max_map_count` (65,530, shared with everything else the process maps) and of the
+/// SIGBUS guard's table (65,536, shared with this process's writers). Measured on
+/// 10,000 dead workers' files, a kept mapping is the cheapest way to scrape a file again
+/// (one `lstat` and a load per value: 32 ms for all of them, against 69–96 ms copying
+/// them each time), so the bound is set well above the directories seen in practice.
+pub(crate) const MAX_KEPT_MAPPINGS: usize = 16_384;
 
 /// Why a file was left out of a scrape.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -251,6 +254,7 @@ pub struct Scrape {
 pub struct Collector {
     dir: PathBuf,
     self_metrics: bool,
+    max_kept_mappings: usize,
     state: Mutex<State>,
 }
 
@@ -285,7 +289,12 @@ impl Collector {
                 .expected("a directory, found another kind of file"));
         }
         crate::file::warn_if_world_writable(dir, &meta);
-        Ok(Collector { dir: dir.to_path_buf(), self_metrics: false, state: Mutex::default() })
+        Ok(Collector {
+            dir: dir.to_path_buf(),
+            self_metrics: false,
+            max_kept_mappings: MAX_KEPT_MAPPINGS,
+            state: Mutex::default(),
+        })
     }
 
     /// A collector over `$PROMETHEUS_MULTIPROC_DIR` (or the deprecated
@@ -314,6 +323,27 @@ impl Collector {
     /// ```
     pub fn with_self_metrics(mut self) -> Collector {
         self.self_metrics = true;
+        self
+    }
+
+    /// Keeps at most `limit` file mappings between scrapes (16,384 by default). A file
+    /// with a kept mapping costs a repeat scrape one `lstat` and one atomic load per
+    /// value; past the limit, a dead writer's file is copied with `pread` (and, if its
+    /// worker ID is a stable slot name, not even opened while it is unchanged) and any
+    /// other file is mapped while it is read and unmapped at once. Each mapping also
+    /// takes an entry of the process's `vm.max_map_count` (65,530 by default) and of the
+    /// crate's `SIGBUS` guard table (65,536, shared with the process's writers): lower
+    /// the limit in a process that maps much else or runs several collectors. `0`
+    /// keeps none.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let collector = prometheus_multiproc::Collector::new(dir.path())?.with_max_kept_mappings(256);
+    /// assert!(collector.collect()?.families.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_max_kept_mappings(mut self, limit: usize) -> Collector {
+        self.max_kept_mappings = limit;
         self
     }
 
@@ -433,12 +463,17 @@ impl Collector {
     /// Brings the state of every file of `names` (sorted) up to date: the usable ones,
     /// in the order of `names`, and the skipped ones with their reasons.
     ///
-    /// Files are read by worker ID. While a writer's files are read, its liveness file is
-    /// held with a shared lock if its lock is free (as compaction holds a dead writer's):
-    /// then no writer can take that ID until they are read, and, unless the ID is the pid
-    /// of a running process (which may be a stock Python worker writing the same files
-    /// without a lock), they are copied rather than mapped. Its live-mode gauge files
-    /// are left out then, as Python's `mark_process_dead` would have removed them.
+    /// Files are read by worker ID. A file whose mapping is kept is read through it, as
+    /// is a file seen while fewer than [`Collector::with_max_kept_mappings`] are kept (its
+    /// mapping is then kept): a repeat scrape of it costs one `lstat` and one atomic load per value,
+    /// whatever its writer does. Past the bound, a file is read without keeping a
+    /// mapping, by its writer's liveness: its liveness file is held with a shared lock if
+    /// its lock is free (as compaction holds a dead writer's), so that no writer can
+    /// take that ID until its files are read, and then, unless the ID is the pid of a
+    /// running process (which may be a stock Python worker writing the same files
+    /// without a lock), they are copied; otherwise mapped and unmapped at once. A dead
+    /// writer's live-mode gauge files are left out, as Python's `mark_process_dead`
+    /// would have removed them.
     fn read_all(&self, state: &mut State, names: Vec<OsString>) -> (Vec<OsString>, Vec<(OsString, SkipReason)>) {
         let ids: Vec<Option<&str>> = names.iter().map(|n| n.to_str().and_then(crate::cleanup::worker_id_of)).collect();
         let mut order: Vec<usize> = (0..names.len()).collect();
@@ -457,14 +492,21 @@ impl Collector {
                 dead_ids.insert(id.to_owned(), stamp);
                 continue;
             }
-            // Held until this ID's files are read.
-            let dead = id.and_then(|id| file::hold_dead_liveness(&self.dir, id));
-            // `pid_running` first: one `kill(pid, 0)`, and for most dead IDs that is all.
-            let pid_reused = |id| file::pid_running(id) && crate::cleanup::pid_in_use(&self.dir, id);
-            let sealed = dead.is_some() && id.is_some_and(|id| !pid_reused(id));
+            // The liveness test, made when first needed and held until this ID's files
+            // are read: `Some(lock)` for a dead writer.
+            let mut dead: Option<Option<std::fs::File>> = None;
+            let test = |dead: &mut Option<Option<std::fs::File>>| -> bool {
+                dead.get_or_insert_with(|| id.and_then(|id| file::hold_dead_liveness(&self.dir, id))).is_some()
+            };
+            // Whether a dead writer's files are copied: not if its ID is the pid of a
+            // running process. `pid_running` first: one `kill(pid, 0)`, and for most dead
+            // IDs that is all.
+            let pid_reused = |id: &str| file::pid_running(id) && crate::cleanup::pid_in_use(&self.dir, id);
+            let mut sealed: Option<bool> = None;
+            let mut copied_all = true;
             for &i in group {
                 let name = &names[i];
-                if dead.is_some() && is_live_gauge(name) {
+                if is_live_gauge(name) && test(&mut dead) {
                     if state.files.remove(name).is_some_and(|st| st.is_mapped()) {
                         mapped -= 1;
                     }
@@ -472,16 +514,22 @@ impl Collector {
                     continue;
                 }
                 let was_mapped = state.files.get(name).is_some_and(FileState::is_mapped);
-                let access = Access { sealed, keep_map: was_mapped || mapped < MAX_KEPT_MAPPINGS };
+                let access = if was_mapped || mapped < self.max_kept_mappings {
+                    Access { sealed: false, keep_map: true }
+                } else {
+                    let sealed = *sealed.get_or_insert_with(|| test(&mut dead) && id.is_some_and(|id| !pid_reused(id)));
+                    Access { sealed, keep_map: false }
+                };
                 let result = self.refresh(state, name, access);
                 let is_mapped = state.files.get(name).is_some_and(FileState::is_mapped);
                 mapped = mapped + usize::from(is_mapped) - usize::from(was_mapped);
+                copied_all &= access.sealed && !is_mapped;
                 match result {
                     Ok(()) => usable.push(i),
                     Err(reason) => skipped.push((name.clone(), reason)),
                 }
             }
-            if let (true, Some(id), Some(lock)) = (sealed, id, &dead)
+            if let (true, Some(id), Some(Some(lock))) = (copied_all && sealed == Some(true), id, &dead)
                 && let Some(stamp) = lock.metadata().ok().and_then(|meta| Stamp::settled(&meta))
                 && file::liveness_holder(&self.dir, id).is_none_or(|pid| pid.to_string() != id)
             {

@@ -5,13 +5,13 @@
 //! same inode: a repeat scrape parses only the entries appended since (bytes below
 //! `used` never change) and re-reads the values.
 //!
-//! A file is read one of two ways, chosen by the caller each scrape:
+//! A file is read one of two ways, chosen by the caller each scrape (see the
+//! collector's module docs for which):
 //!
-//! * **Mapped**, for a file a writer may be changing (its writer is alive, or its
-//!   liveness is unknown): values are single 8-byte atomic loads, never torn. A repeat
-//!   scrape stats the file and reuses the mapping it kept, or, when the caller keeps no
-//!   mapping for it (past the collector's bound), maps it afresh and unmaps it after.
-//! * **Read**, for a file whose writer is dead (`sealed`): its bytes up to `used` are
+//! * **Mapped**: values are single 8-byte atomic loads, never torn. A repeat scrape
+//!   stats the file and reuses the mapping it kept, or, when the caller keeps none for
+//!   it, maps it afresh and unmaps it after.
+//! * **Copied**, for a file whose writer is dead (`sealed`): its bytes up to `used` are
 //!   copied with `pread` into a buffer reused across files and parsed with the same
 //!   code, and no mapping is kept. Nothing writes such a file, so a copy cannot tear.
 //!   A file with more than [`READ_AT_MOST`] bytes in use is mapped instead.
