@@ -80,10 +80,12 @@
 //!   files, and anything not a regular file, are skipped whole, logged, and listed in
 //!   [`Scrape::skipped`].
 //! * **Lock-free, bounded.** The collector maps files read-only and reads each value
-//!   with one atomic load; writers never wait for it. It keeps at most 16,384 mappings
-//!   ([`Collector::with_max_kept_mappings`]); past that, dead writers' files are copied
-//!   with `pread` (nothing writes them) and others mapped only while read, so no
-//!   directory is too large to scrape. Repeat scrapes parse only new entries.
+//!   with one atomic load; writers never wait for it. Dead writers' files are copied
+//!   with `pread` instead (nothing writes them) the first time they are seen, and
+//!   whenever the collector already keeps its bound of mappings (16,384,
+//!   [`Collector::with_max_kept_mappings`]), past which other files are mapped only
+//!   while read: no directory is too large to scrape. Repeat scrapes parse only new
+//!   entries.
 //!
 //! # Gauge modes
 //!

@@ -39,29 +39,35 @@
 //!
 //! Files are read by worker ID, in one of three ways:
 //!
-//! * **Through a kept mapping**, for every file while the collector keeps fewer than
-//!   its bound of mappings (16,384 by default, [`Collector::with_max_kept_mappings`]):
-//!   `used` is loaded with acquire semantics and nothing past it is read; each value is
-//!   one 8-byte atomic load, so it is never torn, whoever writes the file meanwhile. A
-//!   repeat scrape costs an `lstat` and a load per value. Such a read takes no lock.
-//! * **By copy**, past the bound, for a dead writer's files (its liveness lock is
-//!   free): the scrape holds a shared lock on its liveness file while it reads that
-//!   writer's files (microseconds: as compaction does, so that no writer can take the
-//!   ID meanwhile; a writer starting in that slot at that moment retries 5 ms later, as
-//!   it does while any other holder goes away). Unless the ID is the pid of a running
+//! * **By copy**, for a dead writer's files (its liveness lock is free) seen for the
+//!   first time, and for those past the collector's bound on kept mappings: the scrape
+//!   holds a shared lock on the writer's liveness file while it reads that writer's
+//!   files (microseconds: as compaction does, so that no writer can take the ID
+//!   meanwhile; a writer starting in that slot at that moment retries 5 ms later, as it
+//!   does while any other holder goes away). Unless the ID is the pid of a running
 //!   process (a stock Python worker given that pid takes no lock and would write the
 //!   same files), they are copied with `pread`, up to `used`, into one buffer reused for
 //!   every file, and parsed from those bytes: nothing writes them, so nothing is torn,
-//!   and no mapping is kept. A repeat scrape copies them again, except the files of a
-//!   writer whose ID is not its last holder's pid (a stable slot name): those are not
-//!   opened while their liveness file and they keep the `stat` they had when last read
-//!   (both at least 2 s old then, so that no later change can leave the same stamp).
-//!   A dead writer's file with more than 4 MiB in use is mapped instead.
-//! * **Through a mapping unmapped at once**, past the bound, for any other file (a
-//!   live writer's, or one of unknown liveness: no liveness file, as for a stock Python
-//!   worker, which may be running).
+//!   and no mapping is made. A dead writer's file with more than 4 MiB in use is
+//!   mapped instead. A repeat scrape reads a copied file again (as below), except the
+//!   files of a writer whose ID is not its last holder's pid (a stable slot name): those
+//!   are not opened while their liveness file and they keep the `stat` they had when
+//!   last copied (both at least 2 s old then, so that no later change can leave the
+//!   same stamp); a pid-named writer's files are always read again, since a stock
+//!   Python worker given that pid may have written them, in place, since.
+//! * **Through a kept mapping**, for any other file, and for a dead writer's file seen
+//!   again, while the collector keeps fewer mappings than its bound (16,384 by default,
+//!   [`Collector::with_max_kept_mappings`]): `used` is loaded with acquire semantics and
+//!   nothing past it is read; each value is one 8-byte atomic load, so it is never torn,
+//!   whoever writes the file meanwhile. A repeat scrape costs an `lstat` and a load per
+//!   value, and takes no lock.
+//! * **Through a mapping unmapped at once**, past the bound, for a live writer's file or
+//!   one of unknown liveness (no liveness file, as for a stock Python worker, which may
+//!   be running).
 //!
-//! So however many files the directory holds, a scraping process never runs into
+//! So a fresh collector (one scrape, as the command line's) maps no dead writer's file,
+//! a long-lived one reads most files with an `lstat` and a load per value, and
+//! however many files the directory holds, a scraping process never runs into
 //! Linux's `vm.max_map_count` (65,530 by default) or the `SIGBUS` guard's table.
 //!
 //! **Assumption:** nothing truncates a file in the directory while it is mapped
@@ -110,9 +116,10 @@ const MAX_ATTEMPTS: u32 = 16;
 /// [`Collector::with_max_kept_mappings`]): a quarter of Linux's default
 /// `vm.max_map_count` (65,530, shared with everything else the process maps) and of the
 /// SIGBUS guard's table (65,536, shared with this process's writers). Measured on
-/// 10,000 dead workers' files, a kept mapping is the cheapest way to scrape a file again
-/// (one `lstat` and a load per value: 32 ms for all of them, against 69–96 ms copying
-/// them each time), so the bound is set well above the directories seen in practice.
+/// 10,000 pid-named dead workers' files, a kept mapping is the cheapest way to scrape a
+/// file again (one `lstat` and a load per value: 32 ms for all of them, against 96 ms
+/// copying them all again, which their pids oblige), so the bound is set well above the
+/// directories seen in practice.
 pub(crate) const MAX_KEPT_MAPPINGS: usize = 16_384;
 
 /// Why a file was left out of a scrape.
@@ -330,7 +337,9 @@ impl Collector {
     /// with a kept mapping costs a repeat scrape one `lstat` and one atomic load per
     /// value; past the limit, a dead writer's file is copied with `pread` (and, if its
     /// worker ID is a stable slot name, not even opened while it is unchanged) and any
-    /// other file is mapped while it is read and unmapped at once. Each mapping also
+    /// other file is mapped while it is read and unmapped at once. (A dead writer's
+    /// file seen for the first time is always copied, and mapped from the next scrape on
+    /// if there is room.) Each mapping also
     /// takes an entry of the process's `vm.max_map_count` (65,530 by default) and of the
     /// crate's `SIGBUS` guard table (65,536, shared with the process's writers): lower
     /// the limit in a process that maps much else or runs several collectors. `0`
@@ -463,17 +472,20 @@ impl Collector {
     /// Brings the state of every file of `names` (sorted) up to date: the usable ones,
     /// in the order of `names`, and the skipped ones with their reasons.
     ///
-    /// Files are read by worker ID. A file whose mapping is kept is read through it, as
-    /// is a file seen while fewer than [`Collector::with_max_kept_mappings`] are kept (its
-    /// mapping is then kept): a repeat scrape of it costs one `lstat` and one atomic load per value,
-    /// whatever its writer does. Past the bound, a file is read without keeping a
-    /// mapping, by its writer's liveness: its liveness file is held with a shared lock if
-    /// its lock is free (as compaction holds a dead writer's), so that no writer can
-    /// take that ID until its files are read, and then, unless the ID is the pid of a
-    /// running process (which may be a stock Python worker writing the same files
-    /// without a lock), they are copied; otherwise mapped and unmapped at once. A dead
-    /// writer's live-mode gauge files are left out, as Python's `mark_process_dead`
-    /// would have removed them.
+    /// Files are read by worker ID. A file seen for the first time is copied if its
+    /// writer is dead, and mapped otherwise; a file seen again is read through a mapping
+    /// kept for it, made then if fewer than [`Collector::with_max_kept_mappings`] are
+    /// kept; past that bound it is copied again if its writer is dead and otherwise
+    /// mapped while it is read. So a fresh collector (one scrape) maps no dead writer's
+    /// file, and a long-lived one reads the files it keeps mapped with one `lstat` and a
+    /// load per value.
+    ///
+    /// Whether a writer is dead is tested when first needed: its liveness file is held
+    /// with a shared lock if its lock is free (as compaction holds a dead writer's), so
+    /// that no writer can take that ID until its files are read; its files are copied
+    /// unless the ID is the pid of a running process (which may be a stock Python worker
+    /// writing the same files without a lock). A dead writer's live-mode gauge files are
+    /// left out, as Python's `mark_process_dead` would have removed them.
     fn read_all(&self, state: &mut State, names: Vec<OsString>) -> (Vec<OsString>, Vec<(OsString, SkipReason)>) {
         let ids: Vec<Option<&str>> = names.iter().map(|n| n.to_str().and_then(crate::cleanup::worker_id_of)).collect();
         let mut order: Vec<usize> = (0..names.len()).collect();
@@ -513,12 +525,17 @@ impl Collector {
                     state.reported.remove(name);
                     continue;
                 }
-                let was_mapped = state.files.get(name).is_some_and(FileState::is_mapped);
-                let access = if was_mapped || mapped < self.max_kept_mappings {
+                let known = state.files.get(name);
+                let was_mapped = known.is_some_and(FileState::is_mapped);
+                let room = mapped < self.max_kept_mappings;
+                let access = if was_mapped || (known.is_some() && room) {
+                    // Read through a mapping kept, or one to keep: a file seen again.
                     Access { sealed: false, keep_map: true }
                 } else {
+                    // Seen for the first time, or past the bound: copied if its writer is
+                    // dead, else mapped (and the mapping kept if there is room).
                     let sealed = *sealed.get_or_insert_with(|| test(&mut dead) && id.is_some_and(|id| !pid_reused(id)));
-                    Access { sealed, keep_map: false }
+                    Access { sealed, keep_map: !sealed && room }
                 };
                 let result = self.refresh(state, name, access);
                 let is_mapped = state.files.get(name).is_some_and(FileState::is_mapped);
