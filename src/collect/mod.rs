@@ -508,7 +508,11 @@ impl Collector {
             // are read: `Some(lock)` for a dead writer.
             let mut dead: Option<Option<std::fs::File>> = None;
             let test = |dead: &mut Option<Option<std::fs::File>>| -> bool {
-                dead.get_or_insert_with(|| id.and_then(|id| file::hold_dead_liveness(&self.dir, id))).is_some()
+                // A liveness file that is not a regular file is no writer's (writers
+                // refuse it): the ID's liveness is unknown, as `probe_liveness` says.
+                let hold =
+                    || file::hold_dead_liveness(&self.dir, id?).filter(|f| f.metadata().is_ok_and(|m| m.is_file()));
+                dead.get_or_insert_with(hold).is_some()
             };
             // Whether a dead writer's files are copied: not if its ID is the pid of a
             // running process. `pid_running` first: one `kill(pid, 0)`, and for most dead

@@ -136,6 +136,11 @@ impl Stamp {
     }
 }
 
+/// The `N` bytes at `offset` of a copy (the format is little-endian), if it holds them.
+fn word<const N: usize>(bytes: &[u8], offset: usize) -> Option<[u8; N]> {
+    bytes.get(offset..offset.checked_add(N)?)?.try_into().ok()
+}
+
 /// The bytes of a file being parsed: its mapping, or a copy of its first bytes.
 #[derive(Debug, Clone, Copy)]
 enum View<'a> {
@@ -162,20 +167,14 @@ impl<'a> View<'a> {
     fn load_u32(self, offset: usize) -> Option<u32> {
         match self {
             View::Map(map) => map.load_u32(offset),
-            View::Bytes(bytes) => {
-                let word = bytes.get(offset..offset.checked_add(4)?)?;
-                Some(u32::from_le_bytes(word.try_into().ok()?))
-            }
+            View::Bytes(bytes) => word(bytes, offset).map(u32::from_le_bytes),
         }
     }
 
     fn load_u64(self, offset: usize) -> Option<u64> {
         match self {
             View::Map(map) => map.load_u64(offset),
-            View::Bytes(bytes) => {
-                let word = bytes.get(offset..offset.checked_add(8)?)?;
-                Some(u64::from_le_bytes(word.try_into().ok()?))
-            }
+            View::Bytes(bytes) => word(bytes, offset).map(u64::from_le_bytes),
         }
     }
 
