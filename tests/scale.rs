@@ -163,3 +163,35 @@ fn a_dead_writers_slot_taken_over_between_scrapes_is_read_again() {
     assert_eq!(jobs_total(&collector), 9.0);
     assert_eq!(jobs_total(&collector), 9.0);
 }
+
+#[test]
+fn a_dead_writers_large_file_is_mapped_while_read_and_counted_whole() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = many_files_dir();
+    // 2,000 series: well past the 64 KiB a dead writer's file is copied up to.
+    let mut bytes = format::encode_header(0).to_vec();
+    let mut total = 0.0;
+    for i in 0..2000 {
+        let route = format!("/r{i}");
+        let key = encode_key("jobs", "jobs_total", &[("route", &route)], "Jobs.").into_bytes();
+        format::encode_entry(&mut bytes, &key, i as f64, 0.0);
+        total += i as f64;
+    }
+    let used = bytes.len() as u32;
+    assert!(used > 64 * 1024);
+    bytes[..4].copy_from_slice(&used.to_le_bytes());
+    fs::write(dir.path().join("counter_slot-9.db"), &bytes).unwrap();
+    fs::write(dir.path().join("writer_slot-9.lock"), b"1\n").unwrap();
+    let before = mappings();
+    for collector in
+        [Collector::new(dir.path()).unwrap(), Collector::new(dir.path()).unwrap().with_max_kept_mappings(0)]
+    {
+        for _ in 0..3 {
+            let scrape = collector.collect().unwrap();
+            assert!(scrape.skipped.is_empty(), "{:?}", scrape.skipped);
+            let sum: f64 = scrape.families[0].samples.iter().map(|s| s.value).sum();
+            assert_eq!((scrape.families[0].samples.len(), sum), (2000, total));
+        }
+    }
+    assert!(mappings() < before + 64, "no mapping outlives its collector");
+}

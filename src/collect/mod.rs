@@ -48,8 +48,9 @@
 //!   process (a stock Python worker given that pid takes no lock and would write the
 //!   same files), they are copied with `pread`, up to `used`, into one buffer reused for
 //!   every file, and parsed from those bytes: nothing writes them, so nothing is torn,
-//!   and no mapping is made. A dead writer's file with more than 4 MiB in use is
-//!   mapped instead. A repeat scrape reads a copied file again (as below), except the
+//!   and no mapping is made. A dead writer's file with more than 64 KiB in use is
+//!   mapped instead while it is read (mapping cached pages is cheaper than copying
+//!   them), and unmapped at once. A repeat scrape reads a copied file again (as below), except the
 //!   files of a writer whose ID is not its last holder's pid (a stable slot name): those
 //!   are not opened while their liveness file and they keep the `stat` they had when
 //!   last copied (both at least 2 s old then, so that no later change can leave the

@@ -14,7 +14,8 @@
 //! * **Copied**, for a file whose writer is dead (`sealed`): its bytes up to `used` are
 //!   copied with `pread` into a buffer reused across files and parsed with the same
 //!   code, and no mapping is kept. Nothing writes such a file, so a copy cannot tear.
-//!   A file with more than [`READ_AT_MOST`] bytes in use is mapped instead.
+//!   A file with more than [`READ_AT_MOST`] bytes in use is mapped instead, while it
+//!   is read, and then remembered as a copied file is.
 
 use std::io;
 use std::os::unix::fs::MetadataExt;
@@ -86,16 +87,18 @@ const MAX_MAP: u64 = format::MAX_SIZE as u64;
 /// each of 10,000 such files made `pread` half of a scrape's time).
 const FIRST_READ: usize = 4096;
 
-/// A sealed file with more bytes than this in use is mapped rather than copied: its
-/// copy would cost more memory than the collector keeps for all its other files, and
-/// such files are few (one per large dead writer), so they do not bound the number of
-/// mappings.
-pub(crate) const READ_AT_MOST: usize = 4 << 20;
+/// A sealed file with more bytes than this in use is mapped while it is read rather
+/// than copied. Measured on 64 dead writers' files of 10,000 series (1 MiB in use each),
+/// copying them took 20 % more CPU than mapping them (`MADV_POPULATE_READ` maps the
+/// cached pages without a copy), while for small files copying saves the `mmap`,
+/// page faults and `munmap`.
+pub(crate) const READ_AT_MOST: usize = POPULATE_ABOVE;
 
 /// How a file is read this scrape (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Access {
-    /// Its writer is dead: copy its bytes (if it has at most [`READ_AT_MOST`] in use).
+    /// Its writer is dead: copy its bytes (if it has at most [`READ_AT_MOST`] in use;
+    /// else map it while it is read, whatever `keep_map` says).
     pub(crate) sealed: bool,
     /// When it is mapped, keep the mapping for the next scrape (else unmap it after).
     pub(crate) keep_map: bool,
@@ -275,11 +278,13 @@ fn refresh_once(
         match read_sealed(slot, path, kind, tables, buffers) {
             Err(Sealed::Skip(reason)) => return Err(reason),
             Ok(()) => return Ok(()),
-            // Too large to copy: mapped, as a live file is.
+            // Too large to copy: mapped while read.
             Err(Sealed::TooLarge) => {}
         }
     }
-    let keep = access.keep_map;
+    let keep = access.keep_map && !access.sealed;
+    // The stamp of a sealed file mapped here (too large to copy), once read whole.
+    let mut stamp = None;
     let buf = &mut buffers.entry;
     // A file whose mapping was kept is stat'ed (no open) to see whether it is the same
     // and the same size; any other is opened at once (its fstat says the same).
@@ -316,6 +321,9 @@ fn refresh_once(
         }
         let st = state_for(slot, &meta, kind, len);
         st.map = Some(map);
+        if access.sealed {
+            stamp = Stamp::settled(&meta);
+        }
     }
     let st = slot.as_mut().expect("state was just created");
     let map = st.map.take().expect("mapped above or kept");
@@ -332,6 +340,9 @@ fn refresh_once(
     }
     if keep {
         st.map = Some(map);
+    }
+    if parsed.is_ok() {
+        st.sealed = stamp;
     }
     parsed
 }
