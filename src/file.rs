@@ -287,6 +287,26 @@ pub(crate) fn open_read_only(path: &Path) -> io::Result<(File, fs::Metadata)> {
     Ok((file, meta))
 }
 
+/// Reads bytes `[offset, offset + len)` of `file` with `pread` into the same range of
+/// `buf`, which only ever grows (a buffer reused across files is not zeroed again).
+/// Returns how many bytes were read: fewer than `len` only when the file ends first.
+pub(crate) fn read_at_into(file: &File, offset: usize, len: usize, buf: &mut Vec<u8>) -> io::Result<usize> {
+    let end = offset + len;
+    if buf.len() < end {
+        buf.resize(end, 0);
+    }
+    let mut done = 0;
+    while done < len {
+        match file.read_at(&mut buf[offset + done..end], (offset + done) as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}
+
 /// The permission bits of `dir/name` (never following a symlink), if it is a regular
 /// file.
 pub(crate) fn mode(dir: &Path, name: &str) -> Option<u32> {

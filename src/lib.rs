@@ -85,8 +85,13 @@
 //! * **One bad file never fails a scrape.** Truncated, corrupt, foreign or unreadable
 //!   files, and anything not a regular file, are skipped whole, logged, and listed in
 //!   [`Scrape::skipped`].
-//! * **Lock-free.** The collector maps files read-only and reads each value with one
-//!   atomic load; writers never wait for it. Repeat scrapes parse only new entries.
+//! * **Lock-free, bounded.** The collector maps files read-only and reads each value
+//!   with one atomic load; writers never wait for it. Dead writers' files are copied
+//!   with `pread` instead (nothing writes them) the first time they are seen, and
+//!   whenever the collector already keeps its bound of mappings (16,384,
+//!   [`Collector::with_max_kept_mappings`]), past which other files are mapped only
+//!   while read: no directory is too large to scrape. Repeat scrapes parse only new
+//!   entries.
 //!
 //! # Gauge modes
 //!
@@ -166,6 +171,10 @@
 //! * Metric and label names follow the classic Prometheus rules
 //!   (`[a-zA-Z_:][a-zA-Z0-9_:]*`, labels without `:` or a `__` prefix).
 //! * A file is at most 2 GiB (the format's `used` is an `i32`).
+//! * A directory of many thousands of small files costs system calls per file on every
+//!   scrape (an `lstat` per file while mappings are kept; past the bound an open, a
+//!   `pread` or a mapping, and a close) until compaction folds dead writers' files (see
+//!   [`cleanup`]).
 //! * `fork()` copies only the calling thread. Forking while another thread declares a
 //!   metric (a [`Registry`] method) or is inside [`Family::get`] or [`Family::with`]
 //!   may leave that registry's or family's lock held in the child, which then blocks

@@ -79,23 +79,56 @@ fn baseline() -> String {
     text(&scrape)
 }
 
+/// Makes writers 2 and 3 dead writers (a free liveness lock file each), whose files
+/// the collector copies instead of mapping: every bad file of theirs goes through the
+/// collector's other way of reading.
+fn mark_dead_writers(dir: &Path) {
+    for id in ["2", "3"] {
+        fs::write(dir.join(format!("writer_{id}.lock")), b"").unwrap();
+    }
+}
+
+/// The ways a collector reads a file: through a mapping it keeps, through one it
+/// unmaps at once (past its bound on kept mappings), or, for a dead writer's file past
+/// that bound, by copying it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Way {
+    KeptMapping,
+    Mapping,
+    Copy,
+}
+
+/// A collector of `dir` that reads the files of writers 2 and 3 `way`.
+fn collector(dir: &Path, way: Way) -> Collector {
+    if way == Way::Copy {
+        mark_dead_writers(dir);
+    }
+    let collector = Collector::new(dir).unwrap();
+    if way == Way::KeptMapping { collector } else { collector.with_max_kept_mappings(0) }
+}
+
 /// Adds a bad file with `add` next to the valid files, scrapes, and checks that the
-/// output is the baseline and that exactly `name` was skipped; returns its reason.
-fn skipped_reason(name: &[u8], add: impl FnOnce(&Path)) -> SkipReason {
-    let dir = TestDir::new();
-    write_valid_files(dir.path());
-    let path = dir.path().join(std::ffi::OsStr::from_bytes(name));
-    add(&path);
-    let scrape = Collector::new(dir.path()).unwrap().collect().expect("a bad file never fails the scrape");
-    assert_eq!(text(&scrape), baseline(), "the other files' output must be unchanged");
-    assert_eq!(scrape.skipped.len(), 1, "{:?}", scrape.skipped);
-    assert_eq!(scrape.skipped[0].path, path);
-    scrape.skipped[0].reason.clone()
+/// output is the baseline and that exactly `name` was skipped; returns its reason,
+/// which is the same whichever [`Way`] the file is read.
+fn skipped_reason(name: &[u8], add: impl Fn(&Path)) -> SkipReason {
+    let mut reasons = Vec::new();
+    for way in [Way::KeptMapping, Way::Mapping, Way::Copy] {
+        let dir = TestDir::new();
+        write_valid_files(dir.path());
+        let path = dir.path().join(std::ffi::OsStr::from_bytes(name));
+        add(&path);
+        let scrape = collector(dir.path(), way).collect().expect("a bad file never fails the scrape");
+        assert_eq!(text(&scrape), baseline(), "the other files' output must be unchanged (read by {way:?})");
+        assert_eq!(scrape.skipped.len(), 1, "{:?}", scrape.skipped);
+        assert_eq!(scrape.skipped[0].path, path);
+        reasons.push(scrape.skipped[0].reason.clone());
+    }
+    assert!(reasons.iter().all(|r| *r == reasons[0]), "every way judges a file alike: {reasons:?}");
+    reasons.swap_remove(0)
 }
 
 fn bad_file(name: &str, bytes: &[u8]) -> SkipReason {
-    let bytes = bytes.to_vec();
-    skipped_reason(name.as_bytes(), move |path| fs::write(path, bytes).unwrap())
+    skipped_reason(name.as_bytes(), |path| fs::write(path, bytes).unwrap())
 }
 
 #[test]
@@ -354,13 +387,21 @@ fn valid_file_truncated_at_every_offset_never_disturbs_the_others() {
             e.offset + format::entry_len(e.key.len())
         }))
         .collect();
+    for way in [Way::KeptMapping, Way::Copy] {
+        truncated_at_every_offset(&full, &boundaries, way);
+    }
+}
+
+/// [`valid_file_truncated_at_every_offset_never_disturbs_the_others`] for a file read
+/// `way`.
+fn truncated_at_every_offset(full: &[u8], boundaries: &[usize], way: Way) {
     let base = baseline();
     let dir = TestDir::new();
     write_valid_files(dir.path());
     let path = dir.path().join("histogram_2.db");
     // One collector for the whole run (its cached state sees the file rewritten in
     // place at every size), checked against a fresh collector each time.
-    let kept = Collector::new(dir.path()).unwrap();
+    let kept = collector(dir.path(), way);
     let mut accepted = 0;
     for cut in 0..full.len() {
         for rewrite_used in [false, true] {
@@ -370,7 +411,7 @@ fn valid_file_truncated_at_every_offset_never_disturbs_the_others() {
             }
             fs::write(&path, &bytes).unwrap();
             let scrape = kept.collect().expect("a truncated file never fails the scrape");
-            let fresh = Collector::new(dir.path()).unwrap().collect().unwrap();
+            let fresh = collector(dir.path(), way).collect().unwrap();
             assert_eq!(scrape, fresh, "cut at {cut}: cached state diverged from a fresh scrape");
             let whole_entries = rewrite_used && boundaries.contains(&cut);
             if whole_entries {

@@ -47,6 +47,10 @@ fn main() {
         ),
         Trial::test("fifo_named_db_does_not_hang_a_scrape", fifo_named_db_does_not_hang_a_scrape),
         Trial::test(
+            "a_non_file_at_a_liveness_file_name_makes_no_writer_dead",
+            a_non_file_at_a_liveness_file_name_makes_no_writer_dead,
+        ),
+        Trial::test(
             "fifo_at_a_writers_file_name_is_a_clear_error_without_hanging",
             fifo_at_a_writers_file_name_is_a_clear_error_without_hanging,
         ),
@@ -323,6 +327,23 @@ fn fifo_named_db_does_not_hang_a_scrape() -> Result<(), Failed> {
     expect_eq("exposition", text(&scrape), baseline)?;
     expect_eq("skipped", scrape.skipped.len(), 2)?;
     check("skipped as not regular", scrape.skipped.iter().all(|s| s.reason == SkipReason::NotARegularFile))
+}
+
+/// A directory or FIFO planted at `writer_2.lock` is no dead writer's liveness file:
+/// writer 2's live gauges still count (its liveness is unknown, as for a Python
+/// worker), and its files are read as they are without one.
+fn a_non_file_at_a_liveness_file_name_makes_no_writer_dead() -> Result<(), Failed> {
+    let dir = TestDir::new();
+    fs::write(dir.path().join("counter_2.db"), counter_file("mine", 1.0))?;
+    fs::write(dir.path().join("gauge_livesum_2.db"), counter_file("live", 2.0))?;
+    let baseline = text(&scrape_within_10s(dir.path())?);
+    check("the live gauge counts without a liveness file", baseline.contains("live_total"))?;
+    let lock = dir.path().join("writer_2.lock");
+    fs::create_dir(&lock)?;
+    expect_eq("with a directory there", text(&scrape_within_10s(dir.path())?), baseline.clone())?;
+    fs::remove_dir(&lock)?;
+    mkfifo(&lock);
+    expect_eq("with a FIFO there", text(&scrape_within_10s(dir.path())?), baseline)
 }
 
 fn fifo_at_a_writers_file_name_is_a_clear_error_without_hanging() -> Result<(), Failed> {

@@ -2,8 +2,9 @@
 //! Python's rules, and hand back a [`Scrape`] ready for [`crate::expose`].
 //!
 //! ```text
-//! list *.db (sorted, no dotfiles) → per file: stat, map read-only, parse new entries,
-//! snapshot values → merge (pure) → Vec<MetricFamily>
+//! list *.db (sorted, no dotfiles) → per worker ID, per file: map read-only (kept, up to
+//! a bound) or, past it, copy up to `used` (dead writer) or map while read, parse new
+//! entries, snapshot values → merge (pure, in sorted name order) → Vec<MetricFamily>
 //! ```
 //!
 //! # Same result as Python
@@ -34,17 +35,47 @@
 //! output is the output of the directory without that file. Dotfiles are ignored, as
 //! Python's `glob` ignores them.
 //!
-//! # Lock-free and untorn
+//! # Untorn, bounded, and no writer waits
 //!
-//! A scrape takes no lock: it only tests liveness locks (`F_OFD_GETLK`), which never
-//! delays a writer. Files are mapped read-only; `used` is loaded with acquire semantics
-//! and nothing past it is read; each value is one 8-byte atomic load, so it is never
-//! torn.
+//! Files are read by worker ID, in one of three ways:
+//!
+//! * **By copy**, for a dead writer's files (its liveness lock is free) seen for the
+//!   first time, and for those past the collector's bound on kept mappings: the scrape
+//!   holds a shared lock on the writer's liveness file while it reads that writer's
+//!   files (microseconds: as compaction does, so that no writer can take the ID
+//!   meanwhile; a writer starting in that slot at that moment retries 5 ms later, as it
+//!   does while any other holder goes away). Unless the ID is the pid of a running
+//!   process (a stock Python worker given that pid takes no lock and would write the
+//!   same files), they are copied with `pread`, up to `used`, into one buffer reused for
+//!   every file, and parsed from those bytes: nothing writes them, so nothing is torn,
+//!   and no mapping is made. A dead writer's file with more than 64 KiB in use is
+//!   mapped instead while it is read (mapping cached pages is cheaper than copying
+//!   them), and unmapped at once. A repeat scrape reads a copied file again (as below), except the
+//!   files of a writer whose ID is not its last holder's pid (a stable slot name): those
+//!   are not opened while their liveness file and they keep the `stat` they had when
+//!   last copied (both at least 2 s old then, so that no later change can leave the
+//!   same stamp); a pid-named writer's files are always read again, since a stock
+//!   Python worker given that pid may have written them, in place, since.
+//! * **Through a kept mapping**, for any other file, and for a dead writer's file seen
+//!   again, while the collector keeps fewer mappings than its bound (16,384 by default,
+//!   [`Collector::with_max_kept_mappings`]): `used` is loaded with acquire semantics and
+//!   nothing past it is read; each value is one 8-byte atomic load, so it is never torn,
+//!   whoever writes the file meanwhile. A repeat scrape costs an `lstat` and a load per
+//!   value, and takes no lock.
+//! * **Through a mapping unmapped at once**, past the bound, for a live writer's file or
+//!   one of unknown liveness (no liveness file, as for a stock Python worker, which may
+//!   be running).
+//!
+//! So a fresh collector (one scrape, as the command line's) maps no dead writer's file,
+//! a long-lived one reads most files with an `lstat` and a load per value, and
+//! however many files the directory holds, a scraping process never runs into
+//! Linux's `vm.max_map_count` (65,530 by default) or the `SIGBUS` guard's table.
 //!
 //! Neither this crate's writers nor Python's ever shrink a file. If something else
-//! truncates one while a scrape reads it, the pages past the new end read as zeros
-//! instead of raising `SIGBUS` (the guard in the crate's one unsafe module), and the
-//! file is skipped as [`SkipReason::Truncated`].
+//! truncates one while a scrape reads it through a mapping, the pages past the new end
+//! read as zeros instead of raising `SIGBUS` (the guard in the crate's one unsafe
+//! module), and the file is skipped as [`SkipReason::Truncated`]; a file truncated
+//! while it is copied reads short and is skipped as `truncated` too.
 //!
 //! # Compaction and dead writers
 //!
@@ -56,9 +87,9 @@
 //! # Repeat scrapes
 //!
 //! The collector keeps, per file (by name, trusted while the inode is the same), the
-//! entries it has parsed and how far. A repeat scrape stats each file, parses only
-//! entries appended since, and re-reads values. Keys are decoded once per distinct key
-//! bytes across all files, and everything is interned, so the merge works on integers.
+//! entries it has parsed and how far. A repeat scrape parses only entries appended
+//! since and re-reads values, as above. Keys are decoded once per distinct key bytes
+//! across all files, and everything is interned, so the merge works on integers.
 
 mod merge;
 mod model;
@@ -83,15 +114,25 @@ use crate::file;
 use crate::format::FormatError;
 use crate::format::key::KeyError;
 use crate::format::names;
-use crate::liveness::{self, Liveness};
+use crate::liveness;
 use merge::{FileInput, Scratch};
-use read::FileState;
+use read::{Access, FileState, Stamp};
 use table::Tables;
 
 /// How long a scrape waits for a compaction to finish renaming archives into place.
 const COMPACTION_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// How many times a scrape that overlapped a compaction is done again.
 const MAX_ATTEMPTS: u32 = 16;
+
+/// The most mappings a collector keeps between scrapes by default (see
+/// [`Collector::with_max_kept_mappings`]): a quarter of Linux's default
+/// `vm.max_map_count` (65,530, shared with everything else the process maps) and of the
+/// SIGBUS guard's table (65,536, shared with this process's writers). Measured on
+/// 10,000 pid-named dead workers' files, a kept mapping is the cheapest way to scrape a
+/// file again (one `lstat` and a load per value: 32 ms for all of them, against 96 ms
+/// copying them all again, which their pids oblige), so the bound is set well above the
+/// directories seen in practice.
+pub(crate) const MAX_KEPT_MAPPINGS: usize = 16_384;
 
 /// Why a file was left out of a scrape.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -235,6 +276,7 @@ pub struct Collector {
     dir: PathBuf,
     self_metrics: bool,
     process_metrics: bool,
+    max_kept_mappings: usize,
     state: Mutex<State>,
 }
 
@@ -246,9 +288,12 @@ struct State {
     tables: Tables,
     files: HashMap<OsString, FileState>,
     scratch: Scratch,
-    buf: Vec<u8>,
+    buffers: read::Buffers,
     /// The last reason logged for each skipped file, to warn once per problem.
     reported: HashMap<OsString, SkipReason>,
+    /// Dead writers whose files were copied at the last scrape, with the stamp of their
+    /// liveness file then (see [`Collector::still_sealed`]).
+    dead_ids: HashMap<String, read::Stamp>,
 }
 
 impl Collector {
@@ -266,7 +311,13 @@ impl Collector {
                 .expected("a directory, found another kind of file"));
         }
         crate::file::warn_if_world_writable(dir, &meta);
-        Ok(Collector { dir: dir.to_path_buf(), self_metrics: false, process_metrics: false, state: Mutex::default() })
+        Ok(Collector {
+            dir: dir.to_path_buf(),
+            self_metrics: false,
+            process_metrics: false,
+            max_kept_mappings: MAX_KEPT_MAPPINGS,
+            state: Mutex::default(),
+        })
     }
 
     /// A collector over `$PROMETHEUS_MULTIPROC_DIR` (or the deprecated
@@ -322,6 +373,29 @@ impl Collector {
         self
     }
 
+    /// Keeps at most `limit` file mappings between scrapes (16,384 by default). A file
+    /// with a kept mapping costs a repeat scrape one `lstat` and one atomic load per
+    /// value; past the limit, a dead writer's file is copied with `pread` (and, if its
+    /// worker ID is a stable slot name, not even opened while it is unchanged) and any
+    /// other file is mapped while it is read and unmapped at once. (A dead writer's
+    /// file seen for the first time is always copied, and mapped from the next scrape on
+    /// if there is room.) Each mapping also
+    /// takes an entry of the process's `vm.max_map_count` (65,530 by default) and of the
+    /// crate's `SIGBUS` guard table (65,536, shared with the process's writers): lower
+    /// the limit in a process that maps much else or runs several collectors. `0`
+    /// keeps none.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let collector = prometheus_multiproc::Collector::new(dir.path())?.with_max_kept_mappings(256);
+    /// assert!(collector.collect()?.families.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_max_kept_mappings(mut self, limit: usize) -> Collector {
+        self.max_kept_mappings = limit;
+        self
+    }
+
     /// The directory this collector reads.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -358,23 +432,13 @@ impl Collector {
         }
     }
 
-    /// Names this scrape must leave out: sources an archive has taken over (a
-    /// compaction was interrupted before removing them, or is removing them now) and
-    /// live-mode gauge files of writers whose liveness lock is free.
-    fn excluded(&self, names: &[OsString]) -> HashSet<OsString> {
+    /// Names this scrape must leave out because an archive has taken them over (a
+    /// compaction was interrupted before removing them, or is removing them now). The
+    /// live-mode gauge files of dead writers are left out too, as their files are read
+    /// (see [`Collector::read_all`]).
+    fn superseded(&self, names: &[OsString]) -> HashSet<OsString> {
         let utf8: Vec<String> = names.iter().filter_map(|n| n.to_str().map(str::to_owned)).collect();
-        let mut out: HashSet<OsString> =
-            crate::cleanup::superseded(&self.dir, &utf8).into_keys().map(OsString::from).collect();
-        let mut dead: HashMap<&str, bool> = HashMap::new();
-        for name in &utf8 {
-            if let Some(id) = names::parse_db_name(name).filter(|db| db.kind.is_live()).map(|db| db.id) {
-                let is_dead = *dead.entry(id).or_insert_with(|| liveness::liveness(&self.dir, id) == Liveness::Dead);
-                if is_dead {
-                    out.insert(OsString::from(name));
-                }
-            }
-        }
-        out
+        crate::cleanup::superseded(&self.dir, &utf8).into_keys().map(OsString::from).collect()
     }
 
     fn collect_once(&self) -> Result<Scrape> {
@@ -385,7 +449,7 @@ impl Collector {
             };
             Error::new(kind).at(&self.dir).expected("a readable directory").caused_by(e)
         })?;
-        let excluded = self.excluded(&names);
+        let excluded = self.superseded(&names);
         names.retain(|n| !excluded.contains(n));
         #[cfg(test)]
         read::AFTER_LISTING.with(|hook| hook.borrow().as_ref().map(|f| f(&self.dir)));
@@ -393,15 +457,7 @@ impl Collector {
         let state = &mut *guard;
         state.files.retain(|name, _| names.binary_search_by(|n| cmp_names(n, name)).is_ok());
         state.reported.retain(|name, _| names.binary_search_by(|n| cmp_names(n, name)).is_ok());
-
-        let mut skipped: Vec<(OsString, SkipReason)> = Vec::new();
-        let mut usable: Vec<OsString> = Vec::with_capacity(names.len());
-        for name in names {
-            match self.refresh(state, &name) {
-                Ok(()) => usable.push(name),
-                Err(reason) => skipped.push((name, reason)),
-            }
-        }
+        let (mut usable, mut skipped) = self.read_all(state, names);
 
         let families = loop {
             let inputs: Vec<FileInput<'_>> = usable
@@ -445,6 +501,7 @@ impl Collector {
             state.reported.remove(name);
         }
         state.compact_if_bloated();
+        state.buffers.shrink();
         let mut families = families;
         if self.self_metrics {
             families.push(skipped_files_family(&report));
@@ -455,10 +512,126 @@ impl Collector {
         Ok(Scrape { families, skipped: report })
     }
 
-    fn refresh(&self, state: &mut State, name: &OsString) -> std::result::Result<(), SkipReason> {
+    /// Brings the state of every file of `names` (sorted) up to date: the usable ones,
+    /// in the order of `names`, and the skipped ones with their reasons.
+    ///
+    /// Files are read by worker ID. A file seen for the first time is copied if its
+    /// writer is dead, and mapped otherwise; a file seen again is read through a mapping
+    /// kept for it, made then if fewer than [`Collector::with_max_kept_mappings`] are
+    /// kept; past that bound it is copied again if its writer is dead and otherwise
+    /// mapped while it is read. So a fresh collector (one scrape) maps no dead writer's
+    /// file, and a long-lived one reads the files it keeps mapped with one `lstat` and a
+    /// load per value.
+    ///
+    /// Whether a writer is dead is tested when first needed: its liveness file is held
+    /// with a shared lock if its lock is free (as compaction holds a dead writer's), so
+    /// that no writer can take that ID until its files are read; its files are copied
+    /// unless the ID is the pid of a running process (which may be a stock Python worker
+    /// writing the same files without a lock). A dead writer's live-mode gauge files are
+    /// left out, as Python's `mark_process_dead` would have removed them.
+    fn read_all(&self, state: &mut State, names: Vec<OsString>) -> (Vec<OsString>, Vec<(OsString, SkipReason)>) {
+        let ids: Vec<Option<&str>> = names.iter().map(|n| n.to_str().and_then(names::worker_id_of)).collect();
+        let mut order: Vec<usize> = (0..names.len()).collect();
+        order.sort_by_key(|&i| ids[i]); // stable: by name within an ID
+        let mut usable: Vec<usize> = Vec::with_capacity(names.len());
+        let mut skipped: Vec<(OsString, SkipReason)> = Vec::new();
+        let mut mapped = state.files.values().filter(|st| st.is_mapped()).count();
+        let mut dead_ids = HashMap::new();
+        let is_live_gauge = |name: &OsString| name.to_str().is_some_and(|n| n.starts_with("gauge_live"));
+        for group in order.chunk_by(|&a, &b| ids[a] == ids[b]) {
+            let id = ids[group[0]];
+            if let Some(id) = id
+                && let Some(stamp) = self.still_sealed(state, id, group.iter().map(|&i| &names[i]))
+            {
+                usable.extend(group.iter().filter(|&&i| !is_live_gauge(&names[i])));
+                dead_ids.insert(id.to_owned(), stamp);
+                continue;
+            }
+            // The liveness test, made when first needed and held until this ID's files
+            // are read: `Some(lock)` for a dead writer.
+            let mut dead: Option<Option<std::fs::File>> = None;
+            let test = |dead: &mut Option<Option<std::fs::File>>| -> bool {
+                // A liveness file that is not a regular file is no writer's (writers
+                // refuse it): the ID's liveness is unknown, as `probe_liveness` says.
+                let hold = || liveness::hold_dead(&self.dir, id?).filter(|f| f.metadata().is_ok_and(|m| m.is_file()));
+                dead.get_or_insert_with(hold).is_some()
+            };
+            // Whether a dead writer's files are copied: not if its ID is the pid of a
+            // running process. `pid_running` first: one `kill(pid, 0)`, and for most dead
+            // IDs that is all.
+            let pid_reused = |id: &str| liveness::pid_running(id) && liveness::pid_in_use(&self.dir, id);
+            let mut sealed: Option<bool> = None;
+            let mut copied_all = true;
+            for &i in group {
+                let name = &names[i];
+                if is_live_gauge(name) && test(&mut dead) {
+                    if state.files.remove(name).is_some_and(|st| st.is_mapped()) {
+                        mapped -= 1;
+                    }
+                    state.reported.remove(name);
+                    continue;
+                }
+                let known = state.files.get(name);
+                let was_mapped = known.is_some_and(FileState::is_mapped);
+                let room = mapped < self.max_kept_mappings;
+                let access = if was_mapped || (known.is_some() && room) {
+                    // Read through a mapping kept, or one to keep: a file seen again.
+                    Access { sealed: false, keep_map: true }
+                } else {
+                    // Seen for the first time, or past the bound: copied if its writer is
+                    // dead, else mapped (and the mapping kept if there is room).
+                    let sealed = *sealed.get_or_insert_with(|| test(&mut dead) && id.is_some_and(|id| !pid_reused(id)));
+                    Access { sealed, keep_map: !sealed && room }
+                };
+                let result = self.refresh(state, name, access);
+                let is_mapped = state.files.get(name).is_some_and(FileState::is_mapped);
+                mapped = mapped + usize::from(is_mapped) - usize::from(was_mapped);
+                copied_all &= access.sealed && !is_mapped;
+                match result {
+                    Ok(()) => usable.push(i),
+                    Err(reason) => skipped.push((name.clone(), reason)),
+                }
+            }
+            if let (true, Some(id), Some(Some(lock))) = (copied_all && sealed == Some(true), id, &dead)
+                && let Some(stamp) = lock.metadata().ok().and_then(|meta| Stamp::settled(&meta))
+                && liveness::holder(&self.dir, id).is_none_or(|pid| pid.to_string() != id)
+            {
+                dead_ids.insert(id.to_owned(), stamp);
+            }
+            drop(dead);
+        }
+        state.dead_ids = dead_ids;
+        usable.sort_unstable();
+        (usable.into_iter().map(|i| names[i].clone()).collect(), skipped)
+    }
+
+    /// Whether the files `names` of the dead writer `id` are as the last scrape copied
+    /// them, without opening any: `id`'s liveness file has the stamp it had then (a
+    /// writer taking the ID rewrites it, so the writer is still dead and nothing of ours
+    /// has written its files since), and each file (but live-mode gauges, left out for a
+    /// dead writer) has the stamp it had when it was read whole. IDs that are their last
+    /// holder's pid are never recorded: a stock Python worker given that pid again takes
+    /// no lock and may have written the files, in place, since. Returns the stamp.
+    fn still_sealed<'n>(
+        &self,
+        state: &State,
+        id: &str,
+        mut names: impl Iterator<Item = &'n OsString>,
+    ) -> Option<Stamp> {
+        let stamp = *state.dead_ids.get(id)?;
+        let lock = file::lstat(&self.dir.join(names::lock_name(id))).ok()?;
+        let unchanged = |name: &OsString| {
+            name.to_str().is_some_and(|n| n.starts_with("gauge_live"))
+                || state.files.get(name).is_some_and(|st| st.unchanged(&self.dir.join(name)))
+        };
+        (Stamp::of(&lock) == stamp && names.all(unchanged)).then_some(stamp)
+    }
+
+    fn refresh(&self, state: &mut State, name: &OsString, access: Access) -> std::result::Result<(), SkipReason> {
         let kind = name.to_str().and_then(name::parse_file_name).ok_or(SkipReason::UnknownName)?;
         let mut slot = state.files.remove(name);
-        let result = read::refresh(&mut slot, &self.dir.join(name), kind, &mut state.tables, &mut state.buf);
+        let result =
+            read::refresh(&mut slot, &self.dir.join(name), kind, access, &mut state.tables, &mut state.buffers);
         if let Some(st) = slot {
             state.files.insert(name.clone(), st);
         }

@@ -1,10 +1,21 @@
-//! Reading one file: identity checks, a read-only mapping, incremental parsing of new
-//! entries, and a snapshot of every entry's value.
+//! Reading one file: identity checks, a read-only mapping or a `pread` copy,
+//! incremental parsing of new entries, and a snapshot of every entry's value.
 //!
 //! State is kept per file name between scrapes and trusted only while the file is the
-//! same inode: a repeat scrape stats the file, parses only the entries appended since
-//! (bytes below `used` never change), and re-reads the values with one atomic load
-//! each.
+//! same inode: a repeat scrape parses only the entries appended since (bytes below
+//! `used` never change) and re-reads the values.
+//!
+//! A file is read one of two ways, chosen by the caller each scrape (see the
+//! collector's module docs for which):
+//!
+//! * **Mapped**: values are single 8-byte atomic loads, never torn. A repeat scrape
+//!   stats the file and reuses the mapping it kept, or, when the caller keeps none for
+//!   it, maps it afresh and unmaps it after.
+//! * **Copied**, for a file whose writer is dead (`sealed`): its bytes up to `used` are
+//!   copied with `pread` into a buffer reused across files and parsed with the same
+//!   code, and no mapping is kept. Nothing writes such a file, so a copy cannot tear.
+//!   A file with more than [`READ_AT_MOST`] bytes in use is mapped instead, while it
+//!   is read, and then remembered as a copied file is.
 
 use std::io;
 use std::os::unix::fs::MetadataExt;
@@ -25,7 +36,14 @@ pub(crate) struct FileState {
     dev: u64,
     ino: u64,
     pub(crate) kind: FileKind,
-    map: ReadMap,
+    /// The mapping kept between scrapes, if any (see the module docs).
+    map: Option<ReadMap>,
+    /// Length of the file (capped at [`MAX_MAP`]) when it was last mapped or read.
+    len: usize,
+    /// The stamp of a sealed file read whole (no skip) when its last change was already
+    /// [`SETTLED`] old: while the file keeps it and its writer stays dead, what was read
+    /// is still its content (see [`FileState::unchanged`]).
+    sealed: Option<Stamp>,
     /// Offset just past the last entry parsed.
     parsed_to: usize,
     /// The key of the last entry parsed (what predicts the next one's).
@@ -62,6 +80,129 @@ const POPULATE_ABOVE: usize = 64 * 1024;
 /// Maps at most this much of a file: `used` is an `i32`, so nothing beyond is read.
 const MAX_MAP: u64 = format::MAX_SIZE as u64;
 
+/// A sealed file is read with one `pread` of this many bytes first (or fewer, if the
+/// file is shorter; or as many as were in use at the last scrape, if more): the
+/// header and every entry of a small file, without copying the zeros of the space
+/// writers reserve (a 64 KiB file of 1 KiB in use is common; copying all 64 KiB of
+/// each of 10,000 such files made `pread` half of a scrape's time).
+const FIRST_READ: usize = 4096;
+
+/// A sealed file with more bytes than this in use is mapped while it is read rather
+/// than copied. Measured on 64 dead writers' files of 10,000 series (1 MiB in use each),
+/// copying them took 20 % more CPU than mapping them (`MADV_POPULATE_READ` maps the
+/// cached pages without a copy), while for small files copying saves the `mmap`,
+/// page faults and `munmap`.
+pub(crate) const READ_AT_MOST: usize = POPULATE_ABOVE;
+
+/// How a file is read this scrape (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Access {
+    /// Its writer is dead: copy its bytes (if it has at most [`READ_AT_MOST`] in use;
+    /// else map it while it is read, whatever `keep_map` says).
+    pub(crate) sealed: bool,
+    /// When it is mapped, keep the mapping for the next scrape (else unmap it after).
+    pub(crate) keep_map: bool,
+}
+
+/// How old a file's last change (its `ctime`) must be before its stamp is trusted to
+/// tell every later change: file times come from a clock that advances in steps (one
+/// kernel tick; one second on some file systems), so a change within the same step as
+/// the one recorded would leave the stamp as it was.
+pub(crate) const SETTLED: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// What `stat` says of a file that any change to it changes (given [`SETTLED`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Stamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Stamp {
+    pub(crate) fn of(meta: &std::fs::Metadata) -> Stamp {
+        Stamp {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+
+    /// The stamp of `meta`, if its last change is at least [`SETTLED`] old now.
+    pub(crate) fn settled(meta: &std::fs::Metadata) -> Option<Stamp> {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?;
+        let ctime = std::time::Duration::new(u64::try_from(meta.ctime()).ok()?, meta.ctime_nsec() as u32);
+        (now.checked_sub(ctime)? >= SETTLED).then(|| Stamp::of(meta))
+    }
+}
+
+/// The `N` bytes at `offset` of a copy (the format is little-endian), if it holds them.
+fn word<const N: usize>(bytes: &[u8], offset: usize) -> Option<[u8; N]> {
+    bytes.get(offset..offset.checked_add(N)?)?.try_into().ok()
+}
+
+/// The bytes of a file being parsed: its mapping, or a copy of its first bytes.
+#[derive(Debug, Clone, Copy)]
+enum View<'a> {
+    Map(&'a ReadMap),
+    Bytes(&'a [u8]),
+}
+
+impl<'a> View<'a> {
+    fn len(self) -> usize {
+        match self {
+            View::Map(map) => map.len(),
+            View::Bytes(bytes) => bytes.len(),
+        }
+    }
+
+    /// The header's `used` field (see [`ReadMap::load_used`]).
+    fn load_used(self) -> Option<i32> {
+        match self {
+            View::Map(map) => map.load_used(),
+            View::Bytes(bytes) => format::decode_used(bytes).ok(),
+        }
+    }
+
+    fn load_u32(self, offset: usize) -> Option<u32> {
+        match self {
+            View::Map(map) => map.load_u32(offset),
+            View::Bytes(bytes) => word(bytes, offset).map(u32::from_le_bytes),
+        }
+    }
+
+    fn load_u64(self, offset: usize) -> Option<u64> {
+        match self {
+            View::Map(map) => map.load_u64(offset),
+            View::Bytes(bytes) => word(bytes, offset).map(u64::from_le_bytes),
+        }
+    }
+
+    /// Whether the bytes at `start` are `expected` (`None` out of bounds, and as
+    /// [`ReadMap::words_equal`] for a mapping).
+    fn words_equal(self, start: usize, expected: &[u8]) -> Option<bool> {
+        match self {
+            View::Map(map) => map.words_equal(start, expected),
+            View::Bytes(bytes) => Some(bytes.get(start..start.checked_add(expected.len())?)? == expected),
+        }
+    }
+
+    /// The bytes `[start, end)`: copied into `buf` from a mapping (see
+    /// [`ReadMap::copy_to`]), borrowed from a copy.
+    fn bytes<'s>(self, start: usize, end: usize, buf: &'s mut Vec<u8>) -> Option<&'s [u8]>
+    where
+        'a: 's,
+    {
+        match self {
+            View::Map(map) => map.copy_to(start, end, buf),
+            View::Bytes(bytes) => bytes.get(start..end),
+        }
+    }
+}
+
 fn io_reason(err: &io::Error) -> SkipReason {
     match err.kind() {
         io::ErrorKind::NotFound => SkipReason::Vanished,
@@ -85,22 +226,41 @@ pub(crate) fn refresh(
     slot: &mut Option<FileState>,
     path: &Path,
     kind: FileKind,
+    access: Access,
     tables: &mut Tables,
-    buf: &mut Vec<u8>,
+    buffers: &mut Buffers,
 ) -> Result<(), SkipReason> {
-    let mut result = refresh_once(slot, path, &kind, tables, buf, false);
+    let mut result = refresh_once(slot, path, &kind, access, tables, buffers, false);
     // A writer grows its file (the blocks first, then the entries, then `used`), so a
     // `used` beyond what was mapped means the file grew after it was measured: map it
     // again at its new size. Twice at most: past that the file really is corrupt.
     for _ in 0..2 {
         match result {
             Err(SkipReason::Corrupt(FormatError::UsedBeyondEnd { .. })) => {
-                result = refresh_once(slot, path, &kind, tables, buf, true);
+                result = refresh_once(slot, path, &kind, access, tables, buffers, true);
             }
             _ => break,
         }
     }
     result
+}
+
+/// Buffers reused across the files of a scrape and across scrapes.
+#[derive(Debug, Default)]
+pub(crate) struct Buffers {
+    /// One entry copied out of a mapping.
+    entry: Vec<u8>,
+    /// The bytes of a sealed file.
+    file: Vec<u8>,
+}
+
+impl Buffers {
+    /// Frees a file buffer grown far beyond what small files need.
+    pub(crate) fn shrink(&mut self) {
+        if self.file.capacity() > 1 << 20 {
+            self.file = Vec::new();
+        }
+    }
 }
 
 /// One attempt of [`refresh`]; `remap` maps the file afresh even if its size seems
@@ -109,14 +269,27 @@ fn refresh_once(
     slot: &mut Option<FileState>,
     path: &Path,
     kind: &FileKind,
+    access: Access,
     tables: &mut Tables,
-    buf: &mut Vec<u8>,
+    buffers: &mut Buffers,
     remap: bool,
 ) -> Result<(), SkipReason> {
-    // A file read before is stat'ed (no open) to see whether it is the same and the
-    // same size; a new one is opened at once (its fstat says the same).
+    if access.sealed {
+        match read_sealed(slot, path, kind, tables, buffers) {
+            Err(Sealed::Skip(reason)) => return Err(reason),
+            Ok(()) => return Ok(()),
+            // Too large to copy: mapped while read.
+            Err(Sealed::TooLarge) => {}
+        }
+    }
+    let keep = access.keep_map && !access.sealed;
+    // The stamp of a sealed file mapped here (too large to copy), once read whole.
+    let mut stamp = None;
+    let buf = &mut buffers.entry;
+    // A file whose mapping was kept is stat'ed (no open) to see whether it is the same
+    // and the same size; any other is opened at once (its fstat says the same).
     let mut reuse = false;
-    if let Some(st) = slot.as_ref().filter(|_| !remap) {
+    if let Some(st) = slot.as_ref().filter(|st| !remap && st.map.is_some()) {
         let meta = file::lstat(path).map_err(|e| io_reason(&e))?;
         if !meta.file_type().is_file() {
             return Err(SkipReason::NotARegularFile);
@@ -126,7 +299,7 @@ fn refresh_once(
         if st.dev != meta.dev() || st.ino != meta.ino() || st.kind != *kind {
             *slot = None;
         } else {
-            reuse = st.map.len() == meta.len().min(MAX_MAP) as usize;
+            reuse = st.map.as_ref().is_some_and(|map| map.len() == meta.len().min(MAX_MAP) as usize);
         }
     }
     if !reuse {
@@ -146,47 +319,138 @@ fn refresh_once(
         {
             map.populate(used);
         }
-        match slot {
-            // Same inode, grown: keep what was parsed.
-            Some(st) if st.dev == meta.dev() && st.ino == meta.ino() && len >= st.map.len() => st.map = map,
-            _ => {
-                *slot = Some(FileState {
-                    dev: meta.dev(),
-                    ino: meta.ino(),
-                    kind: kind.clone(),
-                    map,
-                    parsed_to: format::HEADER_LEN,
-                    last_key: None,
-                    samples: Vec::new(),
-                    value_offsets: Vec::new(),
-                    families: Vec::new(),
-                    seen_families: HashSet::new(),
-                    values: Vec::new(),
-                    timestamps: Vec::new(),
-                })
-            }
+        let st = state_for(slot, &meta, kind, len);
+        st.map = Some(map);
+        if access.sealed {
+            stamp = Stamp::settled(&meta);
         }
     }
     let st = slot.as_mut().expect("state was just created");
+    let map = st.map.take().expect("mapped above or kept");
+    let view = View::Map(&map);
     // Values of the entries known already, then new entries with their values.
-    st.snapshot();
-    let parsed = st.parse(tables, buf);
-    if st.map.truncated() {
+    st.snapshot(view);
+    let parsed = st.parse(view, tables, buf);
+    if map.truncated() {
         // Something truncated the file under the mapping: some of what was just read
         // is zeros standing in for missing pages. Forget the file; the next scrape
         // maps it afresh at its new size.
         *slot = None;
         return Err(SkipReason::Truncated);
     }
+    if keep {
+        st.map = Some(map);
+    }
+    if parsed.is_ok() {
+        st.sealed = stamp;
+    }
     parsed
+}
+
+/// The state of a file just opened (`meta`, `len` bytes to read): the one in `slot` if
+/// it is the same inode and has not shrunk (what was parsed stays valid), else a new one.
+fn state_for<'s>(
+    slot: &'s mut Option<FileState>,
+    meta: &std::fs::Metadata,
+    kind: &FileKind,
+    len: usize,
+) -> &'s mut FileState {
+    let same = slot
+        .as_ref()
+        .is_some_and(|st| st.dev == meta.dev() && st.ino == meta.ino() && st.kind == *kind && len >= st.len);
+    if !same {
+        *slot = Some(FileState {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            kind: kind.clone(),
+            map: None,
+            len,
+            sealed: None,
+            parsed_to: format::HEADER_LEN,
+            last_key: None,
+            samples: Vec::new(),
+            value_offsets: Vec::new(),
+            families: Vec::new(),
+            seen_families: HashSet::new(),
+            values: Vec::new(),
+            timestamps: Vec::new(),
+        });
+    }
+    let st = slot.as_mut().expect("set above");
+    st.len = len;
+    st.sealed = None;
+    st
+}
+
+/// Why a sealed file was not read by copy.
+enum Sealed {
+    /// It must be skipped this scrape.
+    Skip(SkipReason),
+    /// It has more than [`READ_AT_MOST`] bytes in use: map it.
+    TooLarge,
+}
+
+/// Reads a sealed file (its writer is dead) by copying its bytes up to `used` into
+/// `buffers.file` with `pread`, then snapshots and parses them as a mapping would be;
+/// the state keeps no mapping.
+fn read_sealed(
+    slot: &mut Option<FileState>,
+    path: &Path,
+    kind: &FileKind,
+    tables: &mut Tables,
+    buffers: &mut Buffers,
+) -> Result<(), Sealed> {
+    let (handle, meta) = file::open_read_only(path).map_err(|e| Sealed::Skip(io_reason(&e)))?;
+    #[cfg(test)]
+    AFTER_STAT.with(|hook| hook.borrow().as_ref().map(|f| f(path)));
+    if meta.len() == 0 {
+        *slot = None;
+        return Err(Sealed::Skip(SkipReason::Empty));
+    }
+    let len = meta.len().min(MAX_MAP) as usize;
+    let bytes = &mut buffers.file;
+    let known = slot.as_ref().map_or(0, |st| st.parsed_to);
+    let first = len.min(FIRST_READ.max(known));
+    // The file ends before the length measured a moment ago: it was truncated.
+    let truncated = |slot: &mut Option<FileState>| {
+        *slot = None;
+        Sealed::Skip(SkipReason::Truncated)
+    };
+    let got = file::read_at_into(&handle, 0, first, bytes).map_err(|e| Sealed::Skip(io_reason(&e)))?;
+    if got < first {
+        return Err(truncated(slot));
+    }
+    let mut end = first;
+    // A `used` the length does not hold is left for `parse` to report.
+    if let Some(used) = format::decode_used(&bytes[..first]).ok().and_then(|u| usize::try_from(u).ok())
+        && used > first
+        && used <= len
+    {
+        if used > READ_AT_MOST {
+            return Err(Sealed::TooLarge);
+        }
+        let got = file::read_at_into(&handle, first, used - first, bytes).map_err(|e| Sealed::Skip(io_reason(&e)))?;
+        if got < used - first {
+            return Err(truncated(slot));
+        }
+        end = used;
+    }
+    drop(handle);
+    let st = state_for(slot, &meta, kind, len);
+    st.map = None;
+    let view = View::Bytes(&bytes[..end]);
+    st.snapshot(view);
+    st.parse(view, tables, &mut buffers.entry).map_err(Sealed::Skip)?;
+    st.sealed = Stamp::settled(&meta);
+    Ok(())
 }
 
 impl FileState {
     /// Parses the entries between what was parsed before and `used`, reading the value
     /// (and, in gauge files, the timestamp) of each new entry as it goes.
-    fn parse(&mut self, tables: &mut Tables, buf: &mut Vec<u8>) -> Result<(), SkipReason> {
-        let len = self.map.len();
-        let raw_used = self.map.load_used().ok_or(SkipReason::Corrupt(FormatError::ShortHeader { len }))?;
+    fn parse(&mut self, view: View<'_>, tables: &mut Tables, buf: &mut Vec<u8>) -> Result<(), SkipReason> {
+        let len = view.len();
+        let raw_used = view.load_used().ok_or(SkipReason::Corrupt(FormatError::ShortHeader { len }))?;
         let used = format::check_used(raw_used, len).map_err(SkipReason::Corrupt)?;
         if used < self.parsed_to {
             // `used` went down: the file was rewritten in place. Start over.
@@ -217,7 +481,7 @@ impl FileState {
             // the file read before, compared in place (its head, word by word).
             let predicted = tables.predicted(last_key).filter(|&key| {
                 let head = tables.head(key);
-                offset + head.len() + format::VALUE_LEN <= used && self.map.words_equal(offset, head) == Some(true)
+                offset + head.len() + format::VALUE_LEN <= used && view.words_equal(offset, head) == Some(true)
             });
             let (key, value_offset) = match predicted {
                 Some(key) => (key, offset + tables.head(key).len()),
@@ -225,7 +489,7 @@ impl FileState {
                     // Keep what was parsed so far if this entry is corrupt.
                     self.parsed_to = offset;
                     self.last_key = last_key;
-                    let (key, value_offset) = self.parse_entry(offset, used, tables, buf)?;
+                    let (key, value_offset) = Self::parse_entry(view, offset, used, tables, buf)?;
                     tables.record_successor(last_key, key);
                     (key, value_offset)
                 }
@@ -246,9 +510,9 @@ impl FileState {
             self.value_offsets.push(value_offset as u32);
             // The value and timestamp lie below `used`, checked above; the fallbacks
             // are never taken.
-            self.values.push(self.map.load_u64(value_offset).map_or(f64::NAN, f64::from_bits));
+            self.values.push(view.load_u64(value_offset).map_or(f64::NAN, f64::from_bits));
             if pid.is_some() {
-                self.timestamps.push(self.map.load_u64(value_offset + 8).map_or(0.0, f64::from_bits));
+                self.timestamps.push(view.load_u64(value_offset + 8).map_or(0.0, f64::from_bits));
             }
             offset = value_offset + format::VALUE_LEN;
         }
@@ -260,7 +524,7 @@ impl FileState {
     /// Reads and validates the entry at `offset` (below `used`) and returns its key id
     /// (decoding the key if it is new) and value offset.
     fn parse_entry(
-        &self,
+        view: View<'_>,
         offset: usize,
         used: usize,
         tables: &mut Tables,
@@ -268,14 +532,14 @@ impl FileState {
     ) -> Result<(u32, usize), SkipReason> {
         // Copy one entry at a time (its length field says how much), so memory stays
         // bounded by the largest entry, and let the format module validate it.
-        let len = self.map.len();
-        let key_len = self.map.load_u32(offset).map_or(-1, |n| n as i32);
+        let len = view.len();
+        let key_len = view.load_u32(offset).map_or(-1, |n| n as i32);
         let end = match usize::try_from(key_len) {
             Ok(n) => offset.saturating_add(format::entry_len(n)).min(used),
             Err(_) => (offset + 4).min(used),
         };
         let bytes =
-            self.map.copy_to(offset, end, buf).ok_or(SkipReason::Corrupt(FormatError::UsedBeyondEnd { used, len }))?;
+            view.bytes(offset, end, buf).ok_or(SkipReason::Corrupt(FormatError::UsedBeyondEnd { used, len }))?;
         let entry = match format::entries_at(bytes, offset).next() {
             Some(Ok(entry)) if bytes.len() == format::entry_len(entry.key.len()) => entry,
             Some(Err(e)) => return Err(SkipReason::Corrupt(e)),
@@ -293,10 +557,11 @@ impl FileState {
     }
 
     /// Reads the value (and, in gauge files, timestamp) of every entry parsed so far
-    /// with one atomic load each. Every offset lies below `used` (checked when its
-    /// entry was parsed), so within the mapping; the fallbacks are never taken.
-    fn snapshot(&mut self) {
-        let map = &self.map;
+    /// (from a mapping, with one atomic load each). Every offset lies below `used`
+    /// (checked when its entry was parsed, and `used` never goes down without the
+    /// state being reset), so within the view; the fallbacks are never taken.
+    fn snapshot(&mut self, view: View<'_>) {
+        let map = view;
         self.values.clear();
         self.values
             .extend(self.value_offsets.iter().map(|&off| map.load_u64(off as usize).map_or(f64::NAN, f64::from_bits)));
@@ -311,5 +576,17 @@ impl FileState {
     /// Number of entries parsed.
     pub(crate) fn entry_count(&self) -> usize {
         self.samples.len()
+    }
+
+    /// Whether the file at `path`, whose writer has stayed dead since this state was
+    /// read (the caller's to know), still holds what was read: it was read whole from a
+    /// settled file, and `lstat` gives the same stamp. Then its values stand as they are.
+    pub(crate) fn unchanged(&self, path: &Path) -> bool {
+        self.sealed.is_some_and(|stamp| file::lstat(path).is_ok_and(|meta| Stamp::of(&meta) == stamp))
+    }
+
+    /// Whether a mapping of the file is kept for the next scrape.
+    pub(crate) fn is_mapped(&self) -> bool {
+        self.map.is_some()
     }
 }

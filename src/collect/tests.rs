@@ -475,16 +475,19 @@ mod on_disk {
     fn vanished_file_is_reported_as_vanished() {
         let dir = tempfile::tempdir().unwrap();
         let kind = parse_file_name("gauge_livesum_1.db").unwrap();
-        let mut slot = None;
-        let reason = read::refresh(
-            &mut slot,
-            &dir.path().join("gauge_livesum_1.db"),
-            kind,
-            &mut Tables::default(),
-            &mut Vec::new(),
-        );
-        assert_eq!(reason, Err(SkipReason::Vanished));
-        assert!(slot.is_none());
+        for sealed in [false, true] {
+            let mut slot = None;
+            let reason = read::refresh(
+                &mut slot,
+                &dir.path().join("gauge_livesum_1.db"),
+                kind.clone(),
+                read::Access { sealed, keep_map: true },
+                &mut Tables::default(),
+                &mut read::Buffers::default(),
+            );
+            assert_eq!(reason, Err(SkipReason::Vanished));
+            assert!(slot.is_none());
+        }
     }
 
     #[test]
