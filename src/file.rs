@@ -25,7 +25,7 @@ pub(crate) fn check_dir(dir: &Path) -> Result<PathBuf> {
     let meta = fs::metadata(dir)
         .map_err(|e| Error::new(ErrorKind::NotADirectory).at(dir).expected("an existing directory").caused_by(e))?;
     if !meta.is_dir() {
-        return Err(Error::new(ErrorKind::NotADirectory).at(dir).expected("a directory, found another kind of file"));
+        return Err(Error::new(ErrorKind::NotADirectory).at(dir).expected("a directory").found("another kind of file"));
     }
     nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK).map_err(|e| {
         Error::new(ErrorKind::DirNotWritable)
@@ -167,7 +167,8 @@ fn open_existing(path: &Path) -> Result<Option<File>> {
     if meta.nlink() > 1 {
         return Err(Error::new(ErrorKind::NotARegularFile)
             .at(path)
-            .expected(format!("a file with one name, found {} hard links (never written through)", meta.nlink())));
+            .expected("a file with one name (never written through)")
+            .found(format!("{} hard links", meta.nlink())));
     }
     Ok(Some(file))
 }
@@ -176,11 +177,12 @@ fn open_existing(path: &Path) -> Result<Option<File>> {
 /// mean the name is not a regular file.
 pub(crate) fn open_error(path: &Path, e: io::Error) -> Error {
     match e.raw_os_error() {
-        Some(libc::ELOOP) => {
-            Error::new(ErrorKind::NotARegularFile).at(path).expected("a regular file, found a symlink (never followed)")
-        }
+        Some(libc::ELOOP) => Error::new(ErrorKind::NotARegularFile)
+            .at(path)
+            .expected("a regular file (a symlink is never followed)")
+            .found("a symlink"),
         Some(libc::EISDIR) => {
-            Error::new(ErrorKind::NotARegularFile).at(path).expected("a regular file, found a directory")
+            Error::new(ErrorKind::NotARegularFile).at(path).expected("a regular file").found("a directory")
         }
         _ => Error::io(path, e),
     }
@@ -205,7 +207,7 @@ pub(crate) fn check_regular(path: &Path, meta: &fs::Metadata) -> Result<()> {
     } else {
         "another kind of file"
     };
-    Err(Error::new(ErrorKind::NotARegularFile).at(path).expected(format!("a regular file, found {found}")))
+    Err(Error::new(ErrorKind::NotARegularFile).at(path).expected("a regular file").found(found))
 }
 
 /// Current size of `file`.
@@ -320,7 +322,7 @@ pub(crate) fn read_db(dir: &Path, name: &str) -> Result<Vec<u8>> {
     let (file, meta) = open_read_only(&path).map_err(|e| match e.kind() {
         io::ErrorKind::InvalidInput => Error::new(ErrorKind::NotARegularFile).at(&path).expected("a regular file"),
         _ if e.raw_os_error() == Some(libc::ELOOP) => {
-            Error::new(ErrorKind::NotARegularFile).at(&path).expected("a regular file, found a symlink")
+            Error::new(ErrorKind::NotARegularFile).at(&path).expected("a regular file").found("a symlink")
         }
         _ => Error::io(&path, e),
     })?;

@@ -66,11 +66,7 @@ fn run_role(role: &str) {
                     nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL).unwrap();
                 }
             };
-            let done = compact_with(
-                Path::new(&dir),
-                CompactOptions { on_step: Some(Box::new(on_step)), ..Default::default() },
-            )
-            .unwrap();
+            let done = compact_with(Path::new(&dir), CompactOptions::default().on_step(on_step)).unwrap();
             println!("finished {}", done.removed.len());
         }
         // Compacts, scrapes, takes over a compacted slot and scrapes again, with a
@@ -254,7 +250,7 @@ fn compact_counting_steps(dir: &Path) -> Result<usize, Failed> {
     let counter = |_: &prometheus_multiproc::cleanup::Step| {
         steps.fetch_add(1, Ordering::Relaxed);
     };
-    compact_with(dir, CompactOptions { on_step: Some(Box::new(counter)), ..Default::default() })?;
+    compact_with(dir, CompactOptions::default().on_step(counter))?;
     Ok(steps.load(Ordering::Relaxed))
 }
 
@@ -320,7 +316,7 @@ fn scrapes_during_compaction() -> Result<(), Failed> {
         });
         // Widen every window between steps so that scrapes land inside them.
         let slow = |_: &prometheus_multiproc::cleanup::Step| std::thread::sleep(Duration::from_micros(300));
-        let result = compact_with(dir.path(), CompactOptions { on_step: Some(Box::new(slow)), ..Default::default() });
+        let result = compact_with(dir.path(), CompactOptions::default().on_step(slow));
         done.store(true, Ordering::Relaxed);
         result.map(|_| scraper.join())
     })?;
@@ -341,7 +337,7 @@ fn second_compactor_is_refused() -> Result<(), Failed> {
             *refused.lock().unwrap() = Some(compact(dir.path()).map(|_| ()).map_err(|e| e.kind()));
         }
     };
-    compact_with(dir.path(), CompactOptions { on_step: Some(Box::new(try_second)), ..Default::default() })?;
+    compact_with(dir.path(), CompactOptions::default().on_step(try_second))?;
     expect_eq(
         "second compactor",
         refused.into_inner().unwrap(),
@@ -645,7 +641,7 @@ fn automatic_compaction_waits_for_the_threshold() -> Result<(), Failed> {
     dead_workers(dir.path(), "d", 0, 1); // 8 files of one dead writer
     let collector = Collector::new(dir.path())?;
     let before = samples(&collector);
-    let policy = AutoCompact { interval: Duration::from_millis(20), min_dead_files: 12 };
+    let policy = AutoCompact::every(Duration::from_millis(20)).min_dead_files(12);
     let compactor = spawn_auto_compaction(dir.path(), policy)?;
     std::thread::sleep(Duration::from_millis(300));
     if dir.db_files().iter().any(|f| f.contains("0archive")) {

@@ -13,11 +13,25 @@ use crate::file;
 /// When to compact automatically: checked every `interval`, done when at least
 /// `min_dead_files` files of dead writers can be folded or removed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct AutoCompact {
     /// How often to look (default 60 s).
     pub interval: Duration,
     /// The threshold (default 64 files, i.e. some 8 to 16 dead workers).
     pub min_dead_files: usize,
+}
+
+impl AutoCompact {
+    /// Checks every `interval`, with the default threshold.
+    pub fn every(interval: Duration) -> AutoCompact {
+        AutoCompact { interval, ..AutoCompact::default() }
+    }
+
+    /// Sets the threshold, [`AutoCompact::min_dead_files`].
+    pub fn min_dead_files(mut self, n: usize) -> AutoCompact {
+        self.min_dead_files = n;
+        self
+    }
 }
 
 impl Default for AutoCompact {
@@ -47,7 +61,7 @@ pub struct AutoCompactor {
 /// # let dir = tempfile::tempdir()?;
 /// use std::time::Duration;
 /// use prometheus_multiproc::cleanup::{AutoCompact, spawn_auto_compaction};
-/// let policy = AutoCompact { interval: Duration::from_secs(30), min_dead_files: 64 };
+/// let policy = AutoCompact::every(Duration::from_secs(30)).min_dead_files(64);
 /// let compactor = spawn_auto_compaction(dir.path(), policy)?;
 /// // … serve /metrics …
 /// drop(compactor); // stops the thread

@@ -46,8 +46,9 @@ pub enum StepAction {
 /// A callback told of every compaction step.
 pub type StepHook<'a> = Box<dyn FnMut(&Step) + 'a>;
 
-/// Options for [`compact_with`].
+/// Options for [`compact_with`]: `CompactOptions::default().min_dead_files(64)`.
 #[derive(Default)]
+#[non_exhaustive]
 pub struct CompactOptions<'a> {
     /// Do nothing unless at least this many files of dead writers can be folded or
     /// removed (a policy: call after reaping workers, with e.g. 64; see also
@@ -55,6 +56,20 @@ pub struct CompactOptions<'a> {
     pub min_dead_files: usize,
     /// Called after every file-system step (progress reporting, fault injection).
     pub on_step: Option<StepHook<'a>>,
+}
+
+impl<'a> CompactOptions<'a> {
+    /// Sets [`CompactOptions::min_dead_files`].
+    pub fn min_dead_files(mut self, n: usize) -> Self {
+        self.min_dead_files = n;
+        self
+    }
+
+    /// Sets [`CompactOptions::on_step`].
+    pub fn on_step(mut self, hook: impl FnMut(&Step) + 'a) -> Self {
+        self.on_step = Some(Box::new(hook));
+        self
+    }
 }
 
 impl std::fmt::Debug for CompactOptions<'_> {

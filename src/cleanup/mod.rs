@@ -150,7 +150,8 @@ pub fn mark_process_dead(dir: &Path, id: &str) -> Result<usize> {
             return Err(Error::new(crate::ErrorKind::WorkerIdInUse)
                 .about(id)
                 .at(&dir.join(names::lock_name(id)))
-                .expected("a dead writer (its liveness lock free), found a live one; force_mark_process_dead removes its files anyway"));
+                .expected("a dead writer, its liveness lock free (force_mark_process_dead removes the files anyway)")
+                .found("a live one"));
         }
         std::thread::sleep(std::time::Duration::from_millis(5));
     }

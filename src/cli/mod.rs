@@ -267,7 +267,7 @@ fn run(command: Command) -> Result<(), Failure> {
                         .ok()
                         .filter(|d| !d.is_zero())
                         .ok_or_else(|| Failure::Usage(format!("--compact-interval {secs}: expected seconds > 0")))?;
-                    let policy = cleanup::AutoCompact { interval, min_dead_files: compact_min_dead_files };
+                    let policy = cleanup::AutoCompact::every(interval).min_dead_files(compact_min_dead_files);
                     Some(cleanup::spawn_auto_compaction(&dir, policy).map_err(failed)?)
                 }
                 None => None,
@@ -345,7 +345,7 @@ fn run(command: Command) -> Result<(), Failure> {
             if !dir.is_dir() {
                 return Err(Failure::Failed(format!("{} is not a readable directory", dir.display())));
             }
-            let done = cleanup::compact_with(&dir, cleanup::CompactOptions { min_dead_files, ..Default::default() })
+            let done = cleanup::compact_with(&dir, cleanup::CompactOptions::default().min_dead_files(min_dead_files))
                 .map_err(failed)?;
             for (name, why) in &done.unreadable {
                 eprintln!("warning: left {name} in place: {why}");

@@ -308,7 +308,8 @@ impl Collector {
         if !meta.is_dir() {
             return Err(Error::new(ErrorKind::NotADirectory)
                 .at(dir)
-                .expected("a directory, found another kind of file"));
+                .expected("a directory")
+                .found("another kind of file"));
         }
         crate::file::warn_if_world_writable(dir, &meta);
         Ok(Collector {

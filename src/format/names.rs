@@ -31,6 +31,7 @@ use crate::format::archive::{self, ARCHIVE_ID_PREFIX};
 /// How the collector merges one gauge across processes (Python's
 /// `multiprocess_mode`). The `live` modes count only processes that are alive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum GaugeMode {
     /// One series per process, with a `pid` label (Python's default).
     All,
