@@ -152,6 +152,10 @@ impl Shared {
     pub(crate) fn new(dir: &Path, file_mode: u32, configured_id: Option<WorkerId>) -> Result<Arc<Shared>> {
         let dir = file::check_dir(dir)?;
         region::install_fork_hooks();
+        // Guarded like every change of the directory: a fork meanwhile would leave the
+        // child with the identity lock held or with a copy of a liveness lock that no
+        // fork hook knows about yet.
+        let _guard = region::FORK_GUARD.read();
         let epoch = region::epoch();
         let id = identity::current(epoch, configured_id.as_ref(), epoch);
         let live = Some(lock_liveness(&dir, &id, file_mode)?);
