@@ -212,6 +212,7 @@ fn refused_writes_are_counted_by_reason_in_the_self_metric_and_try_forms_are_not
     g.inc();
     g.dec_by(2);
     assert!(g.try_inc_by(1).is_err());
+    assert!(g.try_dec_by(1).is_err());
     g.set(7);
     let counts = registry.dropped_series();
     assert!(counts.contains(&("negative_increment", 3)), "{counts:?}");

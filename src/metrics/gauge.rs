@@ -83,6 +83,16 @@ impl Gauge {
         }
     }
 
+    /// Subtracts `amount`, or refuses in the `mostrecent` modes and says so (neither
+    /// counted nor logged), as [`Gauge::try_inc_by`].
+    ///
+    /// # Errors
+    /// [`ErrorKind::ModeForbids`] in the `mostrecent` modes; nothing is written then.
+    #[inline]
+    pub fn try_dec_by(&self, amount: impl Into<Amount>) -> Result<()> {
+        self.try_inc_by(-amount.into().0)
+    }
+
     /// Adds `amount`, or counts the refusal when the mode forbids it.
     #[inline]
     fn add_or_count(&self, amount: f64) {
