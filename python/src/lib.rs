@@ -364,20 +364,30 @@ impl Value {
         py.detach(|| writer.registry.raw_value(&sample)).map(|raw| Value { raw }).map_err(to_py_err)
     }
 
-    /// Adds `amount` (an atomic add on the shared mapping).
-    fn inc(&self, amount: f64) {
-        self.raw.inc(amount);
+    /// Adds `amount` (an atomic add on the shared mapping). The GIL is released only
+    /// when the value must first move into this process's files (see `RawValue::is_current`).
+    fn inc(&self, py: Python<'_>, amount: f64) {
+        if self.raw.is_current() {
+            self.raw.inc(amount);
+        } else {
+            py.detach(|| self.raw.inc(amount));
+        }
     }
 
     /// Stores `value` and `timestamp` (`None` or 0 stores 0, as Python's value class).
     #[pyo3(signature = (value, timestamp = None))]
-    fn set(&self, value: f64, timestamp: Option<f64>) {
-        self.raw.set(value, timestamp.unwrap_or(0.0));
+    fn set(&self, py: Python<'_>, value: f64, timestamp: Option<f64>) {
+        let timestamp = timestamp.unwrap_or(0.0);
+        if self.raw.is_current() {
+            self.raw.set(value, timestamp);
+        } else {
+            py.detach(|| self.raw.set(value, timestamp));
+        }
     }
 
     /// This process's value.
-    fn get(&self) -> f64 {
-        self.raw.get()
+    fn get(&self, py: Python<'_>) -> f64 {
+        if self.raw.is_current() { self.raw.get() } else { py.detach(|| self.raw.get()) }
     }
 
     /// Exemplars are not kept in multiprocess mode (as in prometheus_client).

@@ -236,3 +236,15 @@ def test_a_sigkilled_installed_worker_leaves_live_gauges_and_keeps_counters(metr
     done = prometheus_multiproc.compact(str(metrics_dir))
     assert done["dead_writers"] == ["worker-0"], done
     assert b"k_requests_total 3.0" in prometheus_multiproc.generate_latest(str(metrics_dir))
+
+
+def test_after_fork_claims_the_automatic_slot_before_any_write(metrics_dir, monkeypatch):
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))
+    monkeypatch.setattr(values, "ValueClass", values.ValueClass)  # restored after
+    assert prometheus_multiproc.install(worker_id="auto:pf")
+    c = Counter("w_after_fork", "After fork.", registry=None)
+    assert os.listdir(str(metrics_dir)) == []  # declared, not written: no slot
+    prometheus_multiproc.after_fork()
+    assert sorted(os.listdir(str(metrics_dir))) == ["counter_pf-0.db", "writer_pf-0.lock"]
+    c.inc()
+    assert c._value.get() == 1.0

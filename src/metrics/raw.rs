@@ -122,6 +122,17 @@ impl RawValue {
         store_f64(self.series.timestamp(), timestamp);
     }
 
+    /// Whether the next operation is only the atomic one. `false` after `fork()`, after
+    /// a worker-ID change, and before an automatic slot is claimed: then the next
+    /// operation first moves every series of the registry into this process's files,
+    /// which takes locks and may wait for the worker ID (see
+    /// [`Registry::after_fork`](crate::Registry::after_fork)); a caller holding a lock
+    /// other threads need (Python's GIL) releases it around that operation.
+    #[inline]
+    pub fn is_current(&self) -> bool {
+        self.series.is_current()
+    }
+
     /// This process's current value (what its file holds).
     #[inline]
     pub fn get(&self) -> f64 {

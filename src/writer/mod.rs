@@ -407,6 +407,14 @@ impl Series {
         &self.values
     }
 
+    /// Whether the slots belong to this process already, so that the next write is only
+    /// the atomic operation (false after `fork()`, a worker-ID change, or while an
+    /// automatic slot is not claimed: the next write re-resolves, which may wait).
+    #[inline]
+    pub(crate) fn is_current(&self) -> bool {
+        self.epoch.load(Ordering::Acquire) == region::epoch()
+    }
+
     /// Counts a refused write (see [`Shared::count_refusal`]).
     #[cold]
     #[inline(never)]
