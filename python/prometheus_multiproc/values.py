@@ -59,6 +59,22 @@ class _Writers:
             writer.after_fork()
 
 
+def _params(
+    typ: str,
+    metric_name: str,
+    name: str,
+    labelnames: Any,
+    labelvalues: Any,
+    help_text: str,
+    multiprocess_mode: str = "",
+    **kwargs: Any,
+) -> Tuple[Any, ...]:
+    """The arguments prometheus_client passes its value class (the signature of
+    ``prometheus_client.values.MultiProcessValue``'s class), as the native value takes
+    them; other keyword arguments are ignored, as prometheus_client's class ignores them."""
+    return (typ, metric_name, name, labelnames, labelvalues, help_text, multiprocess_mode)
+
+
 def _native_class(worker_id: Optional[str]) -> type:
     """A value class whose objects are native values of one writer (under
     ``worker_id``: ``None`` for ``$PROMETHEUS_MULTIPROC_WORKER_ID`` or the pid)."""
@@ -72,20 +88,8 @@ def _native_class(worker_id: Optional[str]) -> type:
         _writers = writers
         __slots__ = ()
 
-        def __new__(
-            cls,
-            typ: str,
-            metric_name: str,
-            name: str,
-            labelnames: Any,
-            labelvalues: Any,
-            help_text: str,
-            multiprocess_mode: str = "",
-            **kwargs: Any,
-        ) -> "MmapedValue":
-            return _native.Value.__new__(
-                cls, writers.get(), typ, metric_name, name, labelnames, labelvalues, help_text, multiprocess_mode
-            )
+        def __new__(cls, *args: Any, **kwargs: Any) -> "MmapedValue":
+            return _native.Value.__new__(cls, writers.get(), *_params(*args, **kwargs))
 
     return MmapedValue
 
@@ -105,18 +109,8 @@ def _identifier_class(process_identifier: Callable[[], Any]) -> type:
         _writers = writers
         __slots__ = ("_params", "_ident", "_value")
 
-        def __init__(
-            self,
-            typ: str,
-            metric_name: str,
-            name: str,
-            labelnames: Any,
-            labelvalues: Any,
-            help_text: str,
-            multiprocess_mode: str = "",
-            **kwargs: Any,
-        ) -> None:
-            self._params: Tuple[Any, ...] = (typ, metric_name, name, labelnames, labelvalues, help_text, multiprocess_mode)
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            self._params = _params(*args, **kwargs)
             self._bind(process_identifier())
 
         def _bind(self, ident: Any) -> None:

@@ -19,33 +19,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector as StockCollector
 
 import prometheus_multiproc
-from conftest import free_port, http_get, stock_exposition, wait_until_serving
-
-WSGI_APP = textwrap.dedent(
-    """
-    import os, time
-    from prometheus_client import Counter, Gauge, Histogram
-    from prometheus_multiproc import make_wsgi_app
-
-    REQUESTS = Counter("app_requests", "Requests served.", ["path"])
-    LATENCY = Histogram("app_latency_seconds", "Latency.", buckets=[0.1, 1.0])
-    IN_FLIGHT = Gauge("app_in_flight", "Requests in flight.", multiprocess_mode="livesum")
-    metrics = make_wsgi_app()
-
-    def app(environ, start_response):
-        if environ["PATH_INFO"] == "/metrics":
-            return metrics(environ, start_response)
-        with IN_FLIGHT.track_inprogress():
-            REQUESTS.labels("/").inc()
-            LATENCY.observe(0.05)
-            if environ["PATH_INFO"] == "/slow":
-                with open(os.environ["SLOW_PID_FILE"], "w") as f:
-                    f.write(str(os.getpid()))
-                time.sleep(120)
-        start_response("200 OK", [("Content-Type", "text/plain")])
-        return [str(os.getpid()).encode()]
-    """
-)
+from conftest import WSGI_APP, free_port, http_get, start_uvicorn, stock_exposition, wait_until_serving
 
 # No child_exit hook: liveness comes from the workers' locks.
 GUNICORN_CONF = textwrap.dedent(
@@ -111,9 +85,9 @@ def test_gunicorn_recycled_workers_on_auto_slots(metrics_dir, tmp_path, server_p
     )
     pids = set()
     for _ in range(requests):
-        status, _, body = http_get(base + "/", headers={"Connection": "close"})
-        assert status == 200
-        pids.add(body)
+        status, headers, body = http_get(base + "/", headers={"Connection": "close"})
+        assert (status, body) == (200, b"ok\n")
+        pids.add(headers["x-worker-pid"])
     assert len(pids) >= 4 + 20, "fewer than 20 recyclings: {} workers served".format(len(pids))
     status, _, body = http_get(base + "/metrics")
     assert status == 200
@@ -202,15 +176,7 @@ STARLETTE_APP = textwrap.dedent(
 
 
 def test_uvicorn_workers_with_prometheus_fastapi_instrumentator(metrics_dir, tmp_path, server_process):
-    (tmp_path / "starletteapp.py").write_text(STARLETTE_APP)
-    port = free_port()
-    server = server_process(
-        [sys.executable, "-m", "uvicorn", "--workers", "2", "--host", "127.0.0.1", "--port", str(port),
-         "--no-access-log", "starletteapp:app"],
-        env_for(metrics_dir),
-        str(tmp_path),
-    )
-    base = "http://127.0.0.1:{}".format(port)
+    server, base = start_uvicorn(server_process, tmp_path, env_for(metrics_dir), STARLETTE_APP)
     wait_until_serving(base + "/metrics/", server.proc)
     requests = 60
     for _ in range(requests):
