@@ -32,6 +32,10 @@ fn main() {
         Trial::test("a_master_that_never_writes_claims_no_slot", master_that_never_writes_claims_no_slot),
         Trial::test("the_lowest_free_slot_is_claimed_and_continued", lowest_free_slot_is_claimed_and_continued),
         Trial::test("slot_names_are_never_numeric_pids", slot_names_are_never_numeric_pids),
+        Trial::test(
+            "set_worker_id_auto_moves_the_process_and_its_fork_children_to_slots",
+            set_worker_id_auto_moves_the_process_and_its_fork_children_to_slots,
+        ),
         Trial::test("auto_worker_ids_are_validated", auto_worker_ids_are_validated),
     ];
     support::main_with_roles(run_role, tests)
@@ -81,6 +85,28 @@ fn run_role(role: &str) {
             c.inc();
             println!("{}", registry.worker_id());
             std::thread::sleep(Duration::from_secs(600));
+        }
+        // Writes under its pid, then under `auto:s` (set_worker_id), then forks a child
+        // that writes too; prints the IDs: before, after, the child's.
+        "set-auto" => {
+            let registry = Registry::from_env().unwrap();
+            let c = registry.counter(Opts::new("moved_total", "Moved.")).unwrap();
+            c.inc();
+            let before = registry.worker_id();
+            prometheus_multiproc::set_worker_id(WorkerId::auto("s").unwrap());
+            c.inc();
+            let after = registry.worker_id();
+            match fork() {
+                nix::unistd::ForkResult::Child => {
+                    c.inc();
+                    println!("child {}", registry.worker_id());
+                    std::process::exit(0);
+                }
+                nix::unistd::ForkResult::Parent { child } => {
+                    nix::sys::wait::waitpid(child, None).unwrap();
+                    println!("parent {before} {after}");
+                }
+            }
         }
         other => panic!("unknown role {other}"),
     }
@@ -218,6 +244,23 @@ fn slot_names_are_never_numeric_pids() -> Result<(), Failed> {
         return Err("a slot name is all digits".into());
     }
     Ok(())
+}
+
+fn set_worker_id_auto_moves_the_process_and_its_fork_children_to_slots() -> Result<(), Failed> {
+    let dir = TestDir::new();
+    let out = role_command("set-auto", dir.path()).output()?;
+    if !out.status.success() {
+        return Err(format!("role failed: {}", String::from_utf8_lossy(&out.stderr)).into());
+    }
+    let out = String::from_utf8(out.stdout)?;
+    let child = out.lines().find_map(|l| l.strip_prefix("child ")).ok_or("no child line")?;
+    let parent: Vec<&str> =
+        out.lines().find_map(|l| l.strip_prefix("parent ")).ok_or("no parent line")?.split(' ').collect();
+    expect_eq("child's slot", child, "s-1")?;
+    expect_eq("parent's ID after set_worker_id", parent.get(1).copied(), Some("s-0"))?;
+    let pid = parent[0];
+    expect_eq("slots and pid with files", db_ids(&dir), [pid, "s-0", "s-1"].map(str::to_owned).into())?;
+    expect_eq("moved_total", total(&dir, "moved_total")?, 3.0)
 }
 
 fn auto_worker_ids_are_validated() -> Result<(), Failed> {
