@@ -1503,7 +1503,14 @@ fn filler(i: usize, dir: &Path, mut rep: io::PipeWriter, mut go: io::PipeReader)
         // not fit): counted in-process, and in the self-metric created before the disk
         // filled.
         let no_space = 3 - summary;
-        let want = vec![("no_space", no_space), ("io", 0), ("cardinality", 0), ("fork", 0)];
+        let want = vec![
+            ("no_space", no_space),
+            ("io", 0),
+            ("cardinality", 0),
+            ("fork", 0),
+            ("negative_increment", 0),
+            ("inc_on_mostrecent", 0),
+        ];
         if registry.dropped_series() != want {
             return Err(format!("dropped_series() = {:?}, expected {want:?}", registry.dropped_series()).into());
         }
@@ -1623,7 +1630,14 @@ fn late_child(
     let own_file = dir.join(format!("counter_{}.db", std::process::id()));
     let new = registry.counter(Opts::new("late_total", "Declared on a full disk."));
     let dropped = registry.dropped_series();
-    let want = vec![("no_space", 1), ("io", 0), ("cardinality", 0), ("fork", master_series)];
+    let want = vec![
+        ("no_space", 1),
+        ("io", 0),
+        ("cardinality", 0),
+        ("fork", master_series),
+        ("negative_increment", 0),
+        ("inc_on_mostrecent", 0),
+    ];
     let problems: Vec<String> = [
         (lost != master_series).then(|| format!("lost_series() = {lost}, expected {master_series}")),
         (dropped != want).then(|| format!("dropped_series() = {dropped:?}, expected {want:?}")),
