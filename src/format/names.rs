@@ -247,9 +247,11 @@ impl WorkerId {
     }
 
     /// An automatic slot: "the lowest free slot named `PREFIX-N`" (`web-0`, `web-1`,
-    /// ...). A process given this ID claims, when it first writes (not when a registry
-    /// is built or a metric declared), the slot with the lowest `N` whose liveness lock
-    /// no live process holds, and writes under that name until it exits or forks. A
+    /// ...). A process given this ID claims, when it first writes through a handle
+    /// (reading one with `get` counts too; building a registry or declaring a metric
+    /// does not), or at [`Registry::after_fork`](crate::Registry::after_fork), the slot
+    /// with the lowest `N` whose liveness lock no live process holds, and writes under
+    /// that name until it exits or forks. A
     /// fork child claims its own slot at its first write; a process that never writes
     /// never claims one. So a worker that replaces a dead one continues the dead one's
     /// counters in the same files, and a directory holds the files of at most as many
