@@ -1,12 +1,20 @@
 #!/usr/bin/env python3
 """Times prometheus_client's multiprocess-mode hot path (ns per op, min/median of 5).
 
+With PMP_PY_INSTALL=1 the metrics write through prometheus_multiproc.install(), and
+the value objects' own calls (value_inc, value_set, value_observe) and the empty
+loop (empty_loop) are timed too (scripts/py_writer_bench.py).
+
 Usage: python py_hot_path.py [N]   (prints JSON: {op: {"min": ns, "median": ns}})
 """
 import json, os, statistics, sys, tempfile, time
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
 os.environ['PROMETHEUS_MULTIPROC_DIR'] = tempfile.mkdtemp(prefix='pmp-pybench-')
+INSTALLED = os.environ.get('PMP_PY_INSTALL') == '1'
+if INSTALLED:
+    import prometheus_multiproc  # noqa: E402
+    assert prometheus_multiproc.install()
 from prometheus_client import Counter, Gauge, Histogram  # noqa: E402
 
 c = Counter('py_total', 'c', registry=None)
@@ -48,5 +56,33 @@ def observe():
         f(0.3)
 
 
-print(json.dumps({'counter_inc': timeit(inc), 'labeled_get_inc': timeit(labels_inc),
-                  'gauge_set': timeit(gauge_set), 'histogram_observe': timeit(observe)}))
+def empty():
+    for _ in range(N):
+        pass
+
+
+def value_inc():
+    f = c._value.inc
+    for _ in range(N):
+        f(1.0)
+
+
+def value_set():
+    f = g._value.set
+    for _ in range(N):
+        f(3.0)
+
+
+def value_observe():
+    total, bucket = h._sum.inc, h._buckets[7].inc
+    for _ in range(N):
+        total(0.3)
+        bucket(1.0)
+
+
+out = {'counter_inc': timeit(inc), 'labeled_get_inc': timeit(labels_inc),
+       'gauge_set': timeit(gauge_set), 'histogram_observe': timeit(observe)}
+if INSTALLED:
+    out.update(empty_loop=timeit(empty), value_inc=timeit(value_inc), value_set=timeit(value_set),
+               value_observe=timeit(value_observe))
+print(json.dumps(out))

@@ -50,7 +50,11 @@
 //!   epoch and a compare with the handle's (an acquire load of the handle's own
 //!   field, which on x86-64 is an ordinary load; it orders the re-pointed slots).
 //!   The child re-creates every live series in its own files, in creation order, as
-//!   Python does. A worker can also adopt a stable slot with [`set_worker_id`].
+//!   Python does. A worker can also adopt a stable slot with [`set_worker_id`], or
+//!   be given an automatic one ([`WorkerId::auto`], `PROMETHEUS_MULTIPROC_WORKER_ID=auto:web`):
+//!   at its first write it claims the lowest slot `web-N` whose liveness lock is
+//!   free, so recycled workers continue their predecessors' files and a master that
+//!   never writes claims none.
 //! * **Full disk.** Blocks are reserved with `fallocate` before a page is touched,
 //!   so running out of space is an error when a series is created. Existing series
 //!   keep counting, and no write ever raises SIGBUS.
@@ -214,7 +218,7 @@ pub use expose::{Escaping, Format, Rendered, negotiate, render};
 pub use format::names::{GaugeMode, WorkerId};
 pub use metrics::{
     Amount, Counter, DEFAULT_BUCKETS, Family, Gauge, Histogram, InProgress, Metric, OVERFLOW_LABEL_VALUE, Opts,
-    Summary, Timer, exponential_buckets, exponential_buckets_range, linear_buckets,
+    PythonSample, RawValue, Summary, Timer, exponential_buckets, exponential_buckets_range, linear_buckets,
 };
 pub use region::{SIGBUS_GUARD_ENV, disable_sigbus_guard};
 pub use registry::{

@@ -34,7 +34,7 @@ use std::path::Path;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::file;
-use crate::format::names::{self, COMPACT_LOCK, COMPACT_SEQ};
+use crate::format::names::{self, COMPACT_LOCK, COMPACT_SEQ, WorkerId};
 
 /// Creates (if needed) and exclusively locks the liveness file of worker `id`. The
 /// kernel drops the lock when the holder dies, however it dies.
@@ -104,6 +104,39 @@ pub(crate) fn take_slot(dir: &Path, id: &str, mode: u32) -> Result<File> {
             }
             other => return other,
         }
+    }
+}
+
+/// Claims the lowest free slot of the automatic worker ID `auto` ([`WorkerId::auto`]):
+/// tries `PREFIX-0`, `PREFIX-1`, ... in order and keeps the first whose exclusive
+/// liveness lock it takes ([`lock_writer`]: the lock, not a name, is the claim, so two
+/// processes claiming at once never get the same slot). A slot whose lock a live writer
+/// holds is skipped; one held by a compactor (a shared lock: its writer is dead) is
+/// waited for as [`take_slot`] waits, so that compaction does not make the directory
+/// grow a slot. Returns the slot's ID and its locked liveness file.
+///
+/// # Errors
+/// An I/O kind naming the liveness file of a slot that cannot be opened or locked.
+pub(crate) fn claim_free_slot(dir: &Path, auto: &WorkerId, mode: u32) -> Result<(WorkerId, File)> {
+    let mut n = 0u32;
+    loop {
+        let id = auto.auto_slot(n).expect("an automatic worker ID");
+        match lock_writer(dir, id.as_str(), mode) {
+            Ok(file) => return Ok((id, file)),
+            Err(e) if e.kind() == ErrorKind::WorkerIdInUse => {
+                if liveness(dir, id.as_str()) != Liveness::Alive {
+                    match take_slot(dir, id.as_str(), mode) {
+                        Ok(file) => return Ok((id, file)),
+                        Err(e) if e.kind() == ErrorKind::WorkerIdInUse => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            Err(e) => return Err(e),
+        }
+        n = n.checked_add(1).ok_or_else(|| {
+            Error::new(ErrorKind::WorkerIdInUse).about(auto.to_string()).expected("a free automatic slot")
+        })?;
     }
 }
 

@@ -9,7 +9,7 @@ use parking_lot::Mutex;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::metrics::opts::{Decl, Kind, prepare_buckets};
-use crate::metrics::{Counter, Family, Gauge, GaugeMode, Histogram, Metric, Opts, Summary};
+use crate::metrics::{Counter, Family, Gauge, GaugeMode, Histogram, Metric, Opts, PythonSample, RawValue, Summary};
 use crate::writer::{DropReason, Shared, WorkerId, identity_env};
 
 /// The environment variable naming the metrics directory.
@@ -70,7 +70,11 @@ impl RegistryBuilder {
     }
 
     /// Writes under a stable worker ID instead of the pid (overrides
-    /// `$PROMETHEUS_MULTIPROC_WORKER_ID`).
+    /// `$PROMETHEUS_MULTIPROC_WORKER_ID`). A concrete ID applies in the process that
+    /// builds the registry only (a fork child writes under its pid, or the ID it sets
+    /// with [`set_worker_id`](crate::set_worker_id)); an automatic slot
+    /// ([`WorkerId::auto`]) applies in fork children too, each claiming its own slot at
+    /// its first write.
     pub fn worker_id(mut self, id: WorkerId) -> Self {
         self.worker_id = Some(id);
         self
@@ -201,7 +205,9 @@ impl Registry {
         self.shared.dir()
     }
 
-    /// The worker ID this process writes under now (the pid unless one was set).
+    /// The worker ID this process writes under now (the pid unless one was set). With an
+    /// automatic slot ([`WorkerId::auto`]) not claimed yet (nothing was written in this
+    /// process), the automatic ID itself (`auto:PREFIX`); asking does not claim.
     pub fn worker_id(&self) -> WorkerId {
         self.shared.worker_id()
     }
@@ -216,8 +222,10 @@ impl Registry {
     /// is exiting, up to 60 s while a compaction folds that ID), opens the files, and
     /// writes every series' entries (one `pwrite` per file) — locks, system calls and
     /// perhaps waits, inside a request. Call this in the worker right after `fork()`
-    /// (or right after `set_worker_id`), before serving, to do that work there. It is
-    /// idempotent: with nothing to do it takes two uncontended locks and returns.
+    /// (or right after `set_worker_id`), before serving, to do that work there. With an
+    /// automatic slot ([`WorkerId::auto`]) this is where the slot is claimed (else at the
+    /// first write). It is idempotent: with nothing to do it takes two uncontended locks
+    /// and returns.
     ///
     /// # Errors
     /// The first failure: [`ErrorKind::WorkerIdInUse`] when the worker ID's liveness
@@ -359,6 +367,19 @@ impl Registry {
     /// As [`Registry::counter_family`].
     pub fn summary_family(&self, opts: Opts, labels: &[&str]) -> Result<Family<Summary>> {
         self.family(&opts, Kind::Summary, labels)
+    }
+
+    /// The entry of one prometheus_client sample in this process's file of its kind
+    /// (see [`RawValue`]), created with value 0 if the file does not hold it yet. No
+    /// declaration is recorded and nothing is checked against other metrics: the caller
+    /// is a metric layer with its own registry (the Python package's `MultiProcessValue`).
+    ///
+    /// # Errors
+    /// As [`PythonSample::file_kind`], or an I/O kind naming the file.
+    pub fn raw_value(&self, sample: &PythonSample<'_>) -> Result<RawValue> {
+        let kind = sample.file_kind()?;
+        let key = sample.key().into_bytes().into_boxed_slice();
+        self.shared.create_series(kind.prefix(), vec![key]).map(RawValue::from_series)
     }
 }
 

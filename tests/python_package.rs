@@ -7,6 +7,11 @@
 //! Nothing is ever skipped: a tool that cannot be installed, a build that fails, or a
 //! skipped pytest test fails this test, loudly. pytest's summary is printed.
 //!
+//! This binary is also the suite's Rust writer: with `PMP_PY_ROLE=rust-writer` it
+//! writes a few metrics through the crate's `Registry` and waits (the mixed-directory
+//! test of `python/tests/test_writer_servers.py` starts it through
+//! `$PMP_RUST_WRITER`, which is set to this binary's path).
+//!
 //! The package is built with its own `CARGO_TARGET_DIR` (`target/python-build`), so
 //! the nested cargo never waits on the build lock of the `cargo test` running this.
 
@@ -63,7 +68,27 @@ fn path_with(venv: &Path) -> String {
     format!("{}:{}", venv.join("bin").display(), std::env::var("PATH").unwrap_or_default())
 }
 
+/// The `rust-writer` role: declares the mixed-directory test's metrics with the crate's
+/// own handles, writes them, prints `ready` and waits until stdin closes.
+fn rust_writer() {
+    use prometheus_multiproc::{GaugeMode, Opts, Registry};
+    let registry = Registry::from_env().expect("a registry from the environment");
+    let requests = registry.counter_family(Opts::new("mixed_requests", "Requests."), &["path"]).unwrap();
+    requests.get(&["/"]).unwrap().inc_by(4.0);
+    requests.get(&["/rust"]).unwrap().inc();
+    registry.gauge(Opts::new("mixed_in_flight", "In flight."), GaugeMode::LiveSum).unwrap().inc_by(2.0);
+    registry.gauge(Opts::new("mixed_temperature", "Temperature."), GaugeMode::All).unwrap().set(21.5);
+    registry.histogram(Opts::new("mixed_latency_seconds", "Latency."), &[0.1, 1.0]).unwrap().observe(0.5);
+    println!("ready {}", registry.worker_id());
+    let mut rest = String::new();
+    let _ = std::io::Read::read_to_string(&mut std::io::stdin(), &mut rest);
+}
+
 fn main() -> ExitCode {
+    if std::env::var("PMP_PY_ROLE").as_deref() == Ok("rust-writer") {
+        rust_writer();
+        return ExitCode::SUCCESS;
+    }
     // `cargo test --test python_package -- --list` and filters: one test, `pytest`.
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--list") {
@@ -99,6 +124,7 @@ fn main() -> ExitCode {
         .args(["-m", "pytest", "-p", "no:cacheprovider", "-ra", "python/tests"])
         .current_dir(root())
         .env("PATH", path_with(&venv))
+        .env("PMP_RUST_WRITER", std::env::current_exe().expect("this test binary's path"))
         .env_remove("PROMETHEUS_MULTIPROC_DIR")
         .env_remove("prometheus_multiproc_dir")
         .output()

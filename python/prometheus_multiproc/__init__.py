@@ -19,6 +19,13 @@ Exposition without Python objects, straight from the Rust encoder:
 * :func:`generate_latest`, :func:`render`, :func:`make_wsgi_app`,
   :func:`make_asgi_app`, :func:`start_http_server`.
 
+The write side, for prometheus_client's own metrics:
+
+* :func:`install` (``prometheus_client.values.ValueClass`` becomes
+  :func:`MultiProcessValue`'s class: every metric created afterwards writes through the
+  Rust writer, with liveness locks and, with ``worker_id="auto"``, bounded slots),
+  :func:`after_fork`; also importable from ``prometheus_multiproc.values``.
+
 Operations: :func:`compact`, :func:`clear`, and ``python -m prometheus_multiproc``
 (the ``prometheus-multiproc`` command line).
 """
@@ -36,15 +43,19 @@ from ._exposition import (
 )
 from .multiprocess import MultiProcessCollector, mark_process_dead
 from ._ops import clear, compact
+from .values import MultiProcessValue, after_fork, install
 
 __all__ = [
     "CONTENT_TYPE_LATEST",
     "CONTENT_TYPE_PLAIN_0_0_4",
     "MetricsServer",
     "MultiProcessCollector",
+    "MultiProcessValue",
+    "after_fork",
     "clear",
     "compact",
     "generate_latest",
+    "install",
     "make_asgi_app",
     "make_wsgi_app",
     "mark_process_dead",

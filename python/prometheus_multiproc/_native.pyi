@@ -2,7 +2,7 @@
 
 import os
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 from prometheus_client.metrics_core import Metric
 
@@ -10,6 +10,7 @@ _Path = Union[str, "os.PathLike[str]"]
 
 DIR_ENV: str
 DIR_ENV_DEPRECATED: str
+WORKER_ID_ENV: str
 SKIPPED_FILES_METRIC: str
 
 class Collector:
@@ -41,6 +42,60 @@ class Collector:
 
         :raises OSError: when the directory cannot be listed.
         """
+
+class Writer:
+    """The write side over one directory (the core's ``Registry``)."""
+
+    def __init__(self, path: _Path, worker_id: Optional[str] = None) -> None:
+        """A writer; ``worker_id`` is ``auto``, ``auto:PREFIX``, an ID, or ``None``
+        (``$PROMETHEUS_MULTIPROC_WORKER_ID``, else the pid).
+
+        :raises ValueError: when the worker ID is invalid or the directory unusable.
+        """
+    @property
+    def worker_id(self) -> str:
+        """The worker ID written under (``auto:PREFIX`` until a slot is claimed)."""
+    @property
+    def path(self) -> Path:
+        """The metrics directory."""
+    def after_fork(self) -> None:
+        """Move every value into this process's files now (claiming a slot).
+
+        :raises ValueError: when the worker ID cannot be taken.
+        """
+
+class Value:
+    """One sample's value in a writer's files (the core's ``RawValue``)."""
+
+    def __init__(
+        self,
+        writer: Writer,
+        typ: str,
+        metric_name: str,
+        name: str,
+        labelnames: Sequence[str],
+        labelvalues: Sequence[str],
+        help_text: str,
+        multiprocess_mode: str = "",
+    ) -> None:
+        """The entry of one sample, created with value 0 when new.
+
+        :raises ValueError: for an unknown type or gauge mode.
+        :raises OSError: when the file cannot be opened or grown.
+        """
+    def inc(self, amount: float) -> None:
+        """Add ``amount`` (one atomic add on the shared mapping)."""
+    def set(self, value: float, timestamp: Optional[float] = None) -> None:
+        """Store ``value`` and ``timestamp`` (``None``: 0)."""
+    def get(self) -> float:
+        """This process's value."""
+    def set_exemplar(self, exemplar: object) -> None:
+        """Ignored, as in prometheus_client's multiprocess mode."""
+    def get_exemplar(self) -> None:
+        """Always ``None``."""
+
+def check_worker_id(worker_id: str) -> None:
+    """:raises ValueError: unless ``worker_id`` is ``auto``, ``auto:PREFIX`` or an ID."""
 
 class Server:
     """The core's ``/metrics`` endpoint, running on its own thread."""

@@ -278,6 +278,136 @@ fn serve(
     })
 }
 
+/// The write side over one directory: the core's `Registry`, under a worker ID
+/// (`None`: `$PROMETHEUS_MULTIPROC_WORKER_ID`, else the pid), as the core's
+/// `WorkerId::parse` reads it (`auto`, `auto:PREFIX`, or an ID).
+#[pyclass(frozen, module = "prometheus_multiproc._native")]
+struct Writer {
+    registry: core::Registry,
+}
+
+#[pymethods]
+impl Writer {
+    #[new]
+    #[pyo3(signature = (path, worker_id = None))]
+    fn new(py: Python<'_>, path: PathBuf, worker_id: Option<String>) -> PyResult<Writer> {
+        py.detach(|| {
+            let mut builder = core::Registry::builder().dir(&path);
+            if let Some(id) = worker_id {
+                builder = builder.worker_id(core::WorkerId::parse(&id)?);
+            }
+            builder.build()
+        })
+        .map(|registry| Writer { registry })
+        .map_err(to_py_err)
+    }
+
+    /// The worker ID written under now (`auto:PREFIX` while an automatic slot is not
+    /// claimed yet).
+    #[getter]
+    fn worker_id(&self, py: Python<'_>) -> String {
+        py.detach(|| self.registry.worker_id().to_string())
+    }
+
+    /// The metrics directory.
+    #[getter]
+    fn path(&self) -> PathBuf {
+        self.registry.dir().to_path_buf()
+    }
+
+    /// The core's `Registry::after_fork`: moves every value into this process's own
+    /// files now (claiming an automatic slot), instead of at the first write.
+    fn after_fork(&self, py: Python<'_>) -> PyResult<()> {
+        py.detach(|| self.registry.after_fork()).map_err(to_py_err)
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Writer({:?}, worker_id={:?})", self.registry.dir(), self.registry.worker_id().to_string())
+    }
+}
+
+/// One sample's value in the writer's files: the core's `RawValue`, with the methods
+/// of prometheus_client's value classes. Subclassed in Python by each
+/// `MultiProcessValue` factory.
+#[pyclass(frozen, subclass, module = "prometheus_multiproc._native")]
+struct Value {
+    raw: core::RawValue,
+}
+
+#[pymethods]
+impl Value {
+    #[new]
+    #[pyo3(signature = (writer, typ, metric_name, name, labelnames, labelvalues, help_text, multiprocess_mode = ""))]
+    #[allow(clippy::too_many_arguments)] // prometheus_client's value-class signature, plus the writer
+    fn new(
+        py: Python<'_>,
+        writer: &Writer,
+        typ: &str,
+        metric_name: &str,
+        name: &str,
+        labelnames: Vec<String>,
+        labelvalues: Vec<String>,
+        help_text: &str,
+        multiprocess_mode: &str,
+    ) -> PyResult<Value> {
+        let label_names: Vec<&str> = labelnames.iter().map(String::as_str).collect();
+        let label_values: Vec<&str> = labelvalues.iter().map(String::as_str).collect();
+        let sample = core::PythonSample {
+            typ,
+            metric_name,
+            name,
+            label_names: &label_names,
+            label_values: &label_values,
+            help: help_text,
+            multiprocess_mode,
+        };
+        py.detach(|| writer.registry.raw_value(&sample)).map(|raw| Value { raw }).map_err(to_py_err)
+    }
+
+    /// Adds `amount` (an atomic add on the shared mapping). The GIL is released only
+    /// when the value must first move into this process's files (see `RawValue::is_current`).
+    fn inc(&self, py: Python<'_>, amount: f64) {
+        if self.raw.is_current() {
+            self.raw.inc(amount);
+        } else {
+            py.detach(|| self.raw.inc(amount));
+        }
+    }
+
+    /// Stores `value` and `timestamp` (`None` or 0 stores 0, as Python's value class).
+    #[pyo3(signature = (value, timestamp = None))]
+    fn set(&self, py: Python<'_>, value: f64, timestamp: Option<f64>) {
+        let timestamp = timestamp.unwrap_or(0.0);
+        if self.raw.is_current() {
+            self.raw.set(value, timestamp);
+        } else {
+            py.detach(|| self.raw.set(value, timestamp));
+        }
+    }
+
+    /// This process's value.
+    fn get(&self, py: Python<'_>) -> f64 {
+        if self.raw.is_current() { self.raw.get() } else { py.detach(|| self.raw.get()) }
+    }
+
+    /// Exemplars are not kept in multiprocess mode (as in prometheus_client).
+    fn set_exemplar(&self, exemplar: &Bound<'_, PyAny>) {
+        let _ = exemplar;
+    }
+
+    /// Always `None` (as in prometheus_client's multiprocess mode).
+    fn get_exemplar(&self) -> Option<Py<PyAny>> {
+        None
+    }
+}
+
+/// Raises `ValueError` unless `worker_id` is what the core's `WorkerId::parse` accepts
+/// (`auto`, `auto:PREFIX`, or a worker ID).
+#[pyfunction]
+fn check_worker_id(worker_id: &str) -> PyResult<()> {
+    core::WorkerId::parse(worker_id).map(drop).map_err(to_py_err)
+}
+
 /// Removes the live-mode gauge files of the dead worker `pid` from `path`; returns how
 /// many were removed.
 #[pyfunction]
@@ -332,12 +462,16 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let _ = logger.install();
     m.add_class::<Collector>()?;
     m.add_class::<Server>()?;
+    m.add_class::<Writer>()?;
+    m.add_class::<Value>()?;
     m.add_function(wrap_pyfunction!(serve, m)?)?;
     m.add_function(wrap_pyfunction!(mark_process_dead, m)?)?;
     m.add_function(wrap_pyfunction!(compact, m)?)?;
     m.add_function(wrap_pyfunction!(clear, m)?)?;
     m.add_function(wrap_pyfunction!(cli_main, m)?)?;
+    m.add_function(wrap_pyfunction!(check_worker_id, m)?)?;
     m.add("DIR_ENV", core::DIR_ENV)?;
+    m.add("WORKER_ID_ENV", core::WORKER_ID_ENV)?;
     m.add("DIR_ENV_DEPRECATED", core::DIR_ENV_DEPRECATED)?;
     m.add("SKIPPED_FILES_METRIC", core::collect::SKIPPED_FILES_METRIC)?;
     Ok(())

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 import urllib.request
 from pathlib import Path
@@ -18,6 +19,36 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 
 REPO = Path(__file__).resolve().parents[2]
 SCENARIO_WRITER = REPO / "tests" / "support" / "py_write_scenarios.py"
+
+
+# A WSGI app counting requests with stock prometheus_client metrics and serving
+# /metrics through this package. Each response names its worker (`X-Worker-Pid`);
+# `/slow` writes the worker's pid to `$SLOW_PID_FILE` and then blocks, in flight.
+WSGI_APP = textwrap.dedent(
+    """
+    import os, time
+    from prometheus_client import Counter, Gauge, Histogram
+    from prometheus_multiproc import make_wsgi_app
+
+    REQUESTS = Counter("app_requests", "Requests served.", ["path"])
+    LATENCY = Histogram("app_latency_seconds", "Latency.", buckets=[0.1, 1.0])
+    IN_FLIGHT = Gauge("app_in_flight", "Requests in flight.", multiprocess_mode="livesum")
+    metrics = make_wsgi_app()
+
+    def app(environ, start_response):
+        if environ["PATH_INFO"] == "/metrics":
+            return metrics(environ, start_response)
+        with IN_FLIGHT.track_inprogress():
+            REQUESTS.labels("/").inc()
+            LATENCY.observe(0.05)
+            if environ["PATH_INFO"] == "/slow":
+                with open(os.environ["SLOW_PID_FILE"], "w") as f:
+                    f.write(str(os.getpid()))
+                time.sleep(120)
+        start_response("200 OK", [("Content-Type", "text/plain"), ("X-Worker-Pid", str(os.getpid()))])
+        return [b"ok\\n"]
+    """
+)
 
 
 def stock_registry(path) -> CollectorRegistry:
@@ -133,3 +164,18 @@ def server_process():
     yield start
     for server in started:
         server.stop()
+
+
+def start_uvicorn(start, tmp_path, env, source):
+    """Writes ``source`` as ``asgiapp.py`` in ``tmp_path`` and starts ``uvicorn
+    --workers 2`` on its ``app``, on 127.0.0.1, with ``start`` (the
+    ``server_process`` fixture); returns ``(server, base URL)``."""
+    (tmp_path / "asgiapp.py").write_text(source)
+    port = free_port()
+    server = start(
+        [sys.executable, "-m", "uvicorn", "--workers", "2", "--host", "127.0.0.1", "--port", str(port),
+         "--no-access-log", "asgiapp:app"],
+        env,
+        str(tmp_path),
+    )
+    return server, "http://127.0.0.1:{}".format(port)

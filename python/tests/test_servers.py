@@ -11,30 +11,9 @@ import textwrap
 
 import pytest
 
-from conftest import free_port, http_get, stock_exposition, wait_until_serving
+from conftest import WSGI_APP, free_port, http_get, start_uvicorn, stock_exposition, wait_until_serving
 
 REQUESTS = 60
-
-WSGI_APP = textwrap.dedent(
-    """
-    from prometheus_client import Counter, Gauge, Histogram
-    from prometheus_multiproc import make_wsgi_app
-
-    REQUESTS = Counter("app_requests", "Requests served.", ["path"])
-    LATENCY = Histogram("app_latency_seconds", "Latency.", buckets=[0.1, 1.0])
-    IN_FLIGHT = Gauge("app_in_flight", "Requests in flight.", multiprocess_mode="livesum")
-    metrics = make_wsgi_app()
-
-    def app(environ, start_response):
-        if environ["PATH_INFO"] == "/metrics":
-            return metrics(environ, start_response)
-        with IN_FLIGHT.track_inprogress():
-            REQUESTS.labels("/").inc()
-            LATENCY.observe(0.05)
-        start_response("200 OK", [("Content-Type", "text/plain")])
-        return [b"ok\\n"]
-    """
-)
 
 GUNICORN_CONF = textwrap.dedent(
     """
@@ -113,12 +92,5 @@ def test_gunicorn_workers_with_max_requests(metrics_dir, tmp_path, server_proces
 
 
 def test_uvicorn_two_workers(metrics_dir, tmp_path, server_process):
-    (tmp_path / "asgiapp.py").write_text(ASGI_APP)
-    port = free_port()
-    server = server_process(
-        [sys.executable, "-m", "uvicorn", "--workers", "2", "--host", "127.0.0.1", "--port", str(port),
-         "--no-access-log", "asgiapp:app"],
-        env_for(metrics_dir),
-        str(tmp_path),
-    )
-    drive("http://127.0.0.1:{}".format(port), metrics_dir, server.proc)
+    server, base = start_uvicorn(server_process, tmp_path, env_for(metrics_dir), ASGI_APP)
+    drive(base, metrics_dir, server.proc)

@@ -202,13 +202,28 @@ pub const WORKER_ID_SYNTAX: &str =
 
 /// A process identifier as it appears in file names: the pid by default, or a stable
 /// worker ID (a slot number from the supervisor) so that a restarted worker reuses
-/// its predecessor's files.
+/// its predecessor's files, or an automatic slot ([`WorkerId::auto`]).
 ///
 /// Python's collector splits file names on `_` and takes the `pid` label of
 /// `all`-mode gauges from the name, so an ID is limited to ASCII letters, digits, `-`
 /// and `.` (not first), at most 64 characters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct WorkerId(String);
+pub struct WorkerId {
+    /// The ID, or for an automatic slot `auto:PREFIX`.
+    text: String,
+    /// For an automatic slot, the length of `auto:`; 0 for a concrete ID.
+    auto_at: usize,
+}
+
+/// What [`WorkerId::parse`] reads as an automatic slot with the default prefix.
+pub const AUTO: &str = "auto";
+
+/// The prefix of automatic slots when none is given ([`WorkerId::parse`] of `auto`).
+pub const AUTO_DEFAULT_PREFIX: &str = "worker";
+
+/// The longest prefix of an automatic slot: the slot's name (`PREFIX-N`, N up to ten
+/// digits) must stay a worker ID.
+pub const AUTO_PREFIX_MAX: usize = 53;
 
 impl WorkerId {
     /// Validates `id`.
@@ -226,26 +241,88 @@ impl WorkerId {
     /// ```
     pub fn new(id: &str) -> Result<WorkerId> {
         if is_worker_id(id) {
-            Ok(WorkerId(id.to_owned()))
+            Ok(WorkerId { text: id.to_owned(), auto_at: 0 })
         } else {
             Err(Error::new(ErrorKind::InvalidWorkerId).about(id).expected(WORKER_ID_SYNTAX))
         }
     }
 
-    /// The current process's pid.
-    pub fn pid() -> WorkerId {
-        WorkerId(std::process::id().to_string())
+    /// An automatic slot: "the lowest free slot named `PREFIX-N`" (`web-0`, `web-1`,
+    /// ...). A process given this ID claims, when it first writes through a handle
+    /// (reading one with `get` counts too; building a registry or declaring a metric
+    /// does not), or at [`Registry::after_fork`](crate::Registry::after_fork), the slot
+    /// with the lowest `N` whose liveness lock no live process holds, and writes under
+    /// that name until it exits or forks. A
+    /// fork child claims its own slot at its first write; a process that never writes
+    /// never claims one. So a worker that replaces a dead one continues the dead one's
+    /// counters in the same files, and a directory holds the files of at most as many
+    /// slots as were ever alive at once.
+    ///
+    /// A slot name holds a `-`, so it never equals the pid of a stock Python worker
+    /// sharing the directory.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidWorkerId`] when `prefix` is not a worker ID or is longer than
+    /// [`AUTO_PREFIX_MAX`].
+    ///
+    /// ```
+    /// use prometheus_multiproc::WorkerId;
+    /// let id = WorkerId::auto("web")?;
+    /// assert!(id.is_auto());
+    /// assert_eq!(id.to_string(), "auto:web");
+    /// assert_eq!(WorkerId::parse("auto:web")?, id);
+    /// # Ok::<(), prometheus_multiproc::Error>(())
+    /// ```
+    pub fn auto(prefix: &str) -> Result<WorkerId> {
+        if is_worker_id(prefix) && prefix.len() <= AUTO_PREFIX_MAX {
+            Ok(WorkerId { text: format!("{AUTO}:{prefix}"), auto_at: AUTO.len() + 1 })
+        } else {
+            Err(Error::new(ErrorKind::InvalidWorkerId)
+                .about(prefix)
+                .expected(format!("a prefix of automatic slots: at most {AUTO_PREFIX_MAX} of {WORKER_ID_SYNTAX}")))
+        }
     }
 
-    /// The ID as text.
+    /// Reads the text form used by `$PROMETHEUS_MULTIPROC_WORKER_ID` and the Python
+    /// package: `auto` (automatic slots named `worker-N`), `auto:PREFIX` (automatic
+    /// slots named `PREFIX-N`), or a worker ID.
+    ///
+    /// # Errors
+    /// As [`WorkerId::new`] and [`WorkerId::auto`].
+    pub fn parse(text: &str) -> Result<WorkerId> {
+        if text == AUTO {
+            WorkerId::auto(AUTO_DEFAULT_PREFIX)
+        } else if let Some(prefix) = text.strip_prefix(AUTO).and_then(|rest| rest.strip_prefix(':')) {
+            WorkerId::auto(prefix)
+        } else {
+            WorkerId::new(text)
+        }
+    }
+
+    /// The current process's pid.
+    pub fn pid() -> WorkerId {
+        WorkerId { text: std::process::id().to_string(), auto_at: 0 }
+    }
+
+    /// Whether this is an automatic slot ([`WorkerId::auto`]) rather than a name.
+    pub fn is_auto(&self) -> bool {
+        self.auto_at > 0
+    }
+
+    /// The ID as text; for an automatic slot not yet claimed, `auto:PREFIX`.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.text
+    }
+
+    /// Slot `n` of an automatic ID (`PREFIX-n`); `None` for a concrete ID.
+    pub(crate) fn auto_slot(&self, n: u32) -> Option<WorkerId> {
+        self.is_auto().then(|| WorkerId { text: format!("{}-{n}", &self.text[self.auto_at..]), auto_at: 0 })
     }
 }
 
 impl std::fmt::Display for WorkerId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.text)
     }
 }
 

@@ -32,6 +32,7 @@ mod family;
 mod gauge;
 mod histogram;
 pub(crate) mod opts;
+mod raw;
 mod summary;
 mod timer;
 
@@ -42,5 +43,6 @@ pub use family::{Family, Metric};
 pub use gauge::{Gauge, GaugeMode};
 pub use histogram::Histogram;
 pub use opts::{DEFAULT_BUCKETS, OVERFLOW_LABEL_VALUE, Opts};
+pub use raw::{PythonSample, RawValue};
 pub use summary::Summary;
 pub use timer::{InProgress, Timer};

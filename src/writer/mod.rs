@@ -113,14 +113,29 @@ impl DropReason {
 #[derive(Debug)]
 struct State {
     epoch: u64,
+    /// The worker ID written under; an automatic one ([`WorkerId::is_auto`]) until its
+    /// slot is claimed.
     id: WorkerId,
-    /// The exclusive liveness lock of `id` (None only after a failed re-lock in a
-    /// fork child, when every write is dropped).
+    /// The exclusive liveness lock of `id`. None after a failed re-lock in a fork child
+    /// (every write is dropped), and while an automatic slot is not claimed yet: series
+    /// created then are not placed in any file (their epoch is [`UNPLACED`]), so the
+    /// first write through any of them claims the slot and places them all.
     live: Option<LiveLock>,
     files: HashMap<&'static str, DbFile>,
     /// Every series ever created, in creation order, so that a fork child can
     /// re-create them in its own files in the same order (as Python does).
     series: Vec<Weak<Series>>,
+}
+
+/// The epoch of a series not placed in any file yet (declared before an automatic slot
+/// was claimed): never a process epoch, so its first write re-resolves it.
+const UNPLACED: u64 = u64::MAX;
+
+impl State {
+    /// Whether the worker ID is an automatic slot not claimed yet.
+    fn awaits_claim(&self) -> bool {
+        self.live.is_none() && self.id.is_auto()
+    }
 }
 
 impl Shared {
@@ -157,8 +172,15 @@ impl Shared {
         // fork hook knows about yet.
         let _guard = region::FORK_GUARD.read();
         let epoch = region::epoch();
-        let id = identity::current(epoch, configured_id.as_ref(), epoch);
-        let live = Some(lock_liveness(&dir, &id, file_mode)?);
+        let mut id = identity::current(epoch, configured_id.as_ref(), epoch);
+        // An automatic slot is claimed at the first write, not here (see `State::live`).
+        let live = if id.is_auto() {
+            None
+        } else {
+            let (claimed, live) = lock_liveness(&dir, &id, file_mode)?;
+            id = claimed;
+            Some(live)
+        };
         Ok(Arc::new(Shared {
             dir,
             file_mode,
@@ -232,7 +254,7 @@ impl Shared {
     pub(crate) fn worker_id(&self) -> WorkerId {
         let _guard = region::FORK_GUARD.read();
         let mut state = self.state.lock();
-        let _ = self.refresh(&mut state); // failures are logged and counted
+        let _ = self.refresh(&mut state, false); // failures are logged and counted
         state.id.clone()
     }
 
@@ -244,16 +266,28 @@ impl Shared {
         }
         let _guard = region::FORK_GUARD.read();
         let mut state = self.state.lock();
-        let _ = self.refresh(&mut state); // failures are logged and counted
-        let slots = self.place(&mut state, prefix, &keys)?;
-        let series = Arc::new(Series {
-            shared: Some(Arc::clone(self)),
-            prefix,
-            values: slots.iter().map(|s| SlotCell::new(s.value)).collect(),
-            timestamp: SlotCell::new(slots[0].timestamp),
-            keys: keys.into_boxed_slice(),
-            epoch: AtomicU64::new(state.epoch),
-        });
+        let _ = self.refresh(&mut state, false); // failures are logged and counted
+        let series = if state.awaits_claim() {
+            // Declared before the first write of an automatic slot: placed when it is claimed.
+            Arc::new(Series {
+                shared: Some(Arc::clone(self)),
+                prefix,
+                values: keys.iter().map(|_| SlotCell::new(&DISCARD)).collect(),
+                timestamp: SlotCell::new(&DISCARD),
+                keys: keys.into_boxed_slice(),
+                epoch: AtomicU64::new(UNPLACED),
+            })
+        } else {
+            let slots = self.place(&mut state, prefix, &keys)?;
+            Arc::new(Series {
+                shared: Some(Arc::clone(self)),
+                prefix,
+                values: slots.iter().map(|s| SlotCell::new(s.value)).collect(),
+                timestamp: SlotCell::new(slots[0].timestamp),
+                keys: keys.into_boxed_slice(),
+                epoch: AtomicU64::new(state.epoch),
+            })
+        };
         state.series.push(Arc::downgrade(&series));
         drop(state);
         self.flush_fork_drops();
@@ -262,8 +296,11 @@ impl Shared {
 
     fn place(&self, state: &mut State, prefix: &'static str, keys: &[Box<[u8]>]) -> Result<Vec<EntrySlots>> {
         if state.live.is_none() {
-            // A fork child that could not take its ID yet: try again (the holder may be gone).
-            state.live = Some(lock_liveness(&self.dir, &state.id, self.file_mode)?);
+            // A fork child that could not take its ID yet: try again (the holder may be
+            // gone); or an automatic slot being claimed.
+            let (id, live) = lock_liveness(&self.dir, &state.id, self.file_mode)?;
+            state.id = id;
+            state.live = Some(live);
         }
         if !state.files.contains_key(prefix) {
             // A dead predecessor's live gauge files were removed when this process took
@@ -283,24 +320,39 @@ impl Shared {
     /// (falling back to one series at a time in a file where that write fails, so that
     /// one failure loses as few series as possible). Returns the first failure: a
     /// worker ID that could not be taken, or a series whose writes are now dropped.
-    fn refresh(&self, state: &mut State) -> Result<()> {
+    ///
+    /// An automatic slot is claimed only when `claim` is true (a write, or
+    /// [`Shared::after_fork`]); until then the series stay unplaced.
+    fn refresh(&self, state: &mut State, claim: bool) -> Result<()> {
         let epoch = region::epoch();
-        if state.epoch == epoch {
-            return Ok(());
-        }
-        state.epoch = epoch;
         if self.detached {
-            state.id = WorkerId::pid();
+            if state.epoch != epoch {
+                state.epoch = epoch;
+                state.id = WorkerId::pid();
+            }
             return Ok(());
         }
-        state.id = identity::current(epoch, self.configured_id.as_ref(), self.creator_epoch);
-        // Closing the parent's descriptors; their mappings stay (slots are 'static). In a
-        // fork child the parent's liveness lock was already closed by the fork hook.
-        state.files.clear();
-        state.live = None;
+        if state.epoch == epoch {
+            if !(claim && state.awaits_claim()) {
+                return Ok(());
+            }
+        } else {
+            state.epoch = epoch;
+            state.id = identity::current(epoch, self.configured_id.as_ref(), self.creator_epoch);
+            // Closing the parent's descriptors; their mappings stay (slots are 'static). In
+            // a fork child the parent's liveness lock was already closed by the fork hook.
+            state.files.clear();
+            state.live = None;
+            if !claim && state.awaits_claim() {
+                return Ok(());
+            }
+        }
         let mut first_error = None;
         match lock_liveness(&self.dir, &state.id, self.file_mode) {
-            Ok(live) => state.live = Some(live),
+            Ok((id, live)) => {
+                state.id = id;
+                state.live = Some(live);
+            }
             Err(err) => {
                 log::error!("metrics writer cannot take worker ID {}: {err}", state.id);
                 first_error = Some(err);
@@ -364,7 +416,7 @@ impl Shared {
     pub(crate) fn after_fork(&self) -> Result<()> {
         let _guard = region::FORK_GUARD.read();
         let mut state = self.state.lock();
-        let result = self.refresh(&mut state);
+        let result = self.refresh(&mut state, true);
         drop(state);
         self.flush_fork_drops();
         result
@@ -374,7 +426,7 @@ impl Shared {
     pub(crate) fn open_files(&self) -> Vec<PathBuf> {
         let _guard = region::FORK_GUARD.read();
         let mut state = self.state.lock();
-        let _ = self.refresh(&mut state); // failures are logged and counted
+        let _ = self.refresh(&mut state, false); // failures are logged and counted
         let mut paths: Vec<PathBuf> = state.files.values().map(|f| f.path().to_path_buf()).collect();
         paths.sort();
         paths
@@ -417,6 +469,14 @@ impl Series {
         &self.values
     }
 
+    /// Whether the slots belong to this process already, so that the next write is only
+    /// the atomic operation (false after `fork()`, a worker-ID change, or while an
+    /// automatic slot is not claimed: the next write re-resolves, which may wait).
+    #[inline]
+    pub(crate) fn is_current(&self) -> bool {
+        self.epoch.load(Ordering::Acquire) == region::epoch()
+    }
+
     /// Counts a refused write (see [`Shared::count_refusal`]).
     #[cold]
     #[inline(never)]
@@ -442,7 +502,7 @@ impl Series {
         };
         let _guard = region::FORK_GUARD.read();
         let mut state = shared.state.lock();
-        let _ = shared.refresh(&mut state); // failures are logged and counted
+        let _ = shared.refresh(&mut state, true); // failures are logged and counted
         if self.epoch.load(Ordering::Acquire) != state.epoch {
             // Not in the registry's list (cannot happen for a live handle); never retry
             // forever: drop its writes.
@@ -472,17 +532,23 @@ impl Series {
 }
 
 /// Takes worker `id`'s exclusive liveness lock (waiting while it is held by a compactor
-/// or a writer that is going away, see [`liveness::take_slot`]) and prepares the slot
-/// for this writer.
-fn lock_liveness(dir: &Path, id: &WorkerId, mode: u32) -> Result<LiveLock> {
-    let file = liveness::take_slot(dir, id.as_str(), mode)?;
+/// or a writer that is going away, see [`liveness::take_slot`]), or for an automatic
+/// ID the lowest free slot's ([`liveness::claim_free_slot`]), and prepares the slot
+/// for this writer. Returns the ID taken.
+fn lock_liveness(dir: &Path, id: &WorkerId, mode: u32) -> Result<(WorkerId, LiveLock)> {
+    let (id, file) = if id.is_auto() {
+        liveness::claim_free_slot(dir, id, mode)?
+    } else {
+        (id.clone(), liveness::take_slot(dir, id.as_str(), mode)?)
+    };
     crate::cleanup::take_over_slot(dir, id.as_str())?;
-    LiveLock::hold(file).map_err(|_| {
+    let live = LiveLock::hold(file).map_err(|_| {
         Error::new(ErrorKind::LimitReached)
             .about(id.to_string())
             .expected(format!("at most {} registries per process", region::MAX_LIVE_LOCKS))
             .found(format!("{} held already", region::MAX_LIVE_LOCKS))
-    })
+    })?;
+    Ok((id, live))
 }
 
 /// Adds `v` to the f64 stored in `slot` (a CAS loop on its bits).
