@@ -204,8 +204,9 @@ pub use error::{Error, ErrorKind, Result};
 pub use expose::{Escaping, Format, Rendered, negotiate, render};
 pub use format::names::{GaugeMode, WorkerId};
 pub use metrics::{
-    Amount, Counter, DEFAULT_BUCKETS, Family, Gauge, Histogram, InProgress, Metric, OVERFLOW_LABEL_VALUE, Opts,
-    Summary, Timer, exponential_buckets, exponential_buckets_range, linear_buckets,
+    Amount, Counter, DEFAULT_BUCKETS, Family, Gauge, Histogram, InProgress, LabelBuf, LabelSet, LabelValue, Metric,
+    NamedLabelSet, OVERFLOW_LABEL_VALUE, Opts, Summary, Timer, exponential_buckets, exponential_buckets_range,
+    linear_buckets,
 };
 pub use region::{SIGBUS_GUARD_ENV, disable_sigbus_guard};
 pub use registry::{DIR_ENV, DIR_ENV_DEPRECATED, DROPPED_SERIES_METRIC, Registry, RegistryBuilder, dir_from_env};
