@@ -208,6 +208,10 @@ pub use metrics::{
     NamedLabelSet, OVERFLOW_LABEL_VALUE, Opts, Summary, Timer, exponential_buckets, exponential_buckets_range,
     linear_buckets,
 };
+/// The derives of the traits of the same names (feature `derive`): see
+/// [`LabelSet`](trait@LabelSet) and [`LabelValue`](trait@LabelValue).
+#[cfg(feature = "derive")]
+pub use prometheus_multiproc_derive::{LabelSet, LabelValue};
 pub use region::{SIGBUS_GUARD_ENV, disable_sigbus_guard};
 pub use registry::{DIR_ENV, DIR_ENV_DEPRECATED, DROPPED_SERIES_METRIC, Registry, RegistryBuilder, dir_from_env};
 pub use writer::{WORKER_ID_ENV, set_worker_id};

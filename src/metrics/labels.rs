@@ -138,6 +138,37 @@ impl<T: LabelValue + ?Sized> LabelValue for &T {
 /// assert_eq!(("GET", 200u16, true).with_values(|v| v.join(",")), "GET,200,true");
 /// assert_eq!(vec![String::from("a"), String::from("b")].with_values(|v| v.join(",")), "a,b");
 /// ```
+///
+/// # `#[derive(LabelSet)]` (feature `derive`)
+///
+/// On a struct with named fields whose types implement [`LabelValue`]: the field names
+/// are the label names, in field order (`#[label(rename = "...")]` on a field gives it
+/// another one); the derive also implements [`NamedLabelSet`], so the struct can
+/// declare a typed family. Label names are checked at compile
+/// time (`[a-zA-Z_][a-zA-Z0-9_]*`, no `__` prefix, each once); the names a metric type
+/// reserves (`le`, `quantile`, `pid`) are refused when the family is declared.
+///
+/// `#[derive(LabelValue)]` on an enum without fields names each variant **as
+/// written** (`Post` is `"Post"`, as prometheus-client's `EncodeLabelValue` writes it),
+/// unless the enum says `#[label(rename_all = "lowercase")]` (or `"UPPERCASE"`,
+/// `"snake_case"`, `"SCREAMING_SNAKE_CASE"`) or the variant `#[label(rename = "...")]`.
+///
+#[cfg_attr(feature = "derive", doc = "```")]
+#[cfg_attr(not(feature = "derive"), doc = "```ignore")]
+/// use prometheus_multiproc::{LabelSet, LabelValue, NamedLabelSet};
+///
+/// #[derive(LabelValue)]
+/// #[label(rename_all = "snake_case")]
+/// enum Outcome { Ok, NotFound, #[label(rename = "5xx")] ServerError }
+///
+/// #[derive(LabelSet)]
+/// struct Request<'a> { route: &'a str, #[label(rename = "code")] status: u16, outcome: Outcome, cached: bool }
+///
+/// assert_eq!(Request::NAMES, ["route", "code", "outcome", "cached"]);
+/// let request = Request { route: "/a", status: 404, outcome: Outcome::NotFound, cached: false };
+/// assert_eq!(request.with_values(|v| v.join(",")), "/a,404,not_found,false");
+/// assert_eq!(Outcome::ServerError.label_value(&mut Default::default()), "5xx");
+/// ```
 pub trait LabelSet {
     /// Calls `f` with the values, each as a string.
     fn with_values<R>(&self, f: impl FnOnce(&[&str]) -> R) -> R;
