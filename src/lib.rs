@@ -205,8 +205,8 @@ pub use expose::{Escaping, Format, Rendered, negotiate, render};
 pub use format::names::{GaugeMode, WorkerId};
 pub use metrics::{
     Amount, Counter, DEFAULT_BUCKETS, Family, Gauge, Histogram, InProgress, LabelBuf, LabelSet, LabelValue, Metric,
-    NamedLabelSet, OVERFLOW_LABEL_VALUE, Opts, Summary, Timer, exponential_buckets, exponential_buckets_range,
-    linear_buckets,
+    NamedLabelSet, OVERFLOW_LABEL_VALUE, Opts, Summary, Timer, TypedFamily, exponential_buckets,
+    exponential_buckets_range, linear_buckets,
 };
 /// The derives of the traits of the same names (feature `derive`): see
 /// [`LabelSet`](trait@LabelSet) and [`LabelValue`](trait@LabelValue).

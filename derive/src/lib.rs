@@ -18,8 +18,9 @@
 
 use proc_macro::TokenStream;
 use proc_macro2::{Span, TokenStream as TokenStream2};
-use quote::{format_ident, quote};
+use quote::{format_ident, quote, quote_spanned};
 use syn::ext::IdentExt;
+use syn::spanned::Spanned;
 use syn::{Attribute, Data, DeriveInput, Error, Fields, LitStr, parse_macro_input};
 
 /// Implements `LabelSet` and `NamedLabelSet` for a struct with named fields; see the
@@ -103,7 +104,11 @@ fn label_set(input: &DeriveInput) -> syn::Result<TokenStream2> {
         }
         names.push(name);
         let buf = format_ident!("__buf{}", i);
-        values.push(quote! { ::prometheus_multiproc::LabelValue::label_value(&self.#ident, &mut #buf) });
+        // Spanned at the field's type, so that a type that is no label value is
+        // reported there.
+        values.push(quote_spanned! {field.ty.span()=>
+            ::prometheus_multiproc::LabelValue::label_value(&self.#ident, &mut #buf)
+        });
         bufs.push(buf);
     }
     let ty = &input.ident;

@@ -144,7 +144,7 @@ impl<T: LabelValue + ?Sized> LabelValue for &T {
 /// On a struct with named fields whose types implement [`LabelValue`]: the field names
 /// are the label names, in field order (`#[label(rename = "...")]` on a field gives it
 /// another one); the derive also implements [`NamedLabelSet`], so the struct can
-/// declare a typed family. Label names are checked at compile
+/// declare a [`TypedFamily`](crate::TypedFamily). Label names are checked at compile
 /// time (`[a-zA-Z_][a-zA-Z0-9_]*`, no `__` prefix, each once); the names a metric type
 /// reserves (`le`, `quantile`, `pid`) are refused when the family is declared.
 ///

@@ -35,6 +35,7 @@ mod labels;
 pub(crate) mod opts;
 mod summary;
 mod timer;
+mod typed;
 
 pub use amount::Amount;
 pub use buckets::{exponential_buckets, exponential_buckets_range, linear_buckets};
@@ -46,3 +47,4 @@ pub use labels::{LabelBuf, LabelSet, LabelValue, MAX_INLINE_LABELS, NamedLabelSe
 pub use opts::{DEFAULT_BUCKETS, OVERFLOW_LABEL_VALUE, Opts};
 pub use summary::Summary;
 pub use timer::{InProgress, Timer};
+pub use typed::TypedFamily;
