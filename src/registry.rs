@@ -9,7 +9,7 @@ use parking_lot::Mutex;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::metrics::opts::{Decl, Kind, prepare_buckets};
-use crate::metrics::{Counter, Family, Gauge, GaugeMode, Histogram, Metric, NamedLabelSet, Opts, Summary, TypedFamily};
+use crate::metrics::{Counter, Family, Gauge, GaugeMode, Histogram, Metric, Opts, Summary};
 use crate::writer::{DropReason, Shared, WorkerId, identity_env};
 
 /// The environment variable naming the metrics directory.
@@ -292,6 +292,54 @@ impl Registry {
         self.family(&opts, Kind::Counter, labels)
     }
 
+    /// Declares a labeled counter family whose label set is the type `L` (usually a
+    /// struct with `#[derive(LabelSet)]`): the label names are `L::NAMES`, checked as
+    /// [`Registry::counter_family`] checks them; values are an `L`, checked by the
+    /// compiler. The same declaration by [`Registry::counter_family`] with the same
+    /// names is the same family. See [`TypedFamily`](crate::TypedFamily) for an example.
+    ///
+    /// # Errors
+    /// As [`Registry::counter_family`].
+    pub fn typed_counter_family<L: crate::NamedLabelSet>(&self, opts: Opts) -> Result<crate::TypedFamily<L, Counter>> {
+        self.family(&opts, Kind::Counter, L::NAMES).map(crate::TypedFamily::new)
+    }
+
+    /// [`Registry::gauge_family`] with the label set `L`, as
+    /// [`Registry::typed_counter_family`].
+    ///
+    /// # Errors
+    /// As [`Registry::gauge_family`].
+    pub fn typed_gauge_family<L: crate::NamedLabelSet>(
+        &self,
+        opts: Opts,
+        mode: GaugeMode,
+    ) -> Result<crate::TypedFamily<L, Gauge>> {
+        self.family(&opts, Kind::Gauge(mode), L::NAMES).map(crate::TypedFamily::new)
+    }
+
+    /// [`Registry::histogram_family`] with the label set `L`, as
+    /// [`Registry::typed_counter_family`].
+    ///
+    /// # Errors
+    /// As [`Registry::histogram_family`].
+    pub fn typed_histogram_family<L: crate::NamedLabelSet>(
+        &self,
+        opts: Opts,
+        buckets: &[f64],
+    ) -> Result<crate::TypedFamily<L, Histogram>> {
+        let bounds = prepare_buckets(&opts.full_name(false)?, buckets)?;
+        self.family(&opts, Kind::Histogram(bounds), L::NAMES).map(crate::TypedFamily::new)
+    }
+
+    /// [`Registry::summary_family`] with the label set `L`, as
+    /// [`Registry::typed_counter_family`].
+    ///
+    /// # Errors
+    /// As [`Registry::summary_family`].
+    pub fn typed_summary_family<L: crate::NamedLabelSet>(&self, opts: Opts) -> Result<crate::TypedFamily<L, Summary>> {
+        self.family(&opts, Kind::Summary, L::NAMES).map(crate::TypedFamily::new)
+    }
+
     /// Declares a gauge without labels, merged by `mode`.
     ///
     /// # Errors
@@ -341,49 +389,5 @@ impl Registry {
     /// As [`Registry::counter_family`].
     pub fn summary_family(&self, opts: Opts, labels: &[&str]) -> Result<Family<Summary>> {
         self.family(&opts, Kind::Summary, labels)
-    }
-
-    /// Declares a labeled counter family whose label set is the type `L` (usually a
-    /// struct with `#[derive(LabelSet)]`): the label names are `L::NAMES`, checked as
-    /// [`Registry::counter_family`] checks them; values are an `L`, checked by the
-    /// compiler. The same declaration by [`Registry::counter_family`] with the same
-    /// names is the same family. See [`TypedFamily`] for an example.
-    ///
-    /// # Errors
-    /// As [`Registry::counter_family`].
-    pub fn typed_counter_family<L: NamedLabelSet>(&self, opts: Opts) -> Result<TypedFamily<L, Counter>> {
-        self.family(&opts, Kind::Counter, L::NAMES).map(TypedFamily::new)
-    }
-
-    /// [`Registry::gauge_family`] with the label set `L`, as
-    /// [`Registry::typed_counter_family`].
-    ///
-    /// # Errors
-    /// As [`Registry::gauge_family`].
-    pub fn typed_gauge_family<L: NamedLabelSet>(&self, opts: Opts, mode: GaugeMode) -> Result<TypedFamily<L, Gauge>> {
-        self.family(&opts, Kind::Gauge(mode), L::NAMES).map(TypedFamily::new)
-    }
-
-    /// [`Registry::histogram_family`] with the label set `L`, as
-    /// [`Registry::typed_counter_family`].
-    ///
-    /// # Errors
-    /// As [`Registry::histogram_family`].
-    pub fn typed_histogram_family<L: NamedLabelSet>(
-        &self,
-        opts: Opts,
-        buckets: &[f64],
-    ) -> Result<TypedFamily<L, Histogram>> {
-        let bounds = prepare_buckets(&opts.full_name(false)?, buckets)?;
-        self.family(&opts, Kind::Histogram(bounds), L::NAMES).map(TypedFamily::new)
-    }
-
-    /// [`Registry::summary_family`] with the label set `L`, as
-    /// [`Registry::typed_counter_family`].
-    ///
-    /// # Errors
-    /// As [`Registry::summary_family`].
-    pub fn typed_summary_family<L: NamedLabelSet>(&self, opts: Opts) -> Result<TypedFamily<L, Summary>> {
-        self.family(&opts, Kind::Summary, L::NAMES).map(TypedFamily::new)
     }
 }
