@@ -252,10 +252,10 @@ pub use error::{Error, ErrorKind, Result};
 pub use expose::{Escaping, Format, Rendered, negotiate, render};
 pub use format::names::{GaugeMode, WorkerId};
 pub use metrics::{
-    Amount, Counter, DEFAULT_BUCKETS, Family, Gauge, Histogram, InProgress, LabelBuf, LabelSet, LabelValue, Metric,
-    NamedLabelSet, OVERFLOW_LABEL_VALUE, Opts, Summary, Timer, TypedFamily, exponential_buckets,
-    exponential_buckets_range, linear_buckets,
+    Amount, Counter, DEFAULT_BUCKETS, Family, Gauge, Histogram, InProgress, Metric, OVERFLOW_LABEL_VALUE, Opts,
+    Summary, Timer, exponential_buckets, exponential_buckets_range, linear_buckets,
 };
+pub use metrics::{LabelBuf, LabelSet, LabelValue, NamedLabelSet, TypedFamily};
 /// The derives of the traits of the same names (feature `derive`): see
 /// [`LabelSet`](trait@LabelSet) and [`LabelValue`](trait@LabelValue).
 #[cfg(feature = "derive")]
