@@ -1,6 +1,7 @@
 //! The write hot path: one handle operation against a bare atomic CAS add and the
-//! `prometheus` crate's equivalents. `scripts/bench-hot-path.sh` runs this and times
-//! Python's multiprocess mode in the same run.
+//! `prometheus` and `prometheus-client` crates' equivalents. `scripts/bench-hot-path.sh`
+//! runs this (with the `derive` feature, for the typed-label rows) and times Python's
+//! multiprocess mode in the same run.
 #![allow(missing_docs)] // criterion_group! generates an undocumented function
 
 use std::hint::black_box;
@@ -34,6 +35,26 @@ fn on_threads(iters: u64, per_thread: [&[&str]; 2], op: impl Fn(&[&str]) + Sync)
     start.elapsed()
 }
 
+/// The typed label set of the typed-label rows, ours and prometheus-client's: an enum
+/// and an integer, as an HTTP layer would have them.
+#[cfg(feature = "derive")]
+mod typed {
+    use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+    use prometheus_multiproc::{LabelSet, LabelValue};
+
+    #[derive(LabelValue, EncodeLabelValue, Clone, Copy, Debug, Hash, PartialEq, Eq)]
+    #[label(rename_all = "UPPERCASE")]
+    pub enum Method {
+        Get,
+    }
+
+    #[derive(LabelSet, EncodeLabelSet, Clone, Debug, Hash, PartialEq, Eq)]
+    pub struct Request {
+        pub method: Method,
+        pub status: u16,
+    }
+}
+
 fn hot_path(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let registry = Registry::builder().dir(dir.path()).worker_id(WorkerId::new("bench").unwrap()).build().unwrap();
@@ -52,6 +73,13 @@ fn hot_path(c: &mut Criterion) {
     let prom_gauge = prometheus::Gauge::new("pg", "p").unwrap();
     let prom_hist = prometheus::Histogram::with_opts(prometheus::HistogramOpts::new("ph", "p")).unwrap();
 
+    // prometheus-client's Family: string pairs, and (below) a derived label set.
+    let pc_family = prometheus_client::metrics::family::Family::<
+        [(&'static str, &'static str); 2],
+        prometheus_client::metrics::counter::Counter,
+    >::default();
+    pc_family.get_or_create(&[("method", "GET"), ("status", "200")]).inc();
+
     let mut g = c.benchmark_group("hot_path");
     g.bench_function("bare_f64_cas_add", |b| b.iter(|| cas_add(black_box(&bare), black_box(1.0))));
     g.bench_function("counter_inc", |b| b.iter(|| black_box(&counter).inc()));
@@ -59,6 +87,26 @@ fn hot_path(c: &mut Criterion) {
     g.bench_function("labeled_with_inc", |b| {
         b.iter(|| family.with(black_box(&["GET", "200"]), prometheus_multiproc::Counter::inc).unwrap())
     });
+    g.bench_function("labeled_labels_inc", |b| b.iter(|| family.labels(black_box(&["GET", "200"])).inc()));
+    g.bench_function("prometheus_client_get_or_create_inc", |b| {
+        b.iter(|| pc_family.get_or_create(black_box(&[("method", "GET"), ("status", "200")])).inc())
+    });
+    #[cfg(feature = "derive")]
+    {
+        use typed::{Method, Request};
+        let typed = registry.typed_counter_family::<Request>(Opts::new("bench_typed_total", "Bench.")).unwrap();
+        let request = Request { method: Method::Get, status: 200 };
+        typed.labels(&request).inc();
+        g.bench_function("typed_labels_inc", |b| b.iter(|| typed.labels(black_box(&request)).inc()));
+        let pc_typed = prometheus_client::metrics::family::Family::<
+            Request,
+            prometheus_client::metrics::counter::Counter,
+        >::default();
+        pc_typed.get_or_create(&request).inc();
+        g.bench_function("prometheus_client_typed_get_or_create_inc", |b| {
+            b.iter(|| pc_typed.get_or_create(black_box(&request)).inc())
+        });
+    }
     g.bench_function("gauge_set", |b| b.iter(|| black_box(&gauge).set(black_box(3.0))));
     g.bench_function("histogram_observe", |b| b.iter(|| black_box(&histogram).observe(black_box(0.3))));
     g.bench_function("prometheus_counter_inc", |b| b.iter(|| black_box(&prom_counter).inc()));

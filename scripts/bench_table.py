@@ -30,3 +30,16 @@ for label, ours, theirs, pykey in rows:
     print(f'| {label} | {o:.2f} ns | {o / bare:.2f}× | {t:.2f} ns | {p:.0f} ns | {p / o:.0f}× |')
 o, t = ns('labeled_get_inc_2_threads'), ns('prometheus_with_label_values_inc_2_threads')
 print(f'| labeled lookup + `inc`, 2 threads at once on 2 label sets of one family (per op, per thread) | {o:.2f} ns | | {t:.2f} ns | | |')
+
+print()
+print('Labeled lookup + `inc`, ours against both in-process crates:\n')
+print('| operation | ours | `prometheus` `with_label_values(..).inc()` | `prometheus-client` `get_or_create(..).inc()` |')
+print('|---|---|---|---|')
+prom, pc = ns('prometheus_with_label_values_inc'), ns('prometheus_client_get_or_create_inc')
+for label, bench in [('`family.labels(&["GET", "200"]).inc()`', 'labeled_labels_inc'),
+                     ('`family.with(&["GET", "200"], Counter::inc)`', 'labeled_with_inc'),
+                     ('`family.get(&["GET", "200"])?.inc()`', 'labeled_get_inc')]:
+    print(f'| {label} | {ns(bench):.2f} ns | {prom:.2f} ns | {pc:.2f} ns (string pairs) |')
+if os.path.exists(os.path.join(root, 'typed_labels_inc')):
+    print(f'| typed: `typed.labels(&Request {{ method, status }}).inc()` | {ns("typed_labels_inc"):.2f} ns | {prom:.2f} ns '
+          f'| {ns("prometheus_client_typed_get_or_create_inc"):.2f} ns (derived label set) |')

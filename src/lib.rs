@@ -103,8 +103,56 @@
 //! series per process, `pid` label), `min`, `max`, `sum`, `mostrecent`, each with a
 //! `live` variant that counts only live processes.
 //!
+//! # Labels
+//!
+//! A labeled metric is a [`Family`]: one child series per combination of label values,
+//! created on first use. Three ways to look a child up, all without a lock, and without
+//! allocating when the child exists:
+//!
+//! * [`Family::labels`] never fails: it takes any [`LabelSet`] (an array, slice or
+//!   `Vec` of `AsRef<str>`, or a tuple of strings, integers, bools and enums) and, when
+//!   no child can be had (a wrong number of values, a full disk), returns a handle that
+//!   drops its writes, counted by reason and logged once per family;
+//! * [`Family::get`] and [`Family::with`] are its fallible forms, for callers who want
+//!   the error;
+//! * a [`TypedFamily`] takes its label names from a type, usually a struct with
+//!   `#[derive(LabelSet)]` (cargo feature `derive`), and its values as that type, so a
+//!   wrong count, order or value type does not compile.
+//!
+//! Label values name themselves through [`LabelValue`]: strings as they are, integers in
+//! decimal, `bool` as `true`/`false`, enums with `#[derive(LabelValue)]` by their
+//! variant names as written (or renamed).
+//!
+#![cfg_attr(feature = "derive", doc = "```")]
+#![cfg_attr(not(feature = "derive"), doc = "```ignore")]
+//! # let dir = tempfile::tempdir()?;
+//! use prometheus_multiproc::{Collector, LabelSet, LabelValue, Opts, Registry};
+//!
+//! #[derive(LabelValue)]
+//! #[label(rename_all = "UPPERCASE")]
+//! enum Method { Get, Post }
+//!
+//! #[derive(LabelSet)]
+//! struct Request { method: Method, status: u16 }
+//!
+//! let registry = Registry::builder().dir(dir.path()).build()?;
+//! let untyped = registry.counter_family(Opts::new("untyped_total", "Requests."), &["method", "status"])?;
+//! untyped.labels(&["GET", "200"]).inc();
+//! untyped.labels(&("GET", 200)).inc(); // a tuple: the integer is formatted on the stack
+//!
+//! let typed = registry.typed_counter_family::<Request>(Opts::new("typed_total", "Requests."))?;
+//! typed.labels(&Request { method: Method::Post, status: 201 }).inc();
+//!
+//! let scrape = Collector::new(dir.path())?.collect()?;
+//! assert_eq!(scrape.value("untyped_total", &[("method", "GET"), ("status", "200")]), Some(2.0));
+//! assert_eq!(scrape.value("typed_total", &[("method", "POST"), ("status", "201")]), Some(1.0));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # Integrations (cargo features, none on by default)
 //!
+//! * `derive`: `#[derive(LabelSet)]` and `#[derive(LabelValue)]`, from the workspace's
+//!   `prometheus-multiproc-derive` crate (see [Labels](#labels)).
 //! * `prometheus`: `integrations::prometheus::PrometheusCollector`, a tikv
 //!   `prometheus` 0.14 `Collector` that puts the merged families into a
 //!   `prometheus::Registry`.
@@ -220,6 +268,11 @@ pub use metrics::{
     Amount, Counter, DEFAULT_BUCKETS, Family, Gauge, Histogram, InProgress, Metric, OVERFLOW_LABEL_VALUE, Opts,
     PythonSample, RawValue, Summary, Timer, exponential_buckets, exponential_buckets_range, linear_buckets,
 };
+pub use metrics::{LabelBuf, LabelSet, LabelValue, NamedLabelSet, TypedFamily};
+/// The derives of the traits of the same names (feature `derive`): see
+/// [`LabelSet`](trait@LabelSet) and [`LabelValue`](trait@LabelValue).
+#[cfg(feature = "derive")]
+pub use prometheus_multiproc_derive::{LabelSet, LabelValue};
 pub use region::{SIGBUS_GUARD_ENV, disable_sigbus_guard};
 pub use registry::{
     DIR_ENV, DIR_ENV_DEPRECATED, DROPPED_SERIES_METRIC, Lazy, Registry, RegistryBuilder, default_registry,

@@ -318,6 +318,54 @@ impl Registry {
         self.family(&opts, Kind::Counter, labels)
     }
 
+    /// Declares a labeled counter family whose label set is the type `L` (usually a
+    /// struct with `#[derive(LabelSet)]`): the label names are `L::NAMES`, checked as
+    /// [`Registry::counter_family`] checks them; values are an `L`, checked by the
+    /// compiler. The same declaration by [`Registry::counter_family`] with the same
+    /// names is the same family. See [`TypedFamily`](crate::TypedFamily) for an example.
+    ///
+    /// # Errors
+    /// As [`Registry::counter_family`].
+    pub fn typed_counter_family<L: crate::NamedLabelSet>(&self, opts: Opts) -> Result<crate::TypedFamily<L, Counter>> {
+        self.family(&opts, Kind::Counter, L::NAMES).map(crate::TypedFamily::new)
+    }
+
+    /// [`Registry::gauge_family`] with the label set `L`, as
+    /// [`Registry::typed_counter_family`].
+    ///
+    /// # Errors
+    /// As [`Registry::gauge_family`].
+    pub fn typed_gauge_family<L: crate::NamedLabelSet>(
+        &self,
+        opts: Opts,
+        mode: GaugeMode,
+    ) -> Result<crate::TypedFamily<L, Gauge>> {
+        self.family(&opts, Kind::Gauge(mode), L::NAMES).map(crate::TypedFamily::new)
+    }
+
+    /// [`Registry::histogram_family`] with the label set `L`, as
+    /// [`Registry::typed_counter_family`].
+    ///
+    /// # Errors
+    /// As [`Registry::histogram_family`].
+    pub fn typed_histogram_family<L: crate::NamedLabelSet>(
+        &self,
+        opts: Opts,
+        buckets: &[f64],
+    ) -> Result<crate::TypedFamily<L, Histogram>> {
+        let bounds = prepare_buckets(&opts.full_name(false)?, buckets)?;
+        self.family(&opts, Kind::Histogram(bounds), L::NAMES).map(crate::TypedFamily::new)
+    }
+
+    /// [`Registry::summary_family`] with the label set `L`, as
+    /// [`Registry::typed_counter_family`].
+    ///
+    /// # Errors
+    /// As [`Registry::summary_family`].
+    pub fn typed_summary_family<L: crate::NamedLabelSet>(&self, opts: Opts) -> Result<crate::TypedFamily<L, Summary>> {
+        self.family(&opts, Kind::Summary, L::NAMES).map(crate::TypedFamily::new)
+    }
+
     /// Declares a gauge without labels, merged by `mode`.
     ///
     /// # Errors

@@ -10,7 +10,7 @@ use parking_lot::Mutex;
 use crate::error::Result;
 use crate::metrics::children::Children;
 use crate::metrics::opts::{Decl, Kind, OVERFLOW_LABEL_VALUE};
-use crate::metrics::{Counter, Gauge, Histogram, Summary};
+use crate::metrics::{Counter, Gauge, Histogram, LabelSet, Summary};
 use crate::writer::{DropReason, Series, Shared};
 
 /// A metric type that a [`Family`] can hand out. Sealed: implemented by [`Counter`],
@@ -238,9 +238,12 @@ impl<T: Metric> Family<T> {
         }
     }
 
-    /// The child for `values`, always: the infallible form of [`Family::get`], for
-    /// request paths that must not handle a metrics error. Values are any `AsRef<str>`
-    /// (`&str`, `String`, `Cow<str>`, ...), all of one type.
+    /// The child for `labels`, always: the infallible form of [`Family::get`], for
+    /// request paths that must not handle a metrics error. `labels` is any
+    /// [`LabelSet`]: an array, slice or `Vec` of any `AsRef<str>` (`&str`, `String`,
+    /// `Cow<str>`, ...), or a tuple mixing strings, integers, bools and enums that name
+    /// themselves ([`LabelValue`](crate::LabelValue)). A lookup of an existing child
+    /// takes no lock and allocates nothing (integers are formatted on the stack).
     ///
     /// When no child can be had (a wrong number of values, a full disk, another I/O
     /// failure), it returns a handle that drops its writes, counts the failure in
@@ -260,13 +263,20 @@ impl<T: Metric> Family<T> {
     /// let status = 200.to_string();
     /// requests.labels(&["/users", status.as_str()]).inc(); // &str values
     /// requests.labels(&[String::from("/users"), status]).inc(); // String values
+    /// requests.labels(&("/users", 200u16)).inc(); // a tuple: the integer is formatted on the stack
     /// requests.labels(&["/users"]).inc(); // a wrong count: dropped and counted, no panic
-    /// assert_eq!(requests.labels(&["/users", "200"]).get(), 2.0);
+    /// assert_eq!(requests.labels(&["/users", "200"]).get(), 3.0);
     /// assert!(registry.dropped_series().contains(&("label_count", 1)));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     #[inline]
-    pub fn labels<S: AsRef<str>>(&self, values: &[S]) -> T {
+    pub fn labels<L: LabelSet + ?Sized>(&self, labels: &L) -> T {
+        labels.with_values(|values| self.labels_of(values))
+    }
+
+    /// [`Family::labels`] on values already turned into strings.
+    #[inline]
+    fn labels_of(&self, values: &[&str]) -> T {
         match self.lookup(values) {
             Some(child) => child.clone(),
             None => self.create(values).unwrap_or_else(|err| self.failed(&err)),
