@@ -89,9 +89,12 @@
 //! * **One bad file never fails a scrape.** Truncated, corrupt, foreign or unreadable
 //!   files, and anything not a regular file, are skipped whole, logged, and listed in
 //!   [`Scrape::skipped`].
-//! * **Lock-free, bounded.** The collector maps files read-only and reads each value
-//!   with one atomic load; writers never wait for it. Dead writers' files are copied
-//!   with `pread` instead (nothing writes them) the first time they are seen, and
+//! * **No live writer waits, bounded.** The collector maps files read-only and reads
+//!   each value with one atomic load; a live writer never waits for it. Dead writers'
+//!   files are copied with `pread` instead (nothing writes them; the scrape holds the
+//!   dead writer's liveness file with a shared lock meanwhile, for microseconds, so a
+//!   new writer taking that slot at that moment retries 5 ms later) the first time
+//!   they are seen, and
 //!   whenever the collector already keeps its bound of mappings (16,384,
 //!   [`Collector::with_max_kept_mappings`]), past which other files are mapped only
 //!   while read: no directory is too large to scrape. Repeat scrapes parse only new
