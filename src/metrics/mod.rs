@@ -14,10 +14,17 @@
 //! | `Histogram::observe` | two compare-and-swap loops (`_sum`, then the bucket) |
 //! | `Summary::observe` | two compare-and-swap loops (`_count`, then `_sum`) |
 //!
-//! No lock, no allocation, no system call, **with one exception**: the first write
-//! through any handle of a registry in a new process epoch (the first after `fork()`,
-//! or after [`set_worker_id`](crate::set_worker_id)) re-resolves every series of that
-//! registry into this process's own files. That write takes the fork guard and the
+//! No lock, no allocation, no system call, **with two exceptions**.
+//!
+//! * A refused write (a negative counter increment, `inc` on a `mostrecent` gauge)
+//!   writes nothing and counts the refusal with one atomic add; the first refusal of
+//!   each reason in the process also logs a warning (an allocation and the logger's
+//!   own I/O, once).
+//! * The first write through any handle of a registry in a new process epoch (the first
+//!   after `fork()`, or after [`set_worker_id`](crate::set_worker_id)), and with an
+//!   automatic worker ID ([`WorkerId::auto`](crate::WorkerId::auto)) the first write in
+//!   the process at all, re-resolves every series of that registry into this process's
+//!   own files (claiming the slot). That write takes the fork guard and the
 //! registry's state lock, takes the worker ID's liveness lock (waiting up to 1 s for a
 //! holder that is exiting, up to 60 s while a compaction folds that ID), opens and
 //! reads the files and writes each file's entries with one `pwrite`. A worker calls
