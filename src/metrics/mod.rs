@@ -25,11 +25,11 @@
 //!   automatic worker ID ([`WorkerId::auto`](crate::WorkerId::auto)) the first write in
 //!   the process at all, re-resolves every series of that registry into this process's
 //!   own files (claiming the slot). That write takes the fork guard and the
-//! registry's state lock, takes the worker ID's liveness lock (waiting up to 1 s for a
-//! holder that is exiting, up to 60 s while a compaction folds that ID), opens and
-//! reads the files and writes each file's entries with one `pwrite`. A worker calls
-//! [`Registry::after_fork`](crate::Registry::after_fork) right after `fork()` to do this
-//! work there instead of inside its first request.
+//!   registry's state lock, takes the worker ID's liveness lock (waiting up to 1 s for a
+//!   holder that is exiting, up to 60 s while a compaction folds that ID), opens and
+//!   reads the files and writes each file's entries with one `pwrite`. A worker calls
+//!   [`Registry::after_fork`](crate::Registry::after_fork) right after `fork()` to do this
+//!   work there instead of inside its first request.
 
 mod amount;
 mod buckets;
