@@ -6,6 +6,7 @@
 //! cargo run --release --example scrape_once -- make          # prints FILES SERIES DIR per line
 //! cargo run --release --example scrape_once -- scrape DIR    # prints one JSON object
 //! cargo run --release --example scrape_once -- time DIR N [W] # quick timing: N cold runs, W (or N) warm
+//! cargo run --release --example scrape_once -- json DIR N W   # the same, as JSON (min and median)
 //! ```
 //!
 //! `scrape` runs a fresh `Collector::new(DIR)`, `collect()` and the text `render`, then,
@@ -109,6 +110,34 @@ fn main() -> Result<()> {
             );
             Ok(())
         }
-        _ => Err("usage: scrape_once make | scrape_once scrape DIR | scrape_once time DIR RUNS [WARM_RUNS]".into()),
+        ["json", dir, runs, warm_runs] => {
+            // As `time`, one JSON object: what scripts/scrape_goals.py reads.
+            let (runs, warm_runs): (usize, usize) = (runs.parse()?, warm_runs.parse()?);
+            let (mut cold, mut warm) = (vec![], vec![]);
+            for _ in 0..runs {
+                let start = Instant::now();
+                let collector = Collector::new(dir)?;
+                drop(render(&collector.collect()?, None, None));
+                cold.push(start.elapsed().as_secs_f64() * 1e3);
+                drop(collector);
+            }
+            let collector = Collector::new(dir)?;
+            collector.collect()?;
+            for _ in 0..warm_runs {
+                let start = Instant::now();
+                drop(render(&collector.collect()?, None, None));
+                warm.push(start.elapsed().as_secs_f64() * 1e3);
+            }
+            let [cold, warm] = [cold, warm].map(|mut v| min_median(&mut v));
+            println!(
+                "{{\"cold_min_ms\": {:.4}, \"cold_median_ms\": {:.4}, \"warm_min_ms\": {:.4}, \"warm_median_ms\": {:.4}}}",
+                cold.0, cold.1, warm.0, warm.1
+            );
+            Ok(())
+        }
+        _ => Err(
+            "usage: scrape_once make | scrape_once scrape DIR | scrape_once time DIR RUNS [WARM_RUNS] | scrape_once json DIR RUNS WARM_RUNS"
+                .into(),
+        ),
     }
 }

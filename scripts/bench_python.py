@@ -28,7 +28,6 @@ import time
 
 from prometheus_client import CollectorRegistry
 from prometheus_client import generate_latest as stock_generate_latest
-from prometheus_client.mmap_dict import MmapedDict, mmap_key
 from prometheus_client.multiprocess import MultiProcessCollector as StockCollector
 
 import prometheus_multiproc
@@ -38,55 +37,8 @@ from prometheus_multiproc import MultiProcessCollector, _native
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python", "tests"))
 from conftest import stock_registry  # noqa: E402
 
-METHODS = ["GET", "POST", "PUT", "DELETE"]
-MARKER = ".complete-v1"
-
-
-def write_big(d):
-    keys = [
-        mmap_key("req", "req_total", ["method", "path"], [METHODS[i % 4], "/api/v1/items/%d" % i], "Requests served.")
-        for i in range(10_000)
-    ]
-    for f in range(64):
-        db = MmapedDict(os.path.join(d, "counter_%d.db" % (1000 + f)))
-        for i, key in enumerate(keys):
-            db.write_value(key, float((i + f) % 97), 0.0)
-        db.close()
-
-
-def write_small(d):
-    counter_keys = [
-        mmap_key("req", "req_total", ["method", "path"], [m, "/"], "Requests served.") for m in METHODS
-    ]
-    bounds = ["0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1.0", "2.5", "+Inf"]
-    hist_keys = [mmap_key("lat", "lat_bucket", ["le"], [b], "Latency.") for b in bounds]
-    hist_keys += [mmap_key("lat", "lat_sum", [], [], "Latency."), mmap_key("lat", "lat_count", [], [], "Latency.")]
-    for w in range(2_500):
-        pid = 10_000 + w
-        for name, keys in (("counter", counter_keys), ("histogram", hist_keys)):
-            db = MmapedDict(os.path.join(d, "%s_%d.db" % (name, pid)))
-            for i, key in enumerate(keys):
-                db.write_value(key, float((i + w) % 7), 0.0)
-            db.close()
-        db = MmapedDict(os.path.join(d, "gauge_max_%d.db" % pid))
-        db.write_value(mmap_key("queue", "queue", [], [], "Queue length."), float(w % 13), 0.0)
-        db.close()
-        db = MmapedDict(os.path.join(d, "summary_%d.db" % pid))
-        db.write_value(mmap_key("size", "size_count", [], [], "Sizes."), 2.0, 0.0)
-        db.write_value(mmap_key("size", "size_sum", [], [], "Sizes."), float(w), 0.0)
-        db.close()
-
-
-def ensure(root, name, writer):
-    d = os.path.join(root, name)
-    if not os.path.exists(os.path.join(d, MARKER)):
-        if os.path.isdir(d):
-            for n in os.listdir(d):
-                os.remove(os.path.join(d, n))
-        os.makedirs(d, exist_ok=True)
-        writer(d)
-        open(os.path.join(d, MARKER), "w").close()
-    return d
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from py_dirs import ensure, write_big, write_small  # noqa: E402
 
 
 def stock(path):

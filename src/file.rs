@@ -257,18 +257,33 @@ pub(crate) fn write_at(file: &File, path: &Path, bytes: &[u8], offset: usize) ->
 
 /// The names of the `*.db` entries of `dir` (any file type), sorted by bytes, without
 /// dotfiles: the set Python's `glob('*.db')` sees, in a deterministic order.
-pub(crate) fn list_db_names(dir: &Path) -> io::Result<Vec<std::ffi::OsString>> {
+pub(crate) fn list_db_names(dir: &Path) -> io::Result<Vec<ListedDb>> {
     use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::DirEntryExt;
     let mut names = Vec::new();
     for entry in fs::read_dir(dir)? {
-        let name = entry?.file_name();
+        let entry = entry?;
+        let name = entry.file_name();
         let bytes = name.as_bytes();
         if bytes.ends_with(b".db") && !bytes.starts_with(b".") {
-            names.push(name);
+            // `file_type` is the listing's own type field where the file system fills
+            // it in (no system call); where it does not, the hint is left out.
+            let regular_ino = entry.file_type().ok().filter(fs::FileType::is_file).map(|_| entry.ino());
+            names.push(ListedDb { name, regular_ino });
         }
     }
-    names.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    names.sort_unstable_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
     Ok(names)
+}
+
+/// A `*.db` name of a directory listing, with what the listing itself says of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ListedDb {
+    pub(crate) name: std::ffi::OsString,
+    /// The inode number, when the listing says the entry is a regular file (`d_type`):
+    /// a file still mapped under that name is the same file while this is its inode
+    /// (an inode number is not reused while a mapping holds the inode).
+    pub(crate) regular_ino: Option<u64>,
 }
 
 /// The type and identity of `path` itself, never following a symlink.

@@ -144,9 +144,31 @@ pub(crate) fn claim_free_slot(dir: &Path, auto: &WorkerId, mode: u32) -> Result<
 /// ID (writers need the exclusive lock) while probes still read it as dead (they test
 /// with a shared lock). `None` when a writer holds it or it is gone.
 pub(crate) fn hold_dead(dir: &Path, id: &str) -> Option<File> {
+    match hold_if_dead(dir, id) {
+        Held::Dead(file) => Some(file),
+        Held::NotDead | Held::NoLivenessFile => None,
+    }
+}
+
+/// What [`hold_if_dead`] found.
+#[derive(Debug)]
+pub(crate) enum Held {
+    /// The writer is dead; its liveness file, held with a shared lock.
+    Dead(File),
+    /// A writer holds the lock (or the file could not be opened or locked).
+    NotDead,
+    /// The ID has no liveness file: a stock Python worker's, whose liveness is unknown.
+    NoLivenessFile,
+}
+
+/// As [`hold_dead`], telling an ID without a liveness file from one whose writer lives.
+pub(crate) fn hold_if_dead(dir: &Path, id: &str) -> Held {
     let path = dir.join(names::lock_name(id));
-    let file = open_read(&path).ok()?;
-    (try_lock(&file, LockKind::Shared).ok()? && same_inode(&file, &path)).then_some(file)
+    match open_read(&path) {
+        Ok(file) if try_lock(&file, LockKind::Shared).unwrap_or(false) && same_inode(&file, &path) => Held::Dead(file),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Held::NoLivenessFile,
+        _ => Held::NotDead,
+    }
 }
 
 /// Whether the writer with liveness file `dir/writer_ID.lock` is alive.

@@ -237,7 +237,17 @@ fn clear_removes_our_files_and_refuses_while_a_writer_lives() {
     assert_eq!(refused.status.code(), Some(1), "a live writer: {}", String::from_utf8_lossy(&refused.stderr));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("writer_3.lock"));
     drop(live);
-    let out = cli(&["clear", "--dir", dir.path().to_str().unwrap()], None);
+    // Another test of this process may fork a child (to exec the CLI) at the moment
+    // `live` drops: until that child execs, it holds a copy of the liveness file's
+    // descriptor, and with it the lock. So `clear` may be refused for a moment.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let out = loop {
+        let out = cli(&["clear", "--dir", dir.path().to_str().unwrap()], None);
+        if out.status.code() == Some(0) || std::time::Instant::now() > deadline {
+            break out;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let mut left: Vec<String> =
         std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();

@@ -41,9 +41,11 @@ fn counter_file(key: &[u8], value: f64) -> Vec<u8> {
     out
 }
 
-/// Writes `count` counter files of pid-named writers (pids above any `pid_max`, so no
-/// process runs with them), worker `i` holding `i % 1000`; with `dead`, each writer also
-/// left its liveness file (free, recording its pid) as a dead writer of this crate does.
+/// Writes `count` counter files, worker `i` holding `i % 1000`. With `dead`, they are
+/// pid-named writers of this crate (pids above any `pid_max`, so no process runs with
+/// them), each of which left its liveness file (free, recording its pid). Without, they
+/// are stock Python workers with a custom `process_identifier` (`w` and a number): no
+/// liveness file and no pid, so they may be alive.
 /// Returns the exact total.
 fn write_workers(dir: &Path, count: usize, dead: bool) -> f64 {
     let key = encode_key("jobs", "jobs_total", &[], "Jobs.").into_bytes();
@@ -51,7 +53,8 @@ fn write_workers(dir: &Path, count: usize, dead: bool) -> f64 {
     for i in 0..count {
         let pid = 5_000_000 + i;
         let value = (i % 1000) as f64;
-        fs::write(dir.join(format!("counter_{pid}.db")), counter_file(&key, value)).unwrap();
+        let id = if dead { pid.to_string() } else { format!("w{pid}") };
+        fs::write(dir.join(format!("counter_{id}.db")), counter_file(&key, value)).unwrap();
         if dead {
             fs::write(dir.join(format!("writer_{pid}.lock")), format!("{pid}\n")).unwrap();
         }
@@ -98,7 +101,7 @@ fn a_hundred_thousand_dead_workers_files_are_all_read_and_mappings_stay_bounded(
 fn files_of_writers_that_may_be_alive_are_mapped_up_to_a_bound_and_read_fresh_past_it() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = many_files_dir();
-    // No liveness files: stock Python workers, which may be alive.
+    // No liveness files and no pids: stock Python workers, which may be alive.
     let count = MAX_KEPT_MAPPINGS + 1000;
     let total = write_workers(dir.path(), count, false);
     let before = mappings();
@@ -109,7 +112,7 @@ fn files_of_writers_that_may_be_alive_are_mapped_up_to_a_bound_and_read_fresh_pa
     assert!(after < before + MAX_KEPT_MAPPINGS + 64, "at most {MAX_KEPT_MAPPINGS} kept: {before} → {after}");
     // A file whose mapping was not kept (the last in name order) is read afresh: a
     // value its writer changes in place is seen.
-    let last = dir.path().join(format!("counter_{}.db", 5_000_000 + count - 1));
+    let last = dir.path().join(format!("counter_w{}.db", 5_000_000 + count - 1));
     let bytes = fs::read(&last).unwrap();
     let entry = format::entries(&bytes, bytes.len()).next().unwrap().unwrap();
     let at = entry.value_offset;

@@ -2,9 +2,10 @@
 //! Python's rules, and hand back a [`Scrape`] ready for [`crate::expose`].
 //!
 //! ```text
-//! list *.db (sorted, no dotfiles) → per worker ID, per file: map read-only (kept, up to
-//! a bound) or, past it, copy up to `used` (dead writer) or map while read, parse new
-//! entries, snapshot values → merge (pure, in sorted name order) → Vec<MetricFamily>
+//! list *.db (sorted, no dotfiles) → runs of whole worker IDs, one thread each (up to one
+//! per core) → per file: map read-only (kept, up to a bound) or, past it, copy up to
+//! `used` (dead writer) or map while read, parse new entries, snapshot values → merge
+//! (pure, in sorted name order) → Vec<MetricFamily>
 //! ```
 //!
 //! # Same result as Python
@@ -39,8 +40,9 @@
 //!
 //! Files are read by worker ID, in one of three ways:
 //!
-//! * **By copy**, for a dead writer's files (its liveness lock is free) seen for the
-//!   first time, and for those past the collector's bound on kept mappings: the scrape
+//! * **By copy**, for a dead writer's files (its liveness lock is free), and for the
+//!   files of an ID without a liveness file that is a pid no process has (a stock
+//!   Python worker that exited), seen for the first time, and for those past the collector's bound on kept mappings: the scrape
 //!   holds a shared lock on the writer's liveness file while it reads that writer's
 //!   files (microseconds: as compaction does, so that no writer can take the ID
 //!   meanwhile; a writer starting in that slot at that moment retries 5 ms later, as it
@@ -48,7 +50,10 @@
 //!   process (a stock Python worker given that pid takes no lock and would write the
 //!   same files), they are copied with `pread`, up to `used`, into one buffer reused for
 //!   every file, and parsed from those bytes: nothing writes them, so nothing is torn,
-//!   and no mapping is made. A dead writer's file with more than 64 KiB in use is
+//!   and no mapping is made. A stock Python worker's files are copied twice and used
+//!   only if both copies are equal (a new process given that pid may be writing them:
+//!   a copy is not atomic per value, as loads from a mapping are); if they differ, the
+//!   file is mapped while it is read. A dead writer's file with more than 64 KiB in use is
 //!   mapped instead while it is read (mapping cached pages is cheaper than copying
 //!   them), and unmapped at once. A repeat scrape reads a copied file again (as below), except the
 //!   files of a writer whose ID is not its last holder's pid (a stable slot name): those
@@ -60,14 +65,17 @@
 //!   again, while the collector keeps fewer mappings than its bound (16,384 by default,
 //!   [`Collector::with_max_kept_mappings`]): `used` is loaded with acquire semantics and
 //!   nothing past it is read; each value is one 8-byte atomic load, so it is never torn,
-//!   whoever writes the file meanwhile. A repeat scrape costs an `lstat` and a load per
-//!   value, and takes no lock.
+//!   whoever writes the file meanwhile. A repeat scrape costs a load per value and no
+//!   system call: the directory listing's inode number and type (`d_ino`, `d_type`)
+//!   tell that the name is still the mapped regular file (a mapping holds its inode, so
+//!   the number is not reused meanwhile); a file system that gives no type costs an
+//!   `lstat`. A file grown past its mapping is mapped again.
 //! * **Through a mapping unmapped at once**, past the bound, for a live writer's file or
 //!   one of unknown liveness (no liveness file, as for a stock Python worker, which may
 //!   be running).
 //!
 //! So a fresh collector (one scrape, as the command line's) maps no dead writer's file,
-//! a long-lived one reads most files with an `lstat` and a load per value, and
+//! a long-lived one reads most files with a load per value, and
 //! however many files the directory holds, a scraping process never runs into
 //! Linux's `vm.max_map_count` (65,530 by default) or the `SIGBUS` guard's table.
 //!
@@ -83,6 +91,18 @@
 //! lists them, and the live-mode gauge files of writers whose liveness lock is free. It
 //! waits (up to 5 s) while a compaction renames archives into place, and scrapes again
 //! when the compaction sequence number changed under it (see [`crate::cleanup`]).
+//!
+//! # Both cores
+//!
+//! The files are read by up to one thread per core (at most 4, each with at least 32
+//! files), each taking runs of whole worker IDs. Keys are interned in tables the threads
+//! share behind a reader-writer lock: an entry whose key is the one its predecessor's
+//! key was followed by before (every worker declares the same series in the same order)
+//! is recognised under the read lock, comparing bytes in place, so threads parse such
+//! files at once; anything else takes the write lock. The merge that follows is single
+//! threaded and in sorted file order, so the output does not depend on which thread read
+//! what. A thread that cannot be started leaves its share to the others, and a single
+//! core reads everything on the calling thread.
 //!
 //! # Repeat scrapes
 //!
@@ -129,9 +149,10 @@ const MAX_ATTEMPTS: u32 = 16;
 /// `vm.max_map_count` (65,530, shared with everything else the process maps) and of the
 /// SIGBUS guard's table (65,536, shared with this process's writers). Measured on
 /// 10,000 pid-named dead workers' files, a kept mapping is the cheapest way to scrape a
-/// file again (one `lstat` and a load per value: 32 ms for all of them, against 96 ms
-/// copying them all again, which their pids oblige), so the bound is set well above the
-/// directories seen in practice.
+/// file again (a load per value and, then, an `lstat` each: 32 ms for all of them,
+/// against 96 ms copying them all again, which their pids oblige; since, the listing's
+/// inode numbers replace the `lstat`), so the bound is set well above the directories
+/// seen in practice.
 pub(crate) const MAX_KEPT_MAPPINGS: usize = 16_384;
 
 /// Why a file was left out of a scrape.
@@ -375,8 +396,8 @@ impl Collector {
     }
 
     /// Keeps at most `limit` file mappings between scrapes (16,384 by default). A file
-    /// with a kept mapping costs a repeat scrape one `lstat` and one atomic load per
-    /// value; past the limit, a dead writer's file is copied with `pread` (and, if its
+    /// with a kept mapping costs a repeat scrape one atomic load per value (and an `lstat`
+    /// on a file system whose listing gives no file type); past the limit, a dead writer's file is copied with `pread` (and, if its
     /// worker ID is a stable slot name, not even opened while it is unchanged) and any
     /// other file is mapped while it is read and unmapped at once. (A dead writer's
     /// file seen for the first time is always copied, and mapped from the next scrape on
@@ -437,34 +458,49 @@ impl Collector {
     /// compaction was interrupted before removing them, or is removing them now). The
     /// live-mode gauge files of dead writers are left out too, as their files are read
     /// (see [`Collector::read_all`]).
-    fn superseded(&self, names: &[OsString]) -> HashSet<OsString> {
-        let utf8: Vec<String> = names.iter().filter_map(|n| n.to_str().map(str::to_owned)).collect();
-        crate::cleanup::superseded(&self.dir, &utf8).into_keys().map(OsString::from).collect()
+    fn superseded(&self, listed: &[file::ListedDb]) -> HashSet<OsString> {
+        let archives: Vec<String> = listed
+            .iter()
+            .filter_map(|l| l.name.to_str())
+            .filter(|n| crate::format::archive::parse_archive_name(n).is_some())
+            .map(str::to_owned)
+            .collect();
+        if archives.is_empty() {
+            return HashSet::new();
+        }
+        crate::cleanup::superseded(&self.dir, &archives).into_keys().map(OsString::from).collect()
     }
 
     fn collect_once(&self) -> Result<Scrape> {
-        let mut names = file::list_db_names(&self.dir).map_err(|e| {
+        let mut listed = file::list_db_names(&self.dir).map_err(|e| {
             let kind = match e.kind() {
                 io::ErrorKind::NotFound | io::ErrorKind::NotADirectory => ErrorKind::NotADirectory,
                 _ => ErrorKind::Io,
             };
             Error::new(kind).at(&self.dir).expected("a readable directory").caused_by(e)
         })?;
-        let excluded = self.superseded(&names);
-        names.retain(|n| !excluded.contains(n));
+        let excluded = self.superseded(&listed);
+        if !excluded.is_empty() {
+            listed.retain(|l| !excluded.contains(&l.name));
+        }
         #[cfg(test)]
         read::AFTER_LISTING.with(|hook| hook.borrow().as_ref().map(|f| f(&self.dir)));
         let mut guard = self.state.lock();
         let state = &mut *guard;
-        state.files.retain(|name, _| names.binary_search_by(|n| cmp_names(n, name)).is_ok());
-        state.reported.retain(|name, _| names.binary_search_by(|n| cmp_names(n, name)).is_ok());
-        let (mut usable, mut skipped) = self.read_all(state, names);
+        // Forget files no longer listed (by hash: the listing can hold 100,000 names).
+        let current: HashSet<&OsString> = listed.iter().map(|l| &l.name).collect();
+        state.files.retain(|name, _| current.contains(name));
+        state.reported.retain(|name, _| current.contains(name));
+        drop(current);
+        let (mut usable, skipped) = self.read_all(state, &listed);
+        let mut skipped: Vec<(OsString, SkipReason)> =
+            skipped.into_iter().map(|(i, reason)| (listed[i].name.clone(), reason)).collect();
 
         let families = loop {
             let inputs: Vec<FileInput<'_>> = usable
                 .iter()
-                .map(|name| {
-                    let st = &state.files[name];
+                .map(|&i| {
+                    let st = &state.files[&listed[i].name];
                     FileInput {
                         typ: st.kind.typ,
                         mode: st.kind.gauge.as_ref().map(|(mode, _)| *mode),
@@ -479,8 +515,11 @@ impl Collector {
                 Ok(families) => break families,
                 Err(bad) => {
                     drop(inputs);
-                    let name = usable.remove(bad.file);
-                    skipped.push((name, SkipReason::InvalidBucketBound { family: bad.family, le: bad.le }));
+                    let i = usable.remove(bad.file);
+                    skipped.push((
+                        listed[i].name.clone(),
+                        SkipReason::InvalidBucketBound { family: bad.family, le: bad.le },
+                    ));
                 }
             }
         };
@@ -498,8 +537,10 @@ impl Collector {
             state.reported.insert(name, reason.clone());
             report.push(SkippedFile { path, reason });
         }
-        for name in &usable {
-            state.reported.remove(name);
+        if !state.reported.is_empty() {
+            for &i in &usable {
+                state.reported.remove(&listed[i].name);
+            }
         }
         state.compact_if_bloated();
         state.buffers.shrink();
@@ -521,8 +562,8 @@ impl Collector {
     /// kept for it, made then if fewer than [`Collector::with_max_kept_mappings`] are
     /// kept; past that bound it is copied again if its writer is dead and otherwise
     /// mapped while it is read. So a fresh collector (one scrape) maps no dead writer's
-    /// file, and a long-lived one reads the files it keeps mapped with one `lstat` and a
-    /// load per value.
+    /// file, and a long-lived one reads the files it keeps mapped with a load per value.
+    /// The files are read by up to one thread per core, each taking runs of whole IDs.
     ///
     /// Whether a writer is dead is tested when first needed: its liveness file is held
     /// with a shared lock if its lock is free (as compaction holds a dead writer's), so
@@ -530,80 +571,194 @@ impl Collector {
     /// unless the ID is the pid of a running process (which may be a stock Python worker
     /// writing the same files without a lock). A dead writer's live-mode gauge files are
     /// left out, as Python's `mark_process_dead` would have removed them.
-    fn read_all(&self, state: &mut State, names: Vec<OsString>) -> (Vec<OsString>, Vec<(OsString, SkipReason)>) {
-        let ids: Vec<Option<&str>> = names.iter().map(|n| n.to_str().and_then(names::worker_id_of)).collect();
-        let mut order: Vec<usize> = (0..names.len()).collect();
+    fn read_all(&self, state: &mut State, listed: &[file::ListedDb]) -> (Vec<usize>, Vec<(usize, SkipReason)>) {
+        let ids: Vec<Option<&str>> = listed.iter().map(|l| l.name.to_str().and_then(names::worker_id_of)).collect();
+        let mut order: Vec<usize> = (0..listed.len()).collect();
         order.sort_by_key(|&i| ids[i]); // stable: by name within an ID
-        let mut usable: Vec<usize> = Vec::with_capacity(names.len());
-        let mut skipped: Vec<(OsString, SkipReason)> = Vec::new();
-        let mut mapped = state.files.values().filter(|st| st.is_mapped()).count();
-        let mut dead_ids = HashMap::new();
-        let is_live_gauge = |name: &OsString| name.to_str().is_some_and(|n| n.starts_with("gauge_live"));
+        // Each file's state, taken out in `order` (and put back below) so that threads
+        // can each own a run of whole worker IDs.
+        let mut slots: Vec<Slot> = order
+            .iter()
+            .map(|&i| match state.files.remove_entry(&listed[i].name) {
+                Some((key, st)) => Slot { key, state: Some(st) },
+                None => Slot { key: listed[i].name.clone(), state: None },
+            })
+            .collect();
+        let threads = threads_for(listed.len());
+        // Runs of whole IDs, of about equal numbers of files.
+        let mut runs: Vec<std::ops::Range<usize>> = Vec::with_capacity(threads);
+        let (mut start, mut end) = (0, 0);
         for group in order.chunk_by(|&a, &b| ids[a] == ids[b]) {
+            end += group.len();
+            if end * threads >= (runs.len() + 1) * listed.len() {
+                runs.push(start..end);
+                start = end;
+            }
+        }
+        if start < end {
+            runs.push(start..end);
+        }
+        let tables = parking_lot::RwLock::new(std::mem::take(&mut state.tables));
+        let ctx = ReadContext { ids: &ids, listed, tables: &tables, dead_ids: &state.dead_ids, files: listed.len() };
+        let mut outputs: Vec<ReadOutput> = Vec::with_capacity(runs.len());
+        let mut rest: &mut [Slot] = &mut slots;
+        let mut parts = Vec::with_capacity(runs.len());
+        for run in &runs {
+            let (part, tail) = rest.split_at_mut(run.len());
+            parts.push((&order[run.clone()], part));
+            rest = tail;
+        }
+        // Each thread takes runs until none is left; if no thread can be started, this
+        // one reads them all.
+        let queue = Mutex::new(parts);
+        let work = |buffers: &mut read::Buffers| {
+            let mut outputs = Vec::new();
+            loop {
+                let next = queue.lock().pop();
+                let Some((order, part)) = next else { break outputs };
+                outputs.push(self.read_groups(&ctx, order, part, buffers));
+            }
+        };
+        if runs.len() > 1 {
+            std::thread::scope(|scope| {
+                let helpers: Vec<_> = (1..runs.len())
+                    .filter_map(|_| {
+                        let work = &work;
+                        std::thread::Builder::new()
+                            .name("prometheus-multiproc-scrape".into())
+                            .spawn_scoped(scope, move || work(&mut read::Buffers::default()))
+                            .ok()
+                    })
+                    .collect();
+                outputs.extend(work(&mut state.buffers));
+                for helper in helpers {
+                    // A panic in a reading thread is a bug; carry it to the caller.
+                    outputs.extend(helper.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
+                }
+            });
+        } else {
+            outputs.extend(work(&mut state.buffers));
+        }
+        state.tables = tables.into_inner();
+        for slot in slots {
+            if let Some(st) = slot.state {
+                state.files.insert(slot.key, st);
+            }
+        }
+        let (mut usable, mut skipped) = (Vec::with_capacity(listed.len()), Vec::new());
+        state.dead_ids.clear();
+        for out in outputs {
+            usable.extend(out.usable);
+            skipped.extend(out.skipped);
+            state.dead_ids.extend(out.dead_ids);
+            for i in out.forgotten {
+                state.reported.remove(&listed[i].name);
+            }
+        }
+        usable.sort_unstable();
+        (usable, skipped)
+    }
+
+    /// Reads the files of a run of whole worker IDs (`order`, with their states in
+    /// `slots`), as [`Collector::read_all`] says; one thread's share of a scrape.
+    fn read_groups(
+        &self,
+        ctx: &ReadContext<'_>,
+        order: &[usize],
+        slots: &mut [Slot],
+        buffers: &mut read::Buffers,
+    ) -> ReadOutput {
+        let (ids, listed) = (ctx.ids, ctx.listed);
+        // This run's share of the bound on kept mappings, by its share of the files.
+        let limit = self.max_kept_mappings.saturating_mul(order.len()) / ctx.files.max(1);
+        let mut out = ReadOutput::default();
+        let mut mapped = slots.iter().filter(|s| s.state.as_ref().is_some_and(FileState::is_mapped)).count();
+        let is_live_gauge = |i: usize| listed[i].name.to_str().is_some_and(|n| n.starts_with("gauge_live"));
+        let mut at = 0;
+        for group in order.chunk_by(|&a, &b| ids[a] == ids[b]) {
+            let here = at..at + group.len();
+            at += group.len();
+            let states = &mut slots[here];
             let id = ids[group[0]];
             if let Some(id) = id
-                && let Some(stamp) = self.still_sealed(state, id, group.iter().map(|&i| &names[i]))
+                && let Some(stamp) = self.still_sealed(ctx.dead_ids, id, group.iter().zip(states.iter()))
             {
-                usable.extend(group.iter().filter(|&&i| !is_live_gauge(&names[i])));
-                dead_ids.insert(id.to_owned(), stamp);
+                out.usable.extend(group.iter().filter(|&&i| !is_live_gauge(i)));
+                out.dead_ids.insert(id.to_owned(), stamp);
                 continue;
             }
             // The liveness test, made when first needed and held until this ID's files
-            // are read: `Some(lock)` for a dead writer.
-            let mut dead: Option<Option<std::fs::File>> = None;
-            let test = |dead: &mut Option<Option<std::fs::File>>| -> bool {
-                // A liveness file that is not a regular file is no writer's (writers
-                // refuse it): the ID's liveness is unknown, as `probe_liveness` says.
-                let hold = || liveness::hold_dead(&self.dir, id?).filter(|f| f.metadata().is_ok_and(|m| m.is_file()));
-                dead.get_or_insert_with(hold).is_some()
+            // are read.
+            let mut held: Option<liveness::Held> = None;
+            let probe = |held: &mut Option<liveness::Held>| -> Writer {
+                let held = held.get_or_insert_with(|| match id {
+                    // A liveness file that is not a regular file is no writer's (writers
+                    // refuse it): the ID's liveness is unknown, as `probe_liveness` says.
+                    Some(id) => match liveness::hold_if_dead(&self.dir, id) {
+                        liveness::Held::Dead(f) if !f.metadata().is_ok_and(|m| m.is_file()) => liveness::Held::NotDead,
+                        held => held,
+                    },
+                    None => liveness::Held::NotDead,
+                });
+                match held {
+                    liveness::Held::Dead(_) => Writer::Dead,
+                    liveness::Held::NotDead => Writer::NotDead,
+                    liveness::Held::NoLivenessFile => Writer::Unknown,
+                }
             };
             // Whether a dead writer's files are copied: not if its ID is the pid of a
             // running process. `pid_running` first: one `kill(pid, 0)`, and for most dead
             // IDs that is all.
             let pid_reused = |id: &str| liveness::pid_running(id) && liveness::pid_in_use(&self.dir, id);
-            let mut sealed: Option<bool> = None;
+            // An ID without a liveness file (a stock Python worker's) is copied too when
+            // it is a pid no process has (that worker has exited), and checked by copying
+            // twice (see `Access::verify`).
+            let exited_pid = |id: &str| id.parse::<i32>().is_ok_and(|pid| pid > 0) && !liveness::pid_running(id);
+            let mut sealed: Option<(bool, bool)> = None;
             let mut copied_all = true;
-            for &i in group {
-                let name = &names[i];
-                if is_live_gauge(name) && test(&mut dead) {
-                    if state.files.remove(name).is_some_and(|st| st.is_mapped()) {
+            for (&i, slot) in group.iter().zip(states.iter_mut()) {
+                if is_live_gauge(i) && probe(&mut held) == Writer::Dead {
+                    if slot.state.take().is_some_and(|st| st.is_mapped()) {
                         mapped -= 1;
                     }
-                    state.reported.remove(name);
+                    out.forgotten.push(i);
                     continue;
                 }
-                let known = state.files.get(name);
+                let known = slot.state.as_ref();
                 let was_mapped = known.is_some_and(FileState::is_mapped);
-                let room = mapped < self.max_kept_mappings;
+                let room = mapped < limit;
                 let access = if was_mapped || (known.is_some() && room) {
                     // Read through a mapping kept, or one to keep: a file seen again.
-                    Access { sealed: false, keep_map: true }
+                    Access { sealed: false, verify: false, keep_map: true }
                 } else {
                     // Seen for the first time, or past the bound: copied if its writer is
                     // dead, else mapped (and the mapping kept if there is room).
-                    let sealed = *sealed.get_or_insert_with(|| test(&mut dead) && id.is_some_and(|id| !pid_reused(id)));
-                    Access { sealed, keep_map: !sealed && room }
+                    let (sealed, verify) = *sealed.get_or_insert_with(|| match (probe(&mut held), id) {
+                        (Writer::Dead, Some(id)) => (!pid_reused(id), false),
+                        (Writer::Unknown, Some(id)) if exited_pid(id) => (true, true),
+                        _ => (false, false),
+                    });
+                    Access { sealed, verify, keep_map: !sealed && room }
                 };
-                let result = self.refresh(state, name, access);
-                let is_mapped = state.files.get(name).is_some_and(FileState::is_mapped);
+                let result = self.refresh(&mut slot.state, &listed[i], access, ctx.tables, buffers);
+                let is_mapped = slot.state.as_ref().is_some_and(FileState::is_mapped);
                 mapped = mapped + usize::from(is_mapped) - usize::from(was_mapped);
                 copied_all &= access.sealed && !is_mapped;
                 match result {
-                    Ok(()) => usable.push(i),
-                    Err(reason) => skipped.push((name.clone(), reason)),
+                    Ok(()) => out.usable.push(i),
+                    Err(reason) => out.skipped.push((i, reason)),
                 }
             }
-            if let (true, Some(id), Some(Some(lock))) = (copied_all && sealed == Some(true), id, &dead)
+            if let (true, Some(id), Some(liveness::Held::Dead(lock))) =
+                (copied_all && sealed.is_some_and(|s| s.0), id, &held)
                 && let Some(stamp) = lock.metadata().ok().and_then(|meta| Stamp::settled(&meta))
                 && liveness::holder(&self.dir, id).is_none_or(|pid| pid.to_string() != id)
             {
-                dead_ids.insert(id.to_owned(), stamp);
+                out.dead_ids.insert(id.to_owned(), stamp);
             }
-            drop(dead);
+            drop(held);
         }
-        state.dead_ids = dead_ids;
-        usable.sort_unstable();
-        (usable.into_iter().map(|i| names[i].clone()).collect(), skipped)
+        out
     }
 
     /// Whether the files `names` of the dead writer `id` are as the last scrape copied
@@ -615,29 +770,77 @@ impl Collector {
     /// no lock and may have written the files, in place, since. Returns the stamp.
     fn still_sealed<'n>(
         &self,
-        state: &State,
+        dead_ids: &HashMap<String, Stamp>,
         id: &str,
-        mut names: impl Iterator<Item = &'n OsString>,
+        mut files: impl Iterator<Item = (&'n usize, &'n Slot)>,
     ) -> Option<Stamp> {
-        let stamp = *state.dead_ids.get(id)?;
+        let stamp = *dead_ids.get(id)?;
         let lock = file::lstat(&self.dir.join(names::lock_name(id))).ok()?;
-        let unchanged = |name: &OsString| {
-            name.to_str().is_some_and(|n| n.starts_with("gauge_live"))
-                || state.files.get(name).is_some_and(|st| st.unchanged(&self.dir.join(name)))
+        let unchanged = |(_, slot): (&usize, &Slot)| {
+            slot.key.to_str().is_some_and(|n| n.starts_with("gauge_live"))
+                || slot.state.as_ref().is_some_and(|st| st.unchanged(&self.dir.join(&slot.key)))
         };
-        (Stamp::of(&lock) == stamp && names.all(unchanged)).then_some(stamp)
+        (Stamp::of(&lock) == stamp && files.all(unchanged)).then_some(stamp)
     }
 
-    fn refresh(&self, state: &mut State, name: &OsString, access: Access) -> std::result::Result<(), SkipReason> {
-        let kind = name.to_str().and_then(name::parse_file_name).ok_or(SkipReason::UnknownName)?;
-        let mut slot = state.files.remove(name);
-        let result =
-            read::refresh(&mut slot, &self.dir.join(name), kind, access, &mut state.tables, &mut state.buffers);
-        if let Some(st) = slot {
-            state.files.insert(name.clone(), st);
-        }
-        result
+    fn refresh(
+        &self,
+        slot: &mut Option<FileState>,
+        listed: &file::ListedDb,
+        access: Access,
+        tables: &parking_lot::RwLock<Tables>,
+        buffers: &mut read::Buffers,
+    ) -> std::result::Result<(), SkipReason> {
+        let kind = listed.name.to_str().and_then(name::parse_file_name).ok_or(SkipReason::UnknownName)?;
+        let path = self.dir.join(&listed.name);
+        read::refresh(slot, &path, listed.regular_ino, kind, access, tables, buffers)
     }
+}
+
+/// One file's state while a scrape reads it, under its key in the collector's map.
+#[derive(Debug)]
+struct Slot {
+    key: OsString,
+    state: Option<FileState>,
+}
+
+/// What every thread of a scrape's reads shares.
+struct ReadContext<'a> {
+    ids: &'a [Option<&'a str>],
+    listed: &'a [file::ListedDb],
+    tables: &'a parking_lot::RwLock<Tables>,
+    /// The dead writers whose files the last scrape copied (see [`Collector::still_sealed`]).
+    dead_ids: &'a HashMap<String, Stamp>,
+    /// Number of files listed.
+    files: usize,
+}
+
+/// What one thread's share of a scrape's reads found (indices into the listing).
+#[derive(Debug, Default)]
+struct ReadOutput {
+    usable: Vec<usize>,
+    skipped: Vec<(usize, SkipReason)>,
+    dead_ids: HashMap<String, Stamp>,
+    /// Files left out whose skip reports are forgotten (dead writers' live gauges).
+    forgotten: Vec<usize>,
+}
+
+/// How many threads read a scrape's `files` files: one per core (at most 4), each with
+/// at least 32 files to read; one on a single core.
+fn threads_for(files: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    cores.min(4).min(files / 32).max(1)
+}
+
+/// What a scrape knows of a worker ID's writer (see [`Collector::read_all`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Writer {
+    /// Its liveness lock is free: it exited or was killed.
+    Dead,
+    /// Its lock is held, or its liveness file cannot be used.
+    NotDead,
+    /// No liveness file: a stock Python worker's ID.
+    Unknown,
 }
 
 impl State {

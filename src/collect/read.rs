@@ -25,6 +25,8 @@ use hashbrown::HashSet;
 
 use super::SkipReason;
 use super::name::FileKind;
+use parking_lot::RwLock;
+
 use super::table::{BadKey, Tables};
 use crate::file;
 use crate::format::{self, FormatError};
@@ -70,7 +72,8 @@ pub(crate) type PathHook = Box<dyn Fn(&Path)>;
 thread_local! {
     /// Runs (tests only) on the directory between a scrape's listing and its reads.
     pub(crate) static AFTER_LISTING: std::cell::RefCell<Option<PathHook>> = const { std::cell::RefCell::new(None) };
-    /// Runs (tests only) on a file right after it is stat'ed, before it is mapped or read.
+    /// Runs (tests only) on a file right after it is stat'ed (or, for a kept mapping, found
+    /// unchanged in the listing), before it is mapped or read.
     pub(crate) static AFTER_STAT: std::cell::RefCell<Option<PathHook>> = const { std::cell::RefCell::new(None) };
 }
 
@@ -100,6 +103,11 @@ pub(crate) struct Access {
     /// Its writer is dead: copy its bytes (if it has at most [`READ_AT_MOST`] in use;
     /// else map it while it is read, whatever `keep_map` says).
     pub(crate) sealed: bool,
+    /// With `sealed`: the writer's death is inferred, not known (a stock Python worker's
+    /// pid that no process has now, which a new process may take): the bytes are copied
+    /// twice and used only if both copies are equal, so that no value torn by a write
+    /// during the copy is read; if they differ, the file is mapped while it is read.
+    pub(crate) verify: bool,
     /// When it is mapped, keep the mapping for the next scrape (else unmap it after).
     pub(crate) keep_map: bool,
 }
@@ -225,19 +233,32 @@ fn io_reason(err: &io::Error) -> SkipReason {
 pub(crate) fn refresh(
     slot: &mut Option<FileState>,
     path: &Path,
+    listed_ino: Option<u64>,
     kind: FileKind,
     access: Access,
-    tables: &mut Tables,
+    tables: &RwLock<Tables>,
     buffers: &mut Buffers,
 ) -> Result<(), SkipReason> {
-    let mut result = refresh_once(slot, path, &kind, access, tables, buffers, false);
+    // Whether a kept mapping is about to be read on the listing's word (no `stat`).
+    let unmeasured = listed_ino.is_some() && slot.as_ref().is_some_and(FileState::is_mapped);
+    let mut result = refresh_once(slot, path, listed_ino, &kind, access, tables, buffers, false);
+    // Something rewrote the file in place (no writer does): what is wrong with it is
+    // reported as of its present size, measured afresh, as a fresh collector would.
+    if unmeasured
+        && matches!(
+            result,
+            Err(SkipReason::Corrupt(_) | SkipReason::InvalidKey { .. } | SkipReason::EmptyMetricName { .. })
+        )
+    {
+        result = refresh_once(slot, path, None, &kind, access, tables, buffers, true);
+    }
     // A writer grows its file (the blocks first, then the entries, then `used`), so a
     // `used` beyond what was mapped means the file grew after it was measured: map it
     // again at its new size. Twice at most: past that the file really is corrupt.
     for _ in 0..2 {
         match result {
             Err(SkipReason::Corrupt(FormatError::UsedBeyondEnd { .. })) => {
-                result = refresh_once(slot, path, &kind, access, tables, buffers, true);
+                result = refresh_once(slot, path, None, &kind, access, tables, buffers, true);
             }
             _ => break,
         }
@@ -252,6 +273,8 @@ pub(crate) struct Buffers {
     entry: Vec<u8>,
     /// The bytes of a sealed file.
     file: Vec<u8>,
+    /// A second copy of them, when they are checked (see [`Access::verify`]).
+    check: Vec<u8>,
 }
 
 impl Buffers {
@@ -260,36 +283,49 @@ impl Buffers {
         if self.file.capacity() > 1 << 20 {
             self.file = Vec::new();
         }
+        if self.check.capacity() > 1 << 20 {
+            self.check = Vec::new();
+        }
     }
 }
 
 /// One attempt of [`refresh`]; `remap` maps the file afresh even if its size seems
 /// unchanged.
+#[allow(clippy::too_many_arguments)]
 fn refresh_once(
     slot: &mut Option<FileState>,
     path: &Path,
+    listed_ino: Option<u64>,
     kind: &FileKind,
     access: Access,
-    tables: &mut Tables,
+    tables: &RwLock<Tables>,
     buffers: &mut Buffers,
     remap: bool,
 ) -> Result<(), SkipReason> {
     if access.sealed {
-        match read_sealed(slot, path, kind, tables, buffers) {
+        match read_sealed(slot, path, kind, access.verify, tables, buffers) {
             Err(Sealed::Skip(reason)) => return Err(reason),
             Ok(()) => return Ok(()),
             // Too large to copy: mapped while read.
-            Err(Sealed::TooLarge) => {}
+            Err(Sealed::Map) => {}
         }
     }
     let keep = access.keep_map && !access.sealed;
     // The stamp of a sealed file mapped here (too large to copy), once read whole.
     let mut stamp = None;
     let buf = &mut buffers.entry;
-    // A file whose mapping was kept is stat'ed (no open) to see whether it is the same
-    // and the same size; any other is opened at once (its fstat says the same).
+    // A file whose mapping was kept is the same file while the directory listing gives
+    // it the same inode number as a regular file (no system call; a mapping keeps its
+    // inode, so its number is not reused meanwhile); if the file grew past the mapping,
+    // `parse` reports `used` beyond the end and the caller maps it again. Without that
+    // hint it is stat'ed (no open). Any other file is opened at once.
     let mut reuse = false;
-    if let Some(st) = slot.as_ref().filter(|st| !remap && st.map.is_some()) {
+    let kept = slot.as_ref().filter(|st| !remap && st.map.is_some() && st.kind == *kind);
+    if kept.is_some_and(|st| listed_ino == Some(st.ino)) {
+        reuse = true;
+        #[cfg(test)]
+        AFTER_STAT.with(|hook| hook.borrow().as_ref().map(|f| f(path)));
+    } else if let Some(st) = slot.as_ref().filter(|st| !remap && st.map.is_some()) {
         let meta = file::lstat(path).map_err(|e| io_reason(&e))?;
         if !meta.file_type().is_file() {
             return Err(SkipReason::NotARegularFile);
@@ -330,7 +366,7 @@ fn refresh_once(
     let view = View::Map(&map);
     // Values of the entries known already, then new entries with their values.
     st.snapshot(view);
-    let parsed = st.parse(view, tables, buf);
+    let parsed = st.parse_shared(view, tables, buf);
     if map.truncated() {
         // Something truncated the file under the mapping: some of what was just read
         // is zeros standing in for missing pages. Forget the file; the next scrape
@@ -386,8 +422,8 @@ fn state_for<'s>(
 enum Sealed {
     /// It must be skipped this scrape.
     Skip(SkipReason),
-    /// It has more than [`READ_AT_MOST`] bytes in use: map it.
-    TooLarge,
+    /// It has more than [`READ_AT_MOST`] bytes in use, or its two copies differ: map it.
+    Map,
 }
 
 /// Reads a sealed file (its writer is dead) by copying its bytes up to `used` into
@@ -397,7 +433,8 @@ fn read_sealed(
     slot: &mut Option<FileState>,
     path: &Path,
     kind: &FileKind,
-    tables: &mut Tables,
+    verify: bool,
+    tables: &RwLock<Tables>,
     buffers: &mut Buffers,
 ) -> Result<(), Sealed> {
     let (handle, meta) = file::open_read_only(path).map_err(|e| Sealed::Skip(io_reason(&e)))?;
@@ -427,7 +464,7 @@ fn read_sealed(
         && used <= len
     {
         if used > READ_AT_MOST {
-            return Err(Sealed::TooLarge);
+            return Err(Sealed::Map);
         }
         let got = file::read_at_into(&handle, first, used - first, bytes).map_err(|e| Sealed::Skip(io_reason(&e)))?;
         if got < used - first {
@@ -435,17 +472,99 @@ fn read_sealed(
         }
         end = used;
     }
+    if verify {
+        // Copy again; a write between or during the copies makes them differ.
+        let check = &mut buffers.check;
+        let got = file::read_at_into(&handle, 0, end, check).map_err(|e| Sealed::Skip(io_reason(&e)))?;
+        if got < end {
+            return Err(truncated(slot));
+        }
+        if check[..end] != bytes[..end] {
+            return Err(Sealed::Map);
+        }
+    }
     drop(handle);
     let st = state_for(slot, &meta, kind, len);
     st.map = None;
     let view = View::Bytes(&bytes[..end]);
     st.snapshot(view);
-    st.parse(view, tables, &mut buffers.entry).map_err(Sealed::Skip)?;
+    st.parse_shared(view, tables, &mut buffers.entry).map_err(Sealed::Skip)?;
     st.sealed = Stamp::settled(&meta);
     Ok(())
 }
 
 impl FileState {
+    /// [`FileState::parse`] with tables other threads share: first as far as every entry
+    /// is the one its predecessor predicts, which only reads the tables (so threads do it
+    /// at once), then the rest with the tables to itself.
+    fn parse_shared(&mut self, view: View<'_>, tables: &RwLock<Tables>, buf: &mut Vec<u8>) -> Result<(), SkipReason> {
+        self.parse_predicted(view, &tables.read());
+        if view.load_used().is_some_and(|used| usize::try_from(used).is_ok_and(|used| used == self.parsed_to)) {
+            return Ok(());
+        }
+        self.parse(view, &mut tables.write(), buf)
+    }
+
+    /// Parses new entries of a counter, histogram or summary file while each is the key
+    /// its predecessor predicts (see [`Tables::predicted`]), and stops at the first that
+    /// is not, at a gauge file (its samples are interned per pid) or at anything
+    /// [`FileState::parse`] must look at (which it then does).
+    fn parse_predicted(&mut self, view: View<'_>, tables: &Tables) {
+        if self.kind.gauge.is_some() {
+            return;
+        }
+        let Some(used) = view.load_used().and_then(|u| format::check_used(u, view.len()).ok()) else { return };
+        if used <= self.parsed_to {
+            return;
+        }
+        self.reserve_for(used, tables);
+        let mut last_key = self.last_key;
+        let mut offset = self.parsed_to;
+        while offset < used {
+            let Some(key) = tables.predicted(last_key).filter(|&key| {
+                let head = tables.head(key);
+                offset + head.len() + format::VALUE_LEN <= used && view.words_equal(offset, head) == Some(true)
+            }) else {
+                break;
+            };
+            let value_offset = offset + tables.head(key).len();
+            let info = tables.key(key);
+            self.push_entry(info.family, key, info.sample, value_offset, view, false);
+            last_key = Some(key);
+            offset = value_offset + format::VALUE_LEN;
+        }
+        self.parsed_to = offset;
+        self.last_key = last_key;
+    }
+
+    /// Room for the entries up to `used`, sized by the keys seen so far (or, before any,
+    /// by a typical entry of 64 bytes), so that the vectors are not copied as they grow;
+    /// capped, as `used` may be a corrupt file's claim.
+    fn reserve_for(&mut self, used: usize, tables: &Tables) {
+        let expected = ((used - self.parsed_to) / tables.mean_entry_len().unwrap_or(64)).min(1 << 20);
+        self.samples.reserve(expected);
+        self.value_offsets.reserve(expected);
+        self.values.reserve(expected);
+    }
+
+    /// Records one parsed entry (below `used`, checked by the caller) and reads its value
+    /// (and, with `timestamp`, its timestamp).
+    fn push_entry(&mut self, family: u32, key: u32, sample: u32, value_offset: usize, view: View<'_>, timestamp: bool) {
+        // Consecutive entries usually belong to one family: skip the set then.
+        if self.families.last().is_none_or(|&(last, _)| last != family) && self.seen_families.insert(family) {
+            self.families.push((family, key));
+        }
+        self.samples.push(sample);
+        // `used` fits an i32, so every offset below it fits a u32.
+        self.value_offsets.push(value_offset as u32);
+        // The value and timestamp lie below `used`, checked by the caller; the fallbacks
+        // are never taken.
+        self.values.push(view.load_u64(value_offset).map_or(f64::NAN, f64::from_bits));
+        if timestamp {
+            self.timestamps.push(view.load_u64(value_offset + 8).map_or(0.0, f64::from_bits));
+        }
+    }
+
     /// Parses the entries between what was parsed before and `used`, reading the value
     /// (and, in gauge files, the timestamp) of each new entry as it goes.
     fn parse(&mut self, view: View<'_>, tables: &mut Tables, buf: &mut Vec<u8>) -> Result<(), SkipReason> {
@@ -466,13 +585,7 @@ impl FileState {
         if used == self.parsed_to {
             return Ok(());
         }
-        // Room for the new entries, sized by the keys seen so far (or, before any,
-        // by a typical entry of 64 bytes), so that the vectors are not copied as they
-        // grow; capped, as `used` may be a corrupt file's claim.
-        let expected = ((used - self.parsed_to) / tables.mean_entry_len().unwrap_or(64)).min(1 << 20);
-        self.samples.reserve(expected);
-        self.value_offsets.reserve(expected);
-        self.values.reserve(expected);
+        self.reserve_for(used, tables);
         let pid = self.kind.gauge.as_ref().map(|(_, pid)| (tables.pid_id(pid), pid.clone()));
         let mut last_key = self.last_key;
         let mut offset = self.parsed_to;
@@ -501,19 +614,7 @@ impl FileState {
                 Some((pid_id, pid)) => tables.gauge_sample_of(key, pid, *pid_id),
                 None => info.sample,
             };
-            // Consecutive entries usually belong to one family: skip the set then.
-            if self.families.last().is_none_or(|&(last, _)| last != family) && self.seen_families.insert(family) {
-                self.families.push((family, key));
-            }
-            self.samples.push(sample);
-            // `used` fits an i32, so every offset below it fits a u32.
-            self.value_offsets.push(value_offset as u32);
-            // The value and timestamp lie below `used`, checked above; the fallbacks
-            // are never taken.
-            self.values.push(view.load_u64(value_offset).map_or(f64::NAN, f64::from_bits));
-            if pid.is_some() {
-                self.timestamps.push(view.load_u64(value_offset + 8).map_or(0.0, f64::from_bits));
-            }
+            self.push_entry(family, key, sample, value_offset, view, pid.is_some());
             offset = value_offset + format::VALUE_LEN;
         }
         self.parsed_to = offset;

@@ -480,9 +480,10 @@ mod on_disk {
             let reason = read::refresh(
                 &mut slot,
                 &dir.path().join("gauge_livesum_1.db"),
+                None,
                 kind.clone(),
-                read::Access { sealed, keep_map: true },
-                &mut Tables::default(),
+                read::Access { sealed, verify: sealed, keep_map: true },
+                &parking_lot::RwLock::new(Tables::default()),
                 &mut read::Buffers::default(),
             );
             assert_eq!(reason, Err(SkipReason::Vanished));
@@ -632,6 +633,50 @@ mod on_disk {
         let err = collector.collect().unwrap_err();
         assert_eq!(err.kind(), crate::ErrorKind::NotADirectory);
         assert_eq!(err.path(), Some(sub.as_path()));
+    }
+
+    /// A stock Python worker's files: written under a numeric ID, with no liveness file.
+    fn stock_worker_files(dir: &std::path::Path, pid: &str, value: f64) {
+        let r = registry(dir, pid);
+        r.counter(Opts::new("c_total", "C.")).unwrap().inc_by(value);
+        drop(r);
+        std::fs::remove_file(dir.join(crate::format::names::lock_name(pid))).unwrap();
+    }
+
+    #[test]
+    fn an_exited_stock_workers_files_are_copied_and_a_running_ones_mapped() {
+        let dir = tempfile::tempdir().unwrap();
+        // A pid no process has (beyond the largest pid Linux hands out), and our own.
+        let exited = "4194305";
+        let running = std::process::id().to_string();
+        stock_worker_files(dir.path(), exited, 2.0);
+        stock_worker_files(dir.path(), &running, 3.0);
+        let collector = Collector::new(dir.path()).unwrap();
+        let scrape = collector.collect().unwrap();
+        assert_eq!(values(&scrape), ["c_total{} 5.0"]);
+        let mapped =
+            |id: &str| collector.state.lock().files[std::ffi::OsStr::new(&format!("counter_{id}.db"))].is_mapped();
+        assert!(!mapped(exited), "copied (twice, equal), not mapped");
+        assert!(mapped(&running), "a running pid's files may be written meanwhile: mapped");
+        // Seen again, both are kept mapped and read with atomic loads (a new process may
+        // take the exited pid and write the files in place).
+        assert_eq!(values(&collector.collect().unwrap()), ["c_total{} 5.0"]);
+        assert!(mapped(exited) && mapped(&running));
+    }
+
+    #[test]
+    fn a_kept_mapping_of_a_replaced_file_is_not_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        stock_worker_files(dir.path(), "7", 2.0);
+        let collector = Collector::new(dir.path()).unwrap();
+        assert_eq!(values(&collector.collect().unwrap()), ["c_total{} 2.0"]);
+        assert_eq!(values(&collector.collect().unwrap()), ["c_total{} 2.0"]);
+        // Replaced under the same name (a new inode; the old one is held by the mapping,
+        // so its number cannot be reused): the listing's inode tells, without a stat.
+        let other = tempfile::tempdir().unwrap();
+        stock_worker_files(other.path(), "7", 9.0);
+        std::fs::rename(other.path().join("counter_7.db"), dir.path().join("counter_7.db")).unwrap();
+        assert_eq!(values(&collector.collect().unwrap()), ["c_total{} 9.0"]);
     }
 }
 
