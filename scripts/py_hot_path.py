@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
 """Times prometheus_client's multiprocess-mode hot path (ns per op, min/median of 5).
 
-With PMP_PY_INSTALL=1 the metrics write through prometheus_multiproc.install(), and
-the value objects' own calls (value_inc, value_set, value_observe) and the empty
-loop (empty_loop) are timed too (scripts/py_writer_bench.py).
+With PMP_PY_INSTALL=1 the metrics write through prometheus_multiproc.install()
+(with PMP_PY_FAST_LABELS=0, install(fast_labels=False): labels() stays
+prometheus_client's own), and the value objects' own calls (value_inc, value_set,
+value_observe) and the empty loop (empty_loop) are timed too
+(scripts/py_writer_bench.py). `labels` times Counter.labels(..) alone, for an
+existing child.
 
 Usage: python py_hot_path.py [N]   (prints JSON: {op: {"min": ns, "median": ns}})
 """
@@ -14,7 +17,7 @@ os.environ['PROMETHEUS_MULTIPROC_DIR'] = tempfile.mkdtemp(prefix='pmp-pybench-')
 INSTALLED = os.environ.get('PMP_PY_INSTALL') == '1'
 if INSTALLED:
     import prometheus_multiproc  # noqa: E402
-    assert prometheus_multiproc.install()
+    assert prometheus_multiproc.install(fast_labels=os.environ.get('PMP_PY_FAST_LABELS') != '0')
 from prometheus_client import Counter, Gauge, Histogram  # noqa: E402
 
 c = Counter('py_total', 'c', registry=None)
@@ -42,6 +45,11 @@ def inc():
 def labels_inc():
     for _ in range(N):
         cl.labels('GET', '200').inc()
+
+
+def labels():
+    for _ in range(N):
+        cl.labels('GET', '200')
 
 
 def gauge_set():
@@ -80,7 +88,7 @@ def value_observe():
         bucket(1.0)
 
 
-out = {'counter_inc': timeit(inc), 'labeled_get_inc': timeit(labels_inc),
+out = {'counter_inc': timeit(inc), 'labeled_get_inc': timeit(labels_inc), 'labels': timeit(labels),
        'gauge_set': timeit(gauge_set), 'histogram_observe': timeit(observe)}
 if INSTALLED:
     out.update(empty_loop=timeit(empty), value_inc=timeit(value_inc), value_set=timeit(value_set),

@@ -23,8 +23,10 @@ The write side, for prometheus_client's own metrics:
 
 * :func:`install` (``prometheus_client.values.ValueClass`` becomes
   :func:`MultiProcessValue`'s class: every metric created afterwards writes through the
-  Rust writer, with liveness locks and, with ``worker_id="auto"``, bounded slots),
-  :func:`after_fork`; also importable from ``prometheus_multiproc.values``.
+  Rust writer, with liveness locks and, with ``worker_id="auto"``, bounded slots; it
+  also patches prometheus_client's ``labels()`` with a fast path for existing
+  children, unless ``fast_labels=False``), :func:`after_fork`; also importable from
+  ``prometheus_multiproc.values``.
 
 Operations: :func:`compact`, :func:`clear`, and ``python -m prometheus_multiproc``
 (the ``prometheus-multiproc`` command line).

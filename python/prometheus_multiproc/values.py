@@ -20,14 +20,15 @@ crate's writer:
   were ever alive at once.
 
 :func:`install` makes it prometheus_client's value class for every metric created
-afterwards.
+afterwards, and gives prometheus_client's ``labels()`` a fast path for children that
+already exist (:mod:`prometheus_multiproc._labels`).
 """
 
 import os
 import threading
 from typing import Any, Callable, Dict, Optional, Tuple
 
-from . import _native
+from . import _labels, _native
 from ._dir import resolve_dir
 
 __all__ = ["MultiProcessValue", "install"]
@@ -163,9 +164,11 @@ def MultiProcessValue(process_identifier: Callable[[], Any] = os.getpid) -> type
     return _identifier_class(process_identifier)
 
 
-def install(worker_id: Optional[str] = None) -> bool:
+def install(worker_id: Optional[str] = None, *, fast_labels: bool = True) -> bool:
     """Make every prometheus_client metric created from now on write through the Rust
-    writer: sets ``prometheus_client.values.ValueClass``.
+    writer: sets ``prometheus_client.values.ValueClass``; and, unless ``fast_labels`` is
+    false, patches prometheus_client's ``labels()`` with a fast path for children that
+    already exist.
 
     Call it before the modules that declare metrics are imported (metrics created
     earlier keep their value class): first thing in a gunicorn config file, a uWSGI
@@ -173,6 +176,18 @@ def install(worker_id: Optional[str] = None) -> bool:
     or ``$PROMETHEUS_MULTIPROC_WORKER_ID``), ``"auto"`` or ``"auto:PREFIX"`` (automatic
     slots ``worker-N`` / ``PREFIX-N``, claimed by each worker at its first write, so
     that a pre-fork master that never writes claims none), or a fixed worker ID.
+
+    ``fast_labels`` (default ``True``) replaces ``MetricWrapperBase.labels`` (the
+    ``labels()`` of every prometheus_client metric class, metrics created earlier
+    included) with a wrapper around it: a call with values passed positionally, each
+    exactly a ``str``, for a child that already exists returns that child with one
+    dictionary lookup, without prometheus_client's conversions and lock; every other
+    call (keyword arguments, other types, a new labelset, every error) runs
+    prometheus_client's own method. The children and errors are prometheus_client's;
+    see :mod:`prometheus_multiproc._labels` for how it orders against ``remove()`` and
+    ``clear()``. Applied only with prometheus_client 0.26 and when ``labels`` is still
+    prometheus_client's own. ``install(fast_labels=False)`` leaves ``labels()`` alone,
+    and puts prometheus_client's own back if an earlier ``install()`` patched it.
 
     Returns ``True`` when installed; ``False``, changing nothing, when neither
     ``PROMETHEUS_MULTIPROC_DIR`` nor ``prometheus_multiproc_dir`` is set (then
@@ -187,6 +202,7 @@ def install(worker_id: Optional[str] = None) -> bool:
     from prometheus_client import values
 
     values.ValueClass = _native_class(worker_id)
+    _labels.enable(fast_labels)
     return True
 
 

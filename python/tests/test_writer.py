@@ -14,6 +14,7 @@ import textwrap
 
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Summary, values
+from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.mmap_dict import MmapedDict
 
 import prometheus_multiproc
@@ -146,16 +147,17 @@ def test_install_without_a_directory_changes_nothing(monkeypatch):
 
 def test_install_refuses_a_bad_worker_id(metrics_dir, monkeypatch):
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))
-    before = values.ValueClass
+    before, labels = values.ValueClass, MetricWrapperBase.labels
     for bad in ["w_1", "auto:", "a/b", ""]:
         with pytest.raises(ValueError):
             prometheus_multiproc.install(worker_id=bad)
-    assert values.ValueClass is before
+    assert values.ValueClass is before and MetricWrapperBase.labels is labels
 
 
 def test_install_sets_the_value_class(metrics_dir, monkeypatch):
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))
     monkeypatch.setattr(values, "ValueClass", values.ValueClass)  # restored after
+    monkeypatch.setattr(MetricWrapperBase, "labels", MetricWrapperBase.labels)  # patched by install()
     assert prometheus_multiproc.install(worker_id="auto:t") is True
     assert issubclass(values.ValueClass, _native.Value) and values.ValueClass._multiprocess
     c = Counter("w_installed", "Installed.", registry=None)
@@ -241,6 +243,7 @@ def test_a_sigkilled_installed_worker_leaves_live_gauges_and_keeps_counters(metr
 def test_after_fork_claims_the_automatic_slot_before_any_write(metrics_dir, monkeypatch):
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))
     monkeypatch.setattr(values, "ValueClass", values.ValueClass)  # restored after
+    monkeypatch.setattr(MetricWrapperBase, "labels", MetricWrapperBase.labels)  # patched by install()
     assert prometheus_multiproc.install(worker_id="auto:pf")
     c = Counter("w_after_fork", "After fork.", registry=None)
     assert os.listdir(str(metrics_dir)) == []  # declared, not written: no slot
