@@ -297,6 +297,25 @@ pub(crate) fn lstat(path: &Path) -> io::Result<fs::Metadata> {
 pub(crate) fn open_read_only(path: &Path) -> io::Result<(File, fs::Metadata)> {
     let file =
         OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC).open(path)?;
+    regular(file)
+}
+
+/// As [`open_read_only`], for the entry `name` of the directory open as `dir`: one path
+/// component to resolve instead of every component of the directory's path (a tenth of
+/// a cold scrape of 10,000 small files went to walking the same path again).
+pub(crate) fn open_read_only_at(
+    dir: std::os::fd::BorrowedFd<'_>,
+    name: &std::ffi::OsStr,
+) -> io::Result<(File, fs::Metadata)> {
+    use nix::fcntl::OFlag;
+    let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+    let fd = nix::fcntl::openat(dir, name, flags, nix::sys::stat::Mode::empty()).map_err(io::Error::from)?;
+    regular(File::from(fd))
+}
+
+/// `file` and its metadata if it is a regular file; an error of kind `InvalidInput`
+/// otherwise.
+fn regular(file: File) -> io::Result<(File, fs::Metadata)> {
     let meta = file.metadata()?;
     if !meta.file_type().is_file() {
         return Err(io::Error::from(io::ErrorKind::InvalidInput));

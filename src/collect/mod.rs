@@ -121,6 +121,7 @@ mod table;
 use std::ffi::OsString;
 use std::fmt;
 use std::io;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -307,7 +308,14 @@ pub const SKIPPED_FILES_METRIC: &str = "prometheus_multiproc_skipped_files";
 #[derive(Debug, Default)]
 struct State {
     tables: Tables,
-    files: HashMap<OsString, FileState>,
+    /// The last scrape's listing, sorted by name (what a new listing is compared with).
+    listed: Vec<file::ListedDb>,
+    /// The order files are read in: `order[k]` is the listing index of `slots[k]`
+    /// (by worker ID, then name), so that each ID's files are contiguous.
+    order: Vec<usize>,
+    /// Every listed file's state, in reading order. While the listing is unchanged (the
+    /// usual repeat scrape), it is used as it is: nothing is sorted, hashed or moved.
+    slots: Vec<Slot>,
     scratch: Scratch,
     buffers: read::Buffers,
     /// The last reason logged for each skipped file, to warn once per problem.
@@ -487,20 +495,24 @@ impl Collector {
         read::AFTER_LISTING.with(|hook| hook.borrow().as_ref().map(|f| f(&self.dir)));
         let mut guard = self.state.lock();
         let state = &mut *guard;
-        // Forget files no longer listed (by hash: the listing can hold 100,000 names).
-        let current: HashSet<&OsString> = listed.iter().map(|l| &l.name).collect();
-        state.files.retain(|name, _| current.contains(name));
-        state.reported.retain(|name, _| current.contains(name));
-        drop(current);
-        let (mut usable, skipped) = self.read_all(state, &listed);
+        if listed != state.listed {
+            state.realign(listed);
+        }
+        let (mut usable, skipped) = self.read_all(state);
+        let listed = &state.listed;
         let mut skipped: Vec<(OsString, SkipReason)> =
             skipped.into_iter().map(|(i, reason)| (listed[i].name.clone(), reason)).collect();
+        // The slot of each listing index.
+        let mut slot_of = vec![0; listed.len()];
+        for (k, &i) in state.order.iter().enumerate() {
+            slot_of[i] = k;
+        }
 
         let families = loop {
             let inputs: Vec<FileInput<'_>> = usable
                 .iter()
                 .map(|&i| {
-                    let st = &state.files[&listed[i].name];
+                    let st = state.slots[slot_of[i]].state.as_ref().expect("a usable file has a state");
                     FileInput {
                         typ: st.kind.typ,
                         mode: st.kind.gauge.as_ref().map(|(mode, _)| *mode),
@@ -571,19 +583,10 @@ impl Collector {
     /// unless the ID is the pid of a running process (which may be a stock Python worker
     /// writing the same files without a lock). A dead writer's live-mode gauge files are
     /// left out, as Python's `mark_process_dead` would have removed them.
-    fn read_all(&self, state: &mut State, listed: &[file::ListedDb]) -> (Vec<usize>, Vec<(usize, SkipReason)>) {
+    fn read_all(&self, state: &mut State) -> (Vec<usize>, Vec<(usize, SkipReason)>) {
+        let State { listed, order, slots, tables, dead_ids, buffers, reported, .. } = state;
+        let (listed, order) = (&listed[..], &order[..]);
         let ids: Vec<Option<&str>> = listed.iter().map(|l| l.name.to_str().and_then(names::worker_id_of)).collect();
-        let mut order: Vec<usize> = (0..listed.len()).collect();
-        order.sort_by_key(|&i| ids[i]); // stable: by name within an ID
-        // Each file's state, taken out in `order` (and put back below) so that threads
-        // can each own a run of whole worker IDs.
-        let mut slots: Vec<Slot> = order
-            .iter()
-            .map(|&i| match state.files.remove_entry(&listed[i].name) {
-                Some((key, st)) => Slot { key, state: Some(st) },
-                None => Slot { key: listed[i].name.clone(), state: None },
-            })
-            .collect();
         let threads = threads_for(listed.len());
         // Runs of whole IDs, of about equal numbers of files.
         let mut runs: Vec<std::ops::Range<usize>> = Vec::with_capacity(threads);
@@ -598,10 +601,18 @@ impl Collector {
         if start < end {
             runs.push(start..end);
         }
-        let tables = parking_lot::RwLock::new(std::mem::take(&mut state.tables));
-        let ctx = ReadContext { ids: &ids, listed, tables: &tables, dead_ids: &state.dead_ids, files: listed.len() };
+        let shared = parking_lot::RwLock::new(std::mem::take(tables));
+        // The directory just listed, opened for this scrape;
+        // without it, files are opened by their whole path.
+        let dir = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+            .open(&self.dir)
+            .ok();
+        let dir_fd = dir.as_ref().map(std::os::fd::AsFd::as_fd);
+        let ctx = ReadContext { ids: &ids, listed, tables: &shared, dir_fd, dead_ids, files: listed.len() };
         let mut outputs: Vec<ReadOutput> = Vec::with_capacity(runs.len());
-        let mut rest: &mut [Slot] = &mut slots;
+        let mut rest: &mut [Slot] = slots;
         let mut parts = Vec::with_capacity(runs.len());
         for run in &runs {
             let (part, tail) = rest.split_at_mut(run.len());
@@ -630,29 +641,24 @@ impl Collector {
                             .ok()
                     })
                     .collect();
-                outputs.extend(work(&mut state.buffers));
+                outputs.extend(work(buffers));
                 for helper in helpers {
                     // A panic in a reading thread is a bug; carry it to the caller.
                     outputs.extend(helper.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
                 }
             });
         } else {
-            outputs.extend(work(&mut state.buffers));
+            outputs.extend(work(buffers));
         }
-        state.tables = tables.into_inner();
-        for slot in slots {
-            if let Some(st) = slot.state {
-                state.files.insert(slot.key, st);
-            }
-        }
+        *tables = shared.into_inner();
         let (mut usable, mut skipped) = (Vec::with_capacity(listed.len()), Vec::new());
-        state.dead_ids.clear();
+        dead_ids.clear();
         for out in outputs {
             usable.extend(out.usable);
             skipped.extend(out.skipped);
-            state.dead_ids.extend(out.dead_ids);
+            dead_ids.extend(out.dead_ids);
             for i in out.forgotten {
-                state.reported.remove(&listed[i].name);
+                reported.remove(&listed[i].name);
             }
         }
         usable.sort_unstable();
@@ -740,7 +746,7 @@ impl Collector {
                     });
                     Access { sealed, verify, keep_map: !sealed && room }
                 };
-                let result = self.refresh(&mut slot.state, &listed[i], access, ctx.tables, buffers);
+                let result = self.refresh(&mut slot.state, &listed[i], ctx.dir_fd, access, ctx.tables, buffers);
                 let is_mapped = slot.state.as_ref().is_some_and(FileState::is_mapped);
                 mapped = mapped + usize::from(is_mapped) - usize::from(was_mapped);
                 copied_all &= access.sealed && !is_mapped;
@@ -787,12 +793,17 @@ impl Collector {
         &self,
         slot: &mut Option<FileState>,
         listed: &file::ListedDb,
+        dir_fd: Option<std::os::fd::BorrowedFd<'_>>,
         access: Access,
         tables: &parking_lot::RwLock<Tables>,
         buffers: &mut read::Buffers,
     ) -> std::result::Result<(), SkipReason> {
-        let kind = listed.name.to_str().and_then(name::parse_file_name).ok_or(SkipReason::UnknownName)?;
-        let path = self.dir.join(&listed.name);
+        // A known file's kind is its name's, parsed when it was first seen.
+        let kind = match slot {
+            Some(st) => st.kind.clone(),
+            None => listed.name.to_str().and_then(name::parse_file_name).ok_or(SkipReason::UnknownName)?,
+        };
+        let path = read::FilePath::new(&self.dir, dir_fd, &listed.name);
         read::refresh(slot, &path, listed.regular_ino, kind, access, tables, buffers)
     }
 }
@@ -809,6 +820,8 @@ struct ReadContext<'a> {
     ids: &'a [Option<&'a str>],
     listed: &'a [file::ListedDb],
     tables: &'a parking_lot::RwLock<Tables>,
+    /// The directory, open (files are opened relative to it), if it could be opened.
+    dir_fd: Option<std::os::fd::BorrowedFd<'a>>,
     /// The dead writers whose files the last scrape copied (see [`Collector::still_sealed`]).
     dead_ids: &'a HashMap<String, Stamp>,
     /// Number of files listed.
@@ -844,14 +857,40 @@ enum Writer {
 }
 
 impl State {
+    /// Takes a new listing: its reading order, and each listed file's state carried
+    /// over by name (files no longer listed are forgotten, with their skip reports).
+    fn realign(&mut self, listed: Vec<file::ListedDb>) {
+        let ids: Vec<Option<&str>> = listed.iter().map(|l| l.name.to_str().and_then(names::worker_id_of)).collect();
+        let mut order: Vec<usize> = (0..listed.len()).collect();
+        order.sort_by_key(|&i| ids[i]); // stable: by name within an ID
+        let mut old: HashMap<OsString, FileState> =
+            self.slots.drain(..).filter_map(|slot| Some((slot.key, slot.state?))).collect();
+        self.slots = order
+            .iter()
+            .map(|&i| match old.remove_entry(&listed[i].name) {
+                Some((key, st)) => Slot { key, state: Some(st) },
+                None => Slot { key: listed[i].name.clone(), state: None },
+            })
+            .collect();
+        drop(ids);
+        if !self.reported.is_empty() {
+            let current: HashSet<&OsString> = listed.iter().map(|l| &l.name).collect();
+            self.reported.retain(|name, _| current.contains(name));
+        }
+        self.order = order;
+        self.listed = listed;
+    }
+
     /// Interned data is never removed one item at a time; when files that went away
     /// have left the tables much larger than what the remaining files use, start
     /// afresh (the next scrape parses everything again).
     fn compact_if_bloated(&mut self) {
-        let live: usize = self.files.values().map(FileState::entry_count).sum();
+        let live: usize = self.slots.iter().filter_map(|slot| slot.state.as_ref()).map(FileState::entry_count).sum();
         if self.tables.sample_count() > 4 * live + 65_536 {
             self.tables = Tables::default();
-            self.files.clear();
+            for slot in &mut self.slots {
+                slot.state = None;
+            }
             self.scratch = Scratch::default();
         }
     }

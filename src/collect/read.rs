@@ -17,9 +17,11 @@
 //!   A file with more than [`READ_AT_MOST`] bytes in use is mapped instead, while it
 //!   is read, and then remembered as a copied file is.
 
+use std::cell::OnceCell;
+use std::ffi::OsStr;
 use std::io;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use hashbrown::HashSet;
 
@@ -62,6 +64,35 @@ pub(crate) struct FileState {
     /// The timestamp of each entry of a gauge file, as of the last refresh (empty for
     /// other files).
     pub(crate) timestamps: Vec<f64>,
+}
+
+/// A file's path, joined only when a system call needs it (a warm scrape of a kept
+/// mapping makes none, and joining 10,000 paths was a tenth of such a scrape).
+#[derive(Debug)]
+pub(crate) struct FilePath<'a> {
+    dir: &'a Path,
+    /// The directory, open, when it could be opened: files are opened relative to it.
+    dir_fd: Option<std::os::fd::BorrowedFd<'a>>,
+    name: &'a OsStr,
+    joined: OnceCell<PathBuf>,
+}
+
+impl<'a> FilePath<'a> {
+    pub(crate) fn new(dir: &'a Path, dir_fd: Option<std::os::fd::BorrowedFd<'a>>, name: &'a OsStr) -> FilePath<'a> {
+        FilePath { dir, dir_fd, name, joined: OnceCell::new() }
+    }
+
+    fn get(&self) -> &Path {
+        self.joined.get_or_init(|| self.dir.join(self.name))
+    }
+
+    /// Opens the file read-only (see [`file::open_read_only`]).
+    fn open(&self) -> io::Result<(std::fs::File, std::fs::Metadata)> {
+        match self.dir_fd {
+            Some(dir) => file::open_read_only_at(dir, self.name),
+            None => file::open_read_only(self.get()),
+        }
+    }
 }
 
 /// A callback a test runs on a file's path.
@@ -232,7 +263,7 @@ fn io_reason(err: &io::Error) -> SkipReason {
 /// what it already knows.
 pub(crate) fn refresh(
     slot: &mut Option<FileState>,
-    path: &Path,
+    path: &FilePath<'_>,
     listed_ino: Option<u64>,
     kind: FileKind,
     access: Access,
@@ -294,7 +325,7 @@ impl Buffers {
 #[allow(clippy::too_many_arguments)]
 fn refresh_once(
     slot: &mut Option<FileState>,
-    path: &Path,
+    path: &FilePath<'_>,
     listed_ino: Option<u64>,
     kind: &FileKind,
     access: Access,
@@ -324,14 +355,14 @@ fn refresh_once(
     if kept.is_some_and(|st| listed_ino == Some(st.ino)) {
         reuse = true;
         #[cfg(test)]
-        AFTER_STAT.with(|hook| hook.borrow().as_ref().map(|f| f(path)));
+        AFTER_STAT.with(|hook| hook.borrow().as_ref().map(|f| f(path.get())));
     } else if let Some(st) = slot.as_ref().filter(|st| !remap && st.map.is_some()) {
-        let meta = file::lstat(path).map_err(|e| io_reason(&e))?;
+        let meta = file::lstat(path.get()).map_err(|e| io_reason(&e))?;
         if !meta.file_type().is_file() {
             return Err(SkipReason::NotARegularFile);
         }
         #[cfg(test)]
-        AFTER_STAT.with(|hook| hook.borrow().as_ref().map(|f| f(path)));
+        AFTER_STAT.with(|hook| hook.borrow().as_ref().map(|f| f(path.get())));
         if st.dev != meta.dev() || st.ino != meta.ino() || st.kind != *kind {
             *slot = None;
         } else {
@@ -339,7 +370,7 @@ fn refresh_once(
         }
     }
     if !reuse {
-        let (handle, meta) = file::open_read_only(path).map_err(|e| io_reason(&e))?;
+        let (handle, meta) = path.open().map_err(|e| io_reason(&e))?;
         if meta.len() == 0 {
             *slot = None;
             return Err(SkipReason::Empty);
@@ -431,15 +462,15 @@ enum Sealed {
 /// the state keeps no mapping.
 fn read_sealed(
     slot: &mut Option<FileState>,
-    path: &Path,
+    path: &FilePath<'_>,
     kind: &FileKind,
     verify: bool,
     tables: &RwLock<Tables>,
     buffers: &mut Buffers,
 ) -> Result<(), Sealed> {
-    let (handle, meta) = file::open_read_only(path).map_err(|e| Sealed::Skip(io_reason(&e)))?;
+    let (handle, meta) = path.open().map_err(|e| Sealed::Skip(io_reason(&e)))?;
     #[cfg(test)]
-    AFTER_STAT.with(|hook| hook.borrow().as_ref().map(|f| f(path)));
+    AFTER_STAT.with(|hook| hook.borrow().as_ref().map(|f| f(path.get())));
     if meta.len() == 0 {
         *slot = None;
         return Err(Sealed::Skip(SkipReason::Empty));

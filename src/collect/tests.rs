@@ -479,7 +479,7 @@ mod on_disk {
             let mut slot = None;
             let reason = read::refresh(
                 &mut slot,
-                &dir.path().join("gauge_livesum_1.db"),
+                &read::FilePath::new(dir.path(), None, "gauge_livesum_1.db".as_ref()),
                 None,
                 kind.clone(),
                 read::Access { sealed, verify: sealed, keep_map: true },
@@ -654,8 +654,11 @@ mod on_disk {
         let collector = Collector::new(dir.path()).unwrap();
         let scrape = collector.collect().unwrap();
         assert_eq!(values(&scrape), ["c_total{} 5.0"]);
-        let mapped =
-            |id: &str| collector.state.lock().files[std::ffi::OsStr::new(&format!("counter_{id}.db"))].is_mapped();
+        let mapped = |id: &str| {
+            let state = collector.state.lock();
+            let slot = state.slots.iter().find(|slot| slot.key == *format!("counter_{id}.db")).unwrap();
+            slot.state.as_ref().unwrap().is_mapped()
+        };
         assert!(!mapped(exited), "copied (twice, equal), not mapped");
         assert!(mapped(&running), "a running pid's files may be written meanwhile: mapped");
         // Seen again, both are kept mapped and read with atomic loads (a new process may
