@@ -110,6 +110,15 @@
 //! entries it has parsed and how far. A repeat scrape parses only entries appended
 //! since and re-reads values, as above. Keys are decoded once per distinct key bytes
 //! across all files, and everything is interned, so the merge works on integers.
+//!
+//! The directory itself is `stat`ed first: while its stamp (inode, size, modification
+//! and change times) is the one it had at the last listing, and that last change was
+//! then at least 2 s old (file times advance in clock ticks, so a change within the
+//! same tick could leave the stamp as it was), no name was added, removed or renamed,
+//! and the last listing (with its compaction exclusions) is used without reading the
+//! directory again. Writers change the directory only when they create a file, so in a
+//! steady state a repeat scrape makes one `stat` and, for files kept mapped, nothing
+//! else.
 
 mod merge;
 mod model;
@@ -320,6 +329,8 @@ struct State {
     buffers: read::Buffers,
     /// The last reason logged for each skipped file, to warn once per problem.
     reported: HashMap<OsString, SkipReason>,
+    /// The directory's stamp when `listed` was read, if it was settled then.
+    dir_stamp: Option<Stamp>,
     /// Dead writers whose files were copied at the last scrape, with the stamp of their
     /// liveness file then (see [`Collector::still_sealed`]).
     dead_ids: HashMap<String, read::Stamp>,
@@ -480,24 +491,32 @@ impl Collector {
     }
 
     fn collect_once(&self) -> Result<Scrape> {
-        let mut listed = file::list_db_names(&self.dir).map_err(|e| {
-            let kind = match e.kind() {
-                io::ErrorKind::NotFound | io::ErrorKind::NotADirectory => ErrorKind::NotADirectory,
-                _ => ErrorKind::Io,
-            };
-            Error::new(kind).at(&self.dir).expected("a readable directory").caused_by(e)
-        })?;
-        let excluded = self.superseded(&listed);
-        if !excluded.is_empty() {
-            listed.retain(|l| !excluded.contains(&l.name));
+        let mut guard = self.state.lock();
+        let state = &mut *guard;
+        // The directory's stamp, taken before it is listed: while it stays the same (and
+        // was settled when taken, see `Stamp::settled`), no name was added, removed or
+        // renamed since, so the last listing stands and is not read again.
+        let stamp = std::fs::metadata(&self.dir).ok().map(|meta| Stamp::of(&meta));
+        if stamp.is_none() || stamp != state.dir_stamp {
+            state.dir_stamp = None;
+            let mut listed = file::list_db_names(&self.dir).map_err(|e| {
+                let kind = match e.kind() {
+                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory => ErrorKind::NotADirectory,
+                    _ => ErrorKind::Io,
+                };
+                Error::new(kind).at(&self.dir).expected("a readable directory").caused_by(e)
+            })?;
+            let excluded = self.superseded(&listed);
+            if !excluded.is_empty() {
+                listed.retain(|l| !excluded.contains(&l.name));
+            }
+            if listed != state.listed {
+                state.realign(listed);
+            }
+            state.dir_stamp = stamp.filter(Stamp::is_settled);
         }
         #[cfg(test)]
         read::AFTER_LISTING.with(|hook| hook.borrow().as_ref().map(|f| f(&self.dir)));
-        let mut guard = self.state.lock();
-        let state = &mut *guard;
-        if listed != state.listed {
-            state.realign(listed);
-        }
         let (mut usable, skipped) = self.read_all(state);
         let listed = &state.listed;
         let mut skipped: Vec<(OsString, SkipReason)> =

@@ -172,9 +172,17 @@ impl Stamp {
 
     /// The stamp of `meta`, if its last change is at least [`SETTLED`] old now.
     pub(crate) fn settled(meta: &std::fs::Metadata) -> Option<Stamp> {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?;
-        let ctime = std::time::Duration::new(u64::try_from(meta.ctime()).ok()?, meta.ctime_nsec() as u32);
-        (now.checked_sub(ctime)? >= SETTLED).then(|| Stamp::of(meta))
+        Some(Stamp::of(meta)).filter(Stamp::is_settled)
+    }
+
+    /// Whether the last change this stamp records is at least [`SETTLED`] old now.
+    pub(crate) fn is_settled(&self) -> bool {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+        let ctime = u64::try_from(self.ctime.0).ok().map(|s| std::time::Duration::new(s, self.ctime.1 as u32));
+        match (now, ctime) {
+            (Ok(now), Some(ctime)) => now.checked_sub(ctime).is_some_and(|age| age >= SETTLED),
+            _ => false,
+        }
     }
 }
 
@@ -529,6 +537,11 @@ impl FileState {
     /// is the one its predecessor predicts, which only reads the tables (so threads do it
     /// at once), then the rest with the tables to itself.
     fn parse_shared(&mut self, view: View<'_>, tables: &RwLock<Tables>, buf: &mut Vec<u8>) -> Result<(), SkipReason> {
+        // Nothing new (a repeat scrape of an unchanged file): no lock, whose word the
+        // threads would pass between cores once per file.
+        if view.load_used().is_some_and(|used| usize::try_from(used).is_ok_and(|used| used == self.parsed_to)) {
+            return Ok(());
+        }
         self.parse_predicted(view, &tables.read());
         if view.load_used().is_some_and(|used| usize::try_from(used).is_ok_and(|used| used == self.parsed_to)) {
             return Ok(());

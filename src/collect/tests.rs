@@ -635,6 +635,24 @@ mod on_disk {
         assert_eq!(err.path(), Some(sub.as_path()));
     }
 
+    #[test]
+    fn a_settled_directory_is_not_listed_again_until_a_name_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        stock_worker_files(dir.path(), "w1", 2.0);
+        std::thread::sleep(read::SETTLED + std::time::Duration::from_millis(100));
+        let collector = Collector::new(dir.path()).unwrap();
+        assert_eq!(values(&collector.collect().unwrap()), ["c_total{} 2.0"]);
+        assert!(collector.state.lock().dir_stamp.is_some(), "a settled directory's listing is kept");
+        // Values written in place are read (no name changed: the listing stands).
+        assert_eq!(values(&collector.collect().unwrap()), ["c_total{} 2.0"]);
+        // A new file changes the directory, so it is listed again at once.
+        stock_worker_files(dir.path(), "w2", 3.0);
+        assert_eq!(values(&collector.collect().unwrap()), ["c_total{} 5.0"]);
+        assert!(collector.state.lock().dir_stamp.is_none(), "a fresh change is not trusted yet");
+        std::fs::remove_file(dir.path().join("counter_w1.db")).unwrap();
+        assert_eq!(values(&collector.collect().unwrap()), ["c_total{} 3.0"]);
+    }
+
     /// A stock Python worker's files: written under a numeric ID, with no liveness file.
     fn stock_worker_files(dir: &std::path::Path, pid: &str, value: f64) {
         let r = registry(dir, pid);
