@@ -256,11 +256,13 @@ pub(crate) fn write_at(file: &File, path: &Path, bytes: &[u8], offset: usize) ->
 }
 
 /// The names of the `*.db` entries of `dir` (any file type), sorted by bytes, without
-/// dotfiles: the set Python's `glob('*.db')` sees, in a deterministic order.
-pub(crate) fn list_db_names(dir: &Path) -> io::Result<Vec<ListedDb>> {
+/// dotfiles: the set Python's `glob('*.db')` sees, in a deterministic order; and the
+/// worker IDs that have a liveness file (`writer_ID.lock`, any file type).
+pub(crate) fn list_db_names(dir: &Path) -> io::Result<(Vec<ListedDb>, hashbrown::HashSet<String>)> {
     use std::os::unix::ffi::OsStrExt;
     use std::os::unix::fs::DirEntryExt;
     let mut names = Vec::new();
+    let mut locks = hashbrown::HashSet::new();
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name();
@@ -270,10 +272,12 @@ pub(crate) fn list_db_names(dir: &Path) -> io::Result<Vec<ListedDb>> {
             // it in (no system call); where it does not, the hint is left out.
             let regular_ino = entry.file_type().ok().filter(fs::FileType::is_file).map(|_| entry.ino());
             names.push(ListedDb { name, regular_ino });
+        } else if let Some(id) = name.to_str().and_then(crate::format::names::parse_lock_name) {
+            locks.insert(id.to_owned());
         }
     }
     names.sort_unstable_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
-    Ok(names)
+    Ok((names, locks))
 }
 
 /// A `*.db` name of a directory listing, with what the listing itself says of it.

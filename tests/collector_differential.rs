@@ -107,7 +107,9 @@ fn write_rust_scenarios(root: &Path) -> prometheus_multiproc::Result<Vec<Registr
     let mut writers = Vec::new();
     let dir = root.join("rust_reference");
     fs::create_dir(&dir).unwrap();
-    for (i, id) in ["1001", "1002", "1003"].into_iter().enumerate() {
+    // Six workers: about 100 files, enough for the collector to read them with a thread
+    // per core (at least 32 files each), whose output must not depend on it.
+    for (i, id) in ["1001", "1002", "1003", "1004", "1005", "1006"].into_iter().enumerate() {
         let r = worker(&dir, id);
         writers.push(r.clone());
         let n = (i + 1) as f64;
@@ -144,10 +146,10 @@ fn write_rust_scenarios(root: &Path) -> prometheus_multiproc::Result<Vec<Registr
         for (j, v) in values.into_iter().enumerate() {
             specials.get(&[&j.to_string()])?.set(v * n);
         }
-        r.counter(Opts::new("sum_order_up", "0.1 + 0.2 + 0.3"))?.inc_by([0.1, 0.2, 0.3][i]);
-        r.counter(Opts::new("sum_order_down", "0.3 + 0.2 + 0.1"))?.inc_by([0.3, 0.2, 0.1][i]);
-        r.gauge(Opts::new("gauge_min_nan_first", "NaN first."), GaugeMode::Min)?.set([f64::NAN, 1.0, 2.0][i]);
-        r.gauge(Opts::new("gauge_max_zeros", "Zero first."), GaugeMode::Max)?.set([0.0, -0.0, f64::NAN][i]);
+        r.counter(Opts::new("sum_order_up", "0.1 + 0.2 + 0.3"))?.inc_by([0.1, 0.2, 0.3][i % 3]);
+        r.counter(Opts::new("sum_order_down", "0.3 + 0.2 + 0.1"))?.inc_by([0.3, 0.2, 0.1][i % 3]);
+        r.gauge(Opts::new("gauge_min_nan_first", "NaN first."), GaugeMode::Min)?.set([f64::NAN, 1.0, 2.0][i % 3]);
+        r.gauge(Opts::new("gauge_max_zeros", "Zero first."), GaugeMode::Max)?.set([0.0, -0.0, f64::NAN][i % 3]);
         r.gauge(Opts::new("never_set", "Never set."), GaugeMode::MostRecent)?;
     }
     // Most recent: the first worker sets last.

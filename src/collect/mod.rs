@@ -329,6 +329,8 @@ struct State {
     buffers: read::Buffers,
     /// The last reason logged for each skipped file, to warn once per problem.
     reported: HashMap<OsString, SkipReason>,
+    /// The worker IDs with a liveness file in that listing.
+    locks: HashSet<String>,
     /// The directory's stamp when `listed` was read, if it was settled then.
     dir_stamp: Option<Stamp>,
     /// Dead writers whose files were copied at the last scrape, with the stamp of their
@@ -499,7 +501,7 @@ impl Collector {
         let stamp = std::fs::metadata(&self.dir).ok().map(|meta| Stamp::of(&meta));
         if stamp.is_none() || stamp != state.dir_stamp {
             state.dir_stamp = None;
-            let mut listed = file::list_db_names(&self.dir).map_err(|e| {
+            let (mut listed, locks) = file::list_db_names(&self.dir).map_err(|e| {
                 let kind = match e.kind() {
                     io::ErrorKind::NotFound | io::ErrorKind::NotADirectory => ErrorKind::NotADirectory,
                     _ => ErrorKind::Io,
@@ -513,6 +515,7 @@ impl Collector {
             if listed != state.listed {
                 state.realign(listed);
             }
+            state.locks = locks;
             state.dir_stamp = stamp.filter(Stamp::is_settled);
         }
         #[cfg(test)]
@@ -603,16 +606,19 @@ impl Collector {
     /// writing the same files without a lock). A dead writer's live-mode gauge files are
     /// left out, as Python's `mark_process_dead` would have removed them.
     fn read_all(&self, state: &mut State) -> (Vec<usize>, Vec<(usize, SkipReason)>) {
-        let State { listed, order, slots, tables, dead_ids, buffers, reported, .. } = state;
+        let State { listed, order, slots, tables, dead_ids, buffers, reported, locks, .. } = state;
         let (listed, order) = (&listed[..], &order[..]);
         let ids: Vec<Option<&str>> = listed.iter().map(|l| l.name.to_str().and_then(names::worker_id_of)).collect();
         let threads = threads_for(listed.len());
-        // Runs of whole IDs, of about equal numbers of files.
-        let mut runs: Vec<std::ops::Range<usize>> = Vec::with_capacity(threads);
+        // Runs of whole IDs, of about equal numbers of files: several per thread, so that
+        // a thread held up (by the write lock, while another parses the first file of a
+        // kind) takes fewer of them.
+        let parts = if threads > 1 { threads * RUNS_PER_THREAD } else { 1 };
+        let mut runs: Vec<std::ops::Range<usize>> = Vec::with_capacity(parts);
         let (mut start, mut end) = (0, 0);
         for group in order.chunk_by(|&a, &b| ids[a] == ids[b]) {
             end += group.len();
-            if end * threads >= (runs.len() + 1) * listed.len() {
+            if end * parts >= (runs.len() + 1) * listed.len() {
                 runs.push(start..end);
                 start = end;
             }
@@ -629,13 +635,16 @@ impl Collector {
             .open(&self.dir)
             .ok();
         let dir_fd = dir.as_ref().map(std::os::fd::AsFd::as_fd);
-        let ctx = ReadContext { ids: &ids, listed, tables: &shared, dir_fd, dead_ids, files: listed.len() };
+        let ctx = ReadContext { ids: &ids, listed, locks, tables: &shared, dir_fd, dead_ids };
         let mut outputs: Vec<ReadOutput> = Vec::with_capacity(runs.len());
         let mut rest: &mut [Slot] = slots;
         let mut parts = Vec::with_capacity(runs.len());
+        // Each run's share of the bound on kept mappings, by its share of the files
+        // (rounded so that the shares add up to the bound).
+        let share = |end: usize| (self.max_kept_mappings as u128 * end as u128 / listed.len().max(1) as u128) as usize;
         for run in &runs {
             let (part, tail) = rest.split_at_mut(run.len());
-            parts.push((&order[run.clone()], part));
+            parts.push((&order[run.clone()], part, share(run.end) - share(run.start)));
             rest = tail;
         }
         // Each thread takes runs until none is left; if no thread can be started, this
@@ -645,13 +654,13 @@ impl Collector {
             let mut outputs = Vec::new();
             loop {
                 let next = queue.lock().pop();
-                let Some((order, part)) = next else { break outputs };
-                outputs.push(self.read_groups(&ctx, order, part, buffers));
+                let Some((order, part, limit)) = next else { break outputs };
+                outputs.push(self.read_groups(&ctx, order, part, limit, buffers));
             }
         };
         if runs.len() > 1 {
             std::thread::scope(|scope| {
-                let helpers: Vec<_> = (1..runs.len())
+                let helpers: Vec<_> = (1..threads)
                     .filter_map(|_| {
                         let work = &work;
                         std::thread::Builder::new()
@@ -685,17 +694,16 @@ impl Collector {
     }
 
     /// Reads the files of a run of whole worker IDs (`order`, with their states in
-    /// `slots`), as [`Collector::read_all`] says; one thread's share of a scrape.
+    /// `slots`, keeping at most `limit` mappings), as [`Collector::read_all`] says.
     fn read_groups(
         &self,
         ctx: &ReadContext<'_>,
         order: &[usize],
         slots: &mut [Slot],
+        limit: usize,
         buffers: &mut read::Buffers,
     ) -> ReadOutput {
         let (ids, listed) = (ctx.ids, ctx.listed);
-        // This run's share of the bound on kept mappings, by its share of the files.
-        let limit = self.max_kept_mappings.saturating_mul(order.len()) / ctx.files.max(1);
         let mut out = ReadOutput::default();
         let mut mapped = slots.iter().filter(|s| s.state.as_ref().is_some_and(FileState::is_mapped)).count();
         let is_live_gauge = |i: usize| listed[i].name.to_str().is_some_and(|n| n.starts_with("gauge_live"));
@@ -717,6 +725,10 @@ impl Collector {
             let mut held: Option<liveness::Held> = None;
             let probe = |held: &mut Option<liveness::Held>| -> Writer {
                 let held = held.get_or_insert_with(|| match id {
+                    // Listed without a liveness file: a stock Python worker's ID (a writer
+                    // of ours starting since is alive, and the rules for an ID of unknown
+                    // liveness treat it so).
+                    Some(id) if !ctx.locks.contains(id) => liveness::Held::NoLivenessFile,
                     // A liveness file that is not a regular file is no writer's (writers
                     // refuse it): the ID's liveness is unknown, as `probe_liveness` says.
                     Some(id) => match liveness::hold_if_dead(&self.dir, id) {
@@ -838,13 +850,13 @@ struct Slot {
 struct ReadContext<'a> {
     ids: &'a [Option<&'a str>],
     listed: &'a [file::ListedDb],
+    /// The worker IDs that had a liveness file when the directory was listed.
+    locks: &'a HashSet<String>,
     tables: &'a parking_lot::RwLock<Tables>,
     /// The directory, open (files are opened relative to it), if it could be opened.
     dir_fd: Option<std::os::fd::BorrowedFd<'a>>,
     /// The dead writers whose files the last scrape copied (see [`Collector::still_sealed`]).
     dead_ids: &'a HashMap<String, Stamp>,
-    /// Number of files listed.
-    files: usize,
 }
 
 /// What one thread's share of a scrape's reads found (indices into the listing).
@@ -856,6 +868,10 @@ struct ReadOutput {
     /// Files left out whose skip reports are forgotten (dead writers' live gauges).
     forgotten: Vec<usize>,
 }
+
+/// How many runs of files each reading thread gets, on average (see
+/// [`Collector::read_all`]).
+const RUNS_PER_THREAD: usize = 8;
 
 /// How many threads read a scrape's `files` files: one per core (at most 4), each with
 /// at least 32 files to read; one on a single core.
