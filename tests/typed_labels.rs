@@ -182,3 +182,25 @@ proptest! {
         prop_assert_eq!(scrape.value("t_total", &[("a", &a), ("b", &b), ("n", &n)]), Some(1.0));
     }
 }
+
+/// Arrays, slices and `Vec`s, of any length and string type, are looked up in place and
+/// find the one series their values name; the handle `labels` lends is the family's.
+#[test]
+fn string_lists_of_any_length_and_type_name_one_series() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = registry(dir.path());
+    let names: Vec<String> = (0..12).map(|i| format!("l{i}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let family = registry.counter_family(Opts::new("wide_total", "W."), &names).unwrap();
+    let owned: Vec<String> = (0..12).map(|i| format!("v{i}")).collect();
+    let borrowed: Vec<&str> = owned.iter().map(String::as_str).collect();
+    family.labels(&owned).inc();
+    family.labels(borrowed.as_slice()).inc();
+    let array: [&str; 12] = borrowed.clone().try_into().unwrap();
+    family.labels(&array).inc();
+    let kept: Counter = family.labels(&array).clone();
+    kept.inc();
+    assert_eq!(family.get(&borrowed).unwrap().get(), 4.0);
+    let labels: Vec<(&str, &str)> = names.iter().copied().zip(borrowed.iter().copied()).collect();
+    assert_eq!(scrape(dir.path()).value("wide_total", &labels), Some(4.0));
+}

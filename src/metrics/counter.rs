@@ -37,7 +37,7 @@ impl Counter {
     /// Adds one.
     #[inline]
     pub fn inc(&self) {
-        add_f64(self.series.values()[0].get(), 1.0);
+        add_f64(self.series.first(), 1.0);
     }
 
     /// Adds `amount`. A negative amount is refused where Python raises `ValueError`; a
@@ -53,7 +53,7 @@ impl Counter {
         // Checked here rather than through `try_inc_by`, so that a refused amount
         // costs no error value (the hot path never allocates).
         if amount >= 0.0 {
-            add_f64(self.series.values()[0].get(), amount);
+            add_f64(self.series.first(), amount);
         } else {
             self.series.refused(DropReason::NegativeIncrement, amount);
         }
@@ -69,7 +69,7 @@ impl Counter {
     pub fn try_inc_by(&self, amount: impl Into<Amount>) -> Result<()> {
         let amount = amount.into().0;
         if amount >= 0.0 {
-            add_f64(self.series.values()[0].get(), amount);
+            add_f64(self.series.first(), amount);
             Ok(())
         } else {
             Err(Error::new(ErrorKind::NegativeIncrement).expected("an amount >= 0").found(amount.to_string()))
@@ -78,6 +78,6 @@ impl Counter {
 
     /// This process's current value (what its file holds).
     pub fn get(&self) -> f64 {
-        load_f64(self.series.values()[0].get())
+        load_f64(self.series.first())
     }
 }

@@ -9,6 +9,7 @@ use parking_lot::Mutex;
 
 use crate::error::Result;
 use crate::metrics::children::Children;
+use crate::metrics::labels::Visitor;
 use crate::metrics::opts::{Decl, Kind, OVERFLOW_LABEL_VALUE};
 use crate::metrics::{Counter, Gauge, Histogram, LabelSet, Summary};
 use crate::writer::{DropReason, Series, Shared};
@@ -75,6 +76,18 @@ impl sealed::Sealed for Histogram {
             unreachable!("histogram family with a non-histogram declaration")
         };
         Histogram::from_series(Series::detached(1 + bounds.len()), bounds.as_slice().into())
+    }
+}
+
+/// [`Family::labels`] as a [`Visitor`] of a label set's values.
+struct LabelsOf<'a, T>(&'a Family<T>);
+
+impl<'a, T: Metric> Visitor for LabelsOf<'a, T> {
+    type Output = &'a T;
+
+    #[inline]
+    fn visit<S: AsRef<str>>(self, values: &[S]) -> &'a T {
+        self.0.labels_of(values)
     }
 }
 
@@ -145,7 +158,7 @@ impl<T: Metric> Family<T> {
     pub fn get(&self, values: &[&str]) -> Result<T> {
         match self.lookup(values) {
             Some(child) => Ok(child.clone()),
-            None => self.create(values),
+            None => self.create(values).cloned(),
         }
     }
 
@@ -175,14 +188,14 @@ impl<T: Metric> Family<T> {
     /// thread has just done so, or redirects `values` to the overflow child (creating it
     /// and caching it for [`Family::lookup`]) when the family is at its limit.
     #[cold]
-    fn create<S: AsRef<str>>(&self, values: &[S]) -> Result<T> {
+    fn create<S: AsRef<str>>(&self, values: &[S]) -> Result<&T> {
         let values: Vec<&str> = values.iter().map(AsRef::as_ref).collect();
         let values = values.as_slice();
         self.inner.decl.check_values(values)?;
         let _creating = self.inner.creating.lock();
         let children = &self.inner.children;
         if let Some(child) = children.get(values) {
-            return Ok(child.clone());
+            return Ok(child);
         }
         let Some(limit) = self.inner.decl.max_series else {
             return self.insert(values);
@@ -194,7 +207,7 @@ impl<T: Metric> Family<T> {
         }
         self.inner.shared.count_dropped(DropReason::Cardinality);
         let child = match existing {
-            Some(child) => child.clone(),
+            Some(child) => child,
             None => self.insert(&overflow)?,
         };
         // Set under `creating`, by the first redirection: cannot fail.
@@ -203,11 +216,10 @@ impl<T: Metric> Family<T> {
     }
 
     /// Creates and adds the child for `values`; the caller holds `creating`.
-    fn insert(&self, values: &[&str]) -> Result<T> {
+    fn insert(&self, values: &[&str]) -> Result<&T> {
         let child = T::create(&self.inner.shared, &self.inner.decl, values)
             .inspect_err(|e| self.inner.shared.count_dropped(DropReason::of(e)))?;
-        self.inner.children.insert(values, child.clone());
-        Ok(child)
+        Ok(self.inner.children.insert(values, child))
     }
 
     /// Runs `f` on the child for `values` (created on first use) without cloning its
@@ -234,7 +246,7 @@ impl<T: Metric> Family<T> {
     pub fn with<R>(&self, values: &[&str], f: impl FnOnce(&T) -> R) -> Result<R> {
         match self.lookup(values) {
             Some(child) => Ok(f(child)),
-            None => self.create(values).map(|child| f(&child)),
+            None => self.create(values).map(f),
         }
     }
 
@@ -243,7 +255,14 @@ impl<T: Metric> Family<T> {
     /// [`LabelSet`]: an array, slice or `Vec` of any `AsRef<str>` (`&str`, `String`,
     /// `Cow<str>`, ...), or a tuple mixing strings, integers, bools and enums that name
     /// themselves ([`LabelValue`](crate::LabelValue)). A lookup of an existing child
-    /// takes no lock and allocates nothing (integers are formatted on the stack).
+    /// takes no lock, allocates nothing (integers are named from a table or formatted
+    /// on the stack) and writes nothing shared.
+    ///
+    /// It lends the family's own child, as [`Family::with`] hands it to its closure,
+    /// rather than a clone: cloning a handle is an atomic increment and decrement of its
+    /// reference count, a write to a cache line that every thread using the series
+    /// shares, and was about 1.5 ns of a 14 ns lookup. Call `.clone()` on it (or use
+    /// [`Family::get`]) to keep a handle beyond the borrow of the family.
     ///
     /// When no child can be had (a wrong number of values, a full disk, another I/O
     /// failure), it returns a handle that drops its writes, counts the failure in
@@ -267,25 +286,27 @@ impl<T: Metric> Family<T> {
     /// requests.labels(&["/users"]).inc(); // a wrong count: dropped and counted, no panic
     /// assert_eq!(requests.labels(&["/users", "200"]).get(), 3.0);
     /// assert!(registry.dropped_series().contains(&("label_count", 1)));
+    /// let kept = requests.labels(&["/users", "200"]).clone(); // an owned handle
+    /// kept.inc();
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     #[inline]
-    pub fn labels<L: LabelSet + ?Sized>(&self, labels: &L) -> T {
-        labels.with_values(|values| self.labels_of(values))
+    pub fn labels<L: LabelSet + ?Sized>(&self, labels: &L) -> &T {
+        labels.visit_values(LabelsOf(self))
     }
 
-    /// [`Family::labels`] on values already turned into strings.
+    /// [`Family::labels`] on the label set's values.
     #[inline]
-    fn labels_of(&self, values: &[&str]) -> T {
+    fn labels_of<S: AsRef<str>>(&self, values: &[S]) -> &T {
         match self.lookup(values) {
-            Some(child) => child.clone(),
+            Some(child) => child,
             None => self.create(values).unwrap_or_else(|err| self.failed(&err)),
         }
     }
 
     /// What [`Family::labels`] does when no child can be had.
     #[cold]
-    fn failed(&self, err: &crate::Error) -> T {
+    fn failed(&self, err: &crate::Error) -> &T {
         if err.kind() == crate::ErrorKind::LabelCount {
             // Creation errors were counted by `insert`; this one is the caller's.
             self.inner.shared.count_dropped(DropReason::LabelCount);
@@ -298,7 +319,7 @@ impl<T: Metric> Family<T> {
                 crate::writer::DROPPED_SERIES_METRIC
             );
         }
-        self.inner.detached.get_or_init(|| T::detached(&self.inner.decl)).clone()
+        self.inner.detached.get_or_init(|| T::detached(&self.inner.decl))
     }
 
     /// The label names, in the order values are given.

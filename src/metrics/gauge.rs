@@ -107,7 +107,7 @@ impl Gauge {
         if self.mode.is_most_recent() {
             return false;
         }
-        add_f64(self.series.values()[0].get(), amount);
+        add_f64(self.series.first(), amount);
         true
     }
 
@@ -116,7 +116,7 @@ impl Gauge {
     #[inline]
     pub fn set(&self, value: impl Into<Amount>) {
         let value = value.into().0;
-        let slot = self.series.values()[0].get();
+        let slot = self.series.first();
         store_f64(slot, value);
         if self.mode.is_most_recent() {
             store_f64(self.series.timestamp(), now());
@@ -130,7 +130,7 @@ impl Gauge {
 
     /// This process's current value.
     pub fn get(&self) -> f64 {
-        load_f64(self.series.values()[0].get())
+        load_f64(self.series.first())
     }
 
     /// Adds one now and subtracts it again when the returned guard is dropped: a

@@ -35,11 +35,11 @@ impl Histogram {
     /// as in Python.
     #[inline]
     pub fn observe(&self, value: f64) {
-        let slots = self.series.values();
-        add_f64(slots[0].get(), value);
+        let (sum, buckets) = self.series.slots();
+        add_f64(sum, value);
         let bucket = self.bounds.partition_point(|bound| *bound < value);
         if !value.is_nan()
-            && let Some(slot) = slots.get(1 + bucket)
+            && let Some(slot) = buckets.get(bucket)
         {
             add_f64(slot.get(), 1.0);
         }
@@ -52,17 +52,17 @@ impl Histogram {
 
     /// This process's per-bucket (non-cumulative) counts, in bound order.
     pub fn bucket_counts(&self) -> Vec<f64> {
-        self.series.values()[1..].iter().map(|s| load_f64(s.get())).collect()
+        self.series.slots().1.iter().map(|s| load_f64(s.get())).collect()
     }
 
     /// This process's `_sum`.
     pub fn sum(&self) -> f64 {
-        load_f64(self.series.values()[0].get())
+        load_f64(self.series.first())
     }
 
     /// This process's `_count`: the observations in all buckets.
     pub fn count(&self) -> f64 {
-        self.series.values()[1..].iter().map(|s| load_f64(s.get())).sum()
+        self.series.slots().1.iter().map(|s| load_f64(s.get())).sum()
     }
 
     /// Starts a [`Timer`] that observes the seconds until it is dropped or stopped.

@@ -111,14 +111,14 @@ impl RawValue {
     /// loop on the shared mapping. The timestamp is left as it is.
     #[inline]
     pub fn inc(&self, amount: f64) {
-        add_f64(self.series.values()[0].get(), amount);
+        add_f64(self.series.first(), amount);
     }
 
     /// Stores `value`, then `timestamp` (Python passes the time for the `mostrecent`
     /// gauge modes and nothing, stored as 0, otherwise): two stores.
     #[inline]
     pub fn set(&self, value: f64, timestamp: f64) {
-        store_f64(self.series.values()[0].get(), value);
+        store_f64(self.series.first(), value);
         store_f64(self.series.timestamp(), timestamp);
     }
 
@@ -136,6 +136,6 @@ impl RawValue {
     /// This process's current value (what its file holds).
     #[inline]
     pub fn get(&self) -> f64 {
-        load_f64(self.series.values()[0].get())
+        load_f64(self.series.first())
     }
 }

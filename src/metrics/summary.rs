@@ -28,19 +28,19 @@ impl Summary {
     /// Records one observation: `_count` += 1, `_sum` += `value`.
     #[inline]
     pub fn observe(&self, value: f64) {
-        let slots = self.series.values();
-        add_f64(slots[0].get(), 1.0);
-        add_f64(slots[1].get(), value);
+        let (count, rest) = self.series.slots();
+        add_f64(count, 1.0);
+        add_f64(rest[0].get(), value);
     }
 
     /// This process's `_count`.
     pub fn count(&self) -> f64 {
-        load_f64(self.series.values()[0].get())
+        load_f64(self.series.first())
     }
 
     /// This process's `_sum`.
     pub fn sum(&self) -> f64 {
-        load_f64(self.series.values()[1].get())
+        load_f64(self.series.slots().1[0].get())
     }
 
     /// Starts a [`Timer`] that observes the seconds until it is dropped or stopped.

@@ -73,9 +73,10 @@ impl<L: NamedLabelSet, M: Metric> TypedFamily<L, M> {
         TypedFamily { family, labels: PhantomData }
     }
 
-    /// The child for `labels`, always, as [`Family::labels`]: no lock and no allocation
-    /// when it exists; a handle that drops its writes (counted and logged once) when it
-    /// cannot be created.
+    /// The child for `labels`, always, as [`Family::labels`]: no lock, no allocation
+    /// and no shared write when it exists; a handle that drops its writes (counted and
+    /// logged once) when it cannot be created. Borrowed from the family, as with
+    /// [`Family::labels`]: `.clone()` it to keep it.
     ///
     #[cfg_attr(feature = "derive", doc = "```")]
     #[cfg_attr(not(feature = "derive"), doc = "```ignore")]
@@ -93,7 +94,7 @@ impl<L: NamedLabelSet, M: Metric> TypedFamily<L, M> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     #[inline]
-    pub fn labels(&self, labels: &L) -> M {
+    pub fn labels(&self, labels: &L) -> &M {
         self.family.labels(labels)
     }
 

@@ -202,7 +202,7 @@ impl Shared {
         let i = DropReason::ALL.iter().position(|r| *r == reason).expect("every reason is listed");
         self.dropped[i].fetch_add(1, Ordering::Relaxed);
         if let Some(counters) = self.self_metrics.get() {
-            add_f64(counters[i].values()[0].get(), 1.0);
+            add_f64(counters[i].first(), 1.0);
         }
     }
 
@@ -272,7 +272,8 @@ impl Shared {
             Arc::new(Series {
                 shared: Some(Arc::clone(self)),
                 prefix,
-                values: keys.iter().map(|_| SlotCell::new(&DISCARD)).collect(),
+                first: SlotCell::new(&DISCARD),
+                rest: keys.iter().skip(1).map(|_| SlotCell::new(&DISCARD)).collect(),
                 timestamp: SlotCell::new(&DISCARD),
                 keys: keys.into_boxed_slice(),
                 epoch: AtomicU64::new(UNPLACED),
@@ -282,7 +283,8 @@ impl Shared {
             Arc::new(Series {
                 shared: Some(Arc::clone(self)),
                 prefix,
-                values: slots.iter().map(|s| SlotCell::new(s.value)).collect(),
+                first: SlotCell::new(slots[0].value),
+                rest: slots[1..].iter().map(|s| SlotCell::new(s.value)).collect(),
                 timestamp: SlotCell::new(slots[0].timestamp),
                 keys: keys.into_boxed_slice(),
                 epoch: AtomicU64::new(state.epoch),
@@ -440,7 +442,12 @@ pub(crate) struct Series {
     shared: Option<Arc<Shared>>,
     prefix: &'static str,
     keys: Box<[Box<[u8]>]>,
-    values: Box<[SlotCell]>,
+    /// The value slot of the first entry (a counter's or gauge's only one, a
+    /// histogram's `_sum`, a summary's `_count`), held in the series itself, so that a
+    /// write follows one pointer fewer than to the others.
+    first: SlotCell,
+    /// The value slots of the other entries, in key order.
+    rest: Box<[SlotCell]>,
     timestamp: SlotCell,
     epoch: AtomicU64,
 }
@@ -454,19 +461,34 @@ impl Series {
             shared: None,
             prefix: "",
             keys: Box::new([]),
-            values: (0..entries.max(1)).map(|_| SlotCell::new(&DISCARD)).collect(),
+            first: SlotCell::new(&DISCARD),
+            rest: (1..entries).map(|_| SlotCell::new(&DISCARD)).collect(),
             timestamp: SlotCell::new(&DISCARD),
             epoch: AtomicU64::new(region::epoch()),
         })
     }
 
-    /// The value slots, after making sure they belong to this process.
+    /// The first entry's value slot, after making sure it belongs to this process.
     #[inline]
-    pub(crate) fn values(&self) -> &[SlotCell] {
+    pub(crate) fn first(&self) -> &'static AtomicU64 {
+        self.make_current();
+        self.first.get()
+    }
+
+    /// The value slots, the first entry's and the others', after making sure they
+    /// belong to this process.
+    #[inline]
+    pub(crate) fn slots(&self) -> (&'static AtomicU64, &[SlotCell]) {
+        self.make_current();
+        (self.first.get(), &self.rest)
+    }
+
+    /// Re-resolves the slots if they belong to another process or worker ID.
+    #[inline]
+    fn make_current(&self) {
         if self.epoch.load(Ordering::Acquire) != region::epoch() {
             self.resync();
         }
-        &self.values
     }
 
     /// Whether the slots belong to this process already, so that the next write is only
@@ -514,7 +536,8 @@ impl Series {
 
     /// Points the handle at `slots` (one per key) and publishes that with `epoch`.
     fn point_at(&self, slots: &[EntrySlots], epoch: u64) {
-        for (cell, slot) in self.values.iter().zip(slots) {
+        self.first.set(slots[0].value);
+        for (cell, slot) in self.rest.iter().zip(&slots[1..]) {
             cell.set(slot.value);
         }
         self.timestamp.set(slots[0].timestamp);
@@ -523,7 +546,8 @@ impl Series {
 
     /// Points the handle at the discard slot (its writes are dropped) as of `epoch`.
     fn discard(&self, epoch: u64) {
-        for cell in self.values.iter() {
+        self.first.set(&DISCARD);
+        for cell in self.rest.iter() {
             cell.set(&DISCARD);
         }
         self.timestamp.set(&DISCARD);
