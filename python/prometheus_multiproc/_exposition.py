@@ -17,19 +17,20 @@ CONTENT_TYPE_PLAIN_0_0_4 = "text/plain; version=0.0.4; charset=utf-8"
 #: prometheus_client's name for the same content type.
 CONTENT_TYPE_LATEST = CONTENT_TYPE_PLAIN_0_0_4
 
-_collectors: Dict[Tuple[str, str], "_native.Collector"] = {}
+_collectors: Dict[Tuple[str, str, bool], "_native.Collector"] = {}
 _collectors_lock = threading.Lock()
 
 
-def _collector(path: Optional[PathLike]) -> "_native.Collector":
-    """The collector of a directory, created on first use and kept, so that repeat
-    scrapes read only what changed."""
+def _collector(path: Optional[PathLike], self_metrics: bool = False) -> "_native.Collector":
+    """The collector of a directory, created on first use and kept for the life of the
+    process (until a fork), so that repeat scrapes read only what changed, whichever
+    ``generate_latest``, app, server or ``MultiProcessCollector`` asks."""
     directory = resolve_dir(path)
-    key = (directory, os.path.realpath(directory))
+    key = (directory, os.path.realpath(directory), self_metrics)
     with _collectors_lock:
         collector = _collectors.get(key)
         if collector is None:
-            collector = _collectors[key] = _native.Collector(directory)
+            collector = _collectors[key] = _native.Collector(directory, self_metrics)
         return collector
 
 

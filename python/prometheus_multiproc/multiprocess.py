@@ -3,6 +3,9 @@
 ``MultiProcessCollector`` merges with the Rust collector, which keeps its state between
 scrapes (a repeat scrape reads only what changed) and merges files in sorted name
 order, so its samples equal prometheus_client 0.26's over the same files in that order.
+Every ``MultiProcessCollector`` of a directory in a process shares one Rust collector
+(as ``generate_latest(path)`` and the apps do), so the pattern prometheus_client's docs
+show, a new registry and collector in every request handler, scrapes warm too.
 What differs on purpose:
 
 * a file that cannot be used is skipped and logged (logger ``prometheus_multiproc``)
@@ -19,6 +22,7 @@ from prometheus_client.metrics_core import Metric
 
 from . import _native
 from ._dir import PathLike, resolve_dir
+from ._exposition import _collector
 
 __all__ = ["MultiProcessCollector", "mark_process_dead"]
 
@@ -44,7 +48,9 @@ class MultiProcessCollector:
     def __init__(self, registry, path: Optional[PathLike] = None, *, self_metrics: bool = False) -> None:
         path = resolve_dir(path)
         self._path = path
-        self._native = _native.Collector(path, self_metrics)
+        # Shared by every collector of this directory in the process (see the module
+        # docs); a fork child makes its own.
+        self._native = _collector(path, self_metrics)
         #: ``(path, reason, message)`` for each file the last ``collect()`` skipped.
         self.last_skipped: List[Tuple[str, str, str]] = []
         if registry:

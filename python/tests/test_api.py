@@ -66,6 +66,28 @@ def test_deprecated_lower_case_variable_warns_as_python(metrics_dir, monkeypatch
     assert os.environ["PROMETHEUS_MULTIPROC_DIR"] == str(metrics_dir)
 
 
+def test_a_collector_per_request_shares_one_warm_rust_collector(metrics_dir):
+    # prometheus_client's docs build a registry and a collector in every request
+    # handler; each one must see the directory as it is now, from one kept collector.
+    write_counter(metrics_dir, pid="1", value=3.0)
+
+    def per_request():
+        registry = CollectorRegistry()
+        collector = MultiProcessCollector(registry, path=metrics_dir)
+        return collector, generate_latest(registry)
+
+    first, body = per_request()
+    assert body == stock_exposition(metrics_dir)
+    write_counter(metrics_dir, pid="2", value=4.0)
+    second, body = per_request()
+    assert second._native is first._native
+    assert body == stock_exposition(metrics_dir)
+    assert b"jobs_total 7.0" in body
+    # With self-metrics, another collector (its output differs).
+    other = MultiProcessCollector(None, path=metrics_dir, self_metrics=True)
+    assert other._native is not first._native
+
+
 def test_the_auto_describing_registry_registers_names(metrics_dir):
     write_counter(metrics_dir)
     registry = CollectorRegistry(auto_describe=True)
