@@ -90,12 +90,27 @@ fn mark_dead_writers(dir: &Path) {
 
 /// The ways a collector reads a file: through a mapping it keeps, through one it
 /// unmaps at once (past its bound on kept mappings), or, for a dead writer's file past
-/// that bound, by copying it.
+/// that bound, by copying it; or, for an exited stock Python worker's file (no
+/// liveness file, a pid no process has), by copying it twice without an `fstat`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Way {
     KeptMapping,
     Mapping,
     Copy,
+    StockCopy,
+}
+
+/// A pid above any `pid_max`: no process has it.
+const EXITED_PID: &str = "4194302";
+
+/// The name a bad file of writer 2 or 3 gets for `way`: under [`Way::StockCopy`], that
+/// of an exited stock worker; `None` if the name has no such ID.
+fn name_for(name: &[u8], way: Way) -> Option<Vec<u8>> {
+    if way != Way::StockCopy {
+        return Some(name.to_vec());
+    }
+    let stem = name.strip_suffix(b"_2.db").or_else(|| name.strip_suffix(b"_3.db"))?;
+    Some([stem, b"_", EXITED_PID.as_bytes(), b".db"].concat())
 }
 
 /// A collector of `dir` that reads the files of writers 2 and 3 `way`.
@@ -112,10 +127,11 @@ fn collector(dir: &Path, way: Way) -> Collector {
 /// which is the same whichever [`Way`] the file is read.
 fn skipped_reason(name: &[u8], add: impl Fn(&Path)) -> SkipReason {
     let mut reasons = Vec::new();
-    for way in [Way::KeptMapping, Way::Mapping, Way::Copy] {
+    for way in [Way::KeptMapping, Way::Mapping, Way::Copy, Way::StockCopy] {
+        let Some(name) = name_for(name, way) else { continue };
         let dir = TestDir::new();
         write_valid_files(dir.path());
-        let path = dir.path().join(std::ffi::OsStr::from_bytes(name));
+        let path = dir.path().join(std::ffi::OsStr::from_bytes(&name));
         add(&path);
         let scrape = collector(dir.path(), way).collect().expect("a bad file never fails the scrape");
         assert_eq!(text(&scrape), baseline(), "the other files' output must be unchanged (read by {way:?})");
@@ -387,7 +403,7 @@ fn valid_file_truncated_at_every_offset_never_disturbs_the_others() {
             e.offset + format::entry_len(e.key.len())
         }))
         .collect();
-    for way in [Way::KeptMapping, Way::Copy] {
+    for way in [Way::KeptMapping, Way::Copy, Way::StockCopy] {
         truncated_at_every_offset(&full, &boundaries, way);
     }
 }
@@ -398,7 +414,8 @@ fn truncated_at_every_offset(full: &[u8], boundaries: &[usize], way: Way) {
     let base = baseline();
     let dir = TestDir::new();
     write_valid_files(dir.path());
-    let path = dir.path().join("histogram_2.db");
+    let name = name_for(b"histogram_2.db", way).expect("writer 2's file");
+    let path = dir.path().join(std::ffi::OsStr::from_bytes(&name));
     // One collector for the whole run (its cached state sees the file rewritten in
     // place at every size), checked against a fresh collector each time.
     let kept = collector(dir.path(), way);

@@ -130,7 +130,7 @@ mod table;
 use std::ffi::OsString;
 use std::fmt;
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -634,8 +634,8 @@ impl Collector {
             .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
             .open(&self.dir)
             .ok();
-        let dir_fd = dir.as_ref().map(std::os::fd::AsFd::as_fd);
-        let ctx = ReadContext { ids: &ids, listed, locks, tables: &shared, dir_fd, dead_ids };
+        let dir = dir.as_ref().and_then(|d| Some((std::os::fd::AsFd::as_fd(d), d.metadata().ok()?.dev())));
+        let ctx = ReadContext { ids: &ids, listed, locks, tables: &shared, dir, dead_ids };
         let mut outputs: Vec<ReadOutput> = Vec::with_capacity(runs.len());
         let mut rest: &mut [Slot] = slots;
         let mut parts = Vec::with_capacity(runs.len());
@@ -777,7 +777,7 @@ impl Collector {
                     });
                     Access { sealed, verify, keep_map: !sealed && room }
                 };
-                let result = self.refresh(&mut slot.state, &listed[i], ctx.dir_fd, access, ctx.tables, buffers);
+                let result = self.refresh(&mut slot.state, &listed[i], ctx.dir, access, ctx.tables, buffers);
                 let is_mapped = slot.state.as_ref().is_some_and(FileState::is_mapped);
                 mapped = mapped + usize::from(is_mapped) - usize::from(was_mapped);
                 copied_all &= access.sealed && !is_mapped;
@@ -824,7 +824,7 @@ impl Collector {
         &self,
         slot: &mut Option<FileState>,
         listed: &file::ListedDb,
-        dir_fd: Option<std::os::fd::BorrowedFd<'_>>,
+        dir: Option<(std::os::fd::BorrowedFd<'_>, u64)>,
         access: Access,
         tables: &parking_lot::RwLock<Tables>,
         buffers: &mut read::Buffers,
@@ -834,7 +834,7 @@ impl Collector {
             Some(st) => st.kind.clone(),
             None => listed.name.to_str().and_then(name::parse_file_name).ok_or(SkipReason::UnknownName)?,
         };
-        let path = read::FilePath::new(&self.dir, dir_fd, &listed.name);
+        let path = read::FilePath::listed(&self.dir, dir, &listed.name, listed.regular_ino);
         read::refresh(slot, &path, listed.regular_ino, kind, access, tables, buffers)
     }
 }
@@ -853,8 +853,9 @@ struct ReadContext<'a> {
     /// The worker IDs that had a liveness file when the directory was listed.
     locks: &'a HashSet<String>,
     tables: &'a parking_lot::RwLock<Tables>,
-    /// The directory, open (files are opened relative to it), if it could be opened.
-    dir_fd: Option<std::os::fd::BorrowedFd<'a>>,
+    /// The directory, open (files are opened relative to it), and its device, if it
+    /// could be opened.
+    dir: Option<(std::os::fd::BorrowedFd<'a>, u64)>,
     /// The dead writers whose files the last scrape copied (see [`Collector::still_sealed`]).
     dead_ids: &'a HashMap<String, Stamp>,
 }

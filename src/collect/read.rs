@@ -73,17 +73,55 @@ pub(crate) struct FilePath<'a> {
     dir: &'a Path,
     /// The directory, open, when it could be opened: files are opened relative to it.
     dir_fd: Option<std::os::fd::BorrowedFd<'a>>,
+    /// The directory's device, with `dir_fd`.
+    dir_dev: Option<u64>,
     name: &'a OsStr,
+    /// The inode number the listing gave, if it said the entry is a regular file.
+    listed_ino: Option<u64>,
     joined: OnceCell<PathBuf>,
 }
 
 impl<'a> FilePath<'a> {
-    pub(crate) fn new(dir: &'a Path, dir_fd: Option<std::os::fd::BorrowedFd<'a>>, name: &'a OsStr) -> FilePath<'a> {
-        FilePath { dir, dir_fd, name, joined: OnceCell::new() }
+    #[cfg(test)]
+    pub(crate) fn new(dir: &'a Path, name: &'a OsStr) -> FilePath<'a> {
+        FilePath { dir, dir_fd: None, dir_dev: None, name, listed_ino: None, joined: OnceCell::new() }
+    }
+
+    /// The file `name`, listed with inode `listed_ino` if regular, of the directory open
+    /// as `dir_fd` (on device `dir_dev`).
+    pub(crate) fn listed(
+        dir: &'a Path,
+        open: Option<(std::os::fd::BorrowedFd<'a>, u64)>,
+        name: &'a OsStr,
+        listed_ino: Option<u64>,
+    ) -> FilePath<'a> {
+        FilePath {
+            dir,
+            dir_fd: open.map(|(fd, _)| fd),
+            dir_dev: open.map(|(_, dev)| dev),
+            name,
+            listed_ino,
+            joined: OnceCell::new(),
+        }
     }
 
     fn get(&self) -> &Path {
         self.joined.get_or_init(|| self.dir.join(self.name))
+    }
+
+    /// The file's device and inode as the listing gave them (the directory's device),
+    /// if the listing said it is a regular file and the directory was opened.
+    fn listed_identity(&self) -> Option<(u64, u64)> {
+        Some((self.dir_dev?, self.listed_ino?))
+    }
+
+    /// Opens the file read-only without `fstat` (see [`file::open_read_only_at`]); only
+    /// for a file the listing says is regular.
+    fn open_unmeasured(&self) -> io::Result<std::fs::File> {
+        match self.dir_fd {
+            Some(dir) => file::open_at_unmeasured(dir, self.name),
+            None => file::open_read_only(self.get()).map(|(f, _)| f),
+        }
     }
 
     /// Opens the file read-only (see [`file::open_read_only`]).
@@ -394,7 +432,7 @@ fn refresh_once(
         {
             map.populate(used);
         }
-        let st = state_for(slot, &meta, kind, len);
+        let st = state_for(slot, (meta.dev(), meta.ino()), kind, len);
         st.map = Some(map);
         if access.sealed {
             stamp = Stamp::settled(&meta);
@@ -426,17 +464,15 @@ fn refresh_once(
 /// it is the same inode and has not shrunk (what was parsed stays valid), else a new one.
 fn state_for<'s>(
     slot: &'s mut Option<FileState>,
-    meta: &std::fs::Metadata,
+    (dev, ino): (u64, u64),
     kind: &FileKind,
     len: usize,
 ) -> &'s mut FileState {
-    let same = slot
-        .as_ref()
-        .is_some_and(|st| st.dev == meta.dev() && st.ino == meta.ino() && st.kind == *kind && len >= st.len);
+    let same = slot.as_ref().is_some_and(|st| st.dev == dev && st.ino == ino && st.kind == *kind && len >= st.len);
     if !same {
         *slot = Some(FileState {
-            dev: meta.dev(),
-            ino: meta.ino(),
+            dev,
+            ino,
             kind: kind.clone(),
             map: None,
             len,
@@ -476,40 +512,58 @@ fn read_sealed(
     tables: &RwLock<Tables>,
     buffers: &mut Buffers,
 ) -> Result<(), Sealed> {
-    let (handle, meta) = path.open().map_err(|e| Sealed::Skip(io_reason(&e)))?;
+    // A file copied twice (whose copies are compared) and listed as a regular file is
+    // not `fstat`ed: its identity is the listing's inode on the directory's device, its
+    // length what `pread` finds (a tenth of a cold scrape of 10,000 small stock files
+    // went to `fstat`). Were it replaced by another kind of file since it was listed,
+    // reading it fails (a FIFO or a directory) and it is skipped; opening never follows
+    // a symlink and never blocks.
+    let listed = path.listed_identity().filter(|_| verify);
+    let (handle, meta) = match listed {
+        Some(_) => (path.open_unmeasured().map_err(|e| Sealed::Skip(io_reason(&e)))?, None),
+        None => path.open().map(|(h, m)| (h, Some(m))).map_err(|e| Sealed::Skip(io_reason(&e)))?,
+    };
     #[cfg(test)]
     AFTER_STAT.with(|hook| hook.borrow().as_ref().map(|f| f(path.get())));
-    if meta.len() == 0 {
+    // The length `fstat` gave, if it was asked.
+    let measured = meta.as_ref().map(|m| m.len().min(MAX_MAP) as usize);
+    if measured == Some(0) {
         *slot = None;
         return Err(Sealed::Skip(SkipReason::Empty));
     }
-    let len = meta.len().min(MAX_MAP) as usize;
     let bytes = &mut buffers.file;
     let known = slot.as_ref().map_or(0, |st| st.parsed_to);
-    let first = len.min(FIRST_READ.max(known));
+    let request = FIRST_READ.max(known);
+    let first = measured.map_or(request, |len| len.min(request));
     // The file ends before the length measured a moment ago: it was truncated.
     let truncated = |slot: &mut Option<FileState>| {
         *slot = None;
         Sealed::Skip(SkipReason::Truncated)
     };
     let got = file::read_at_into(&handle, 0, first, bytes).map_err(|e| Sealed::Skip(io_reason(&e)))?;
-    if got < first {
+    if measured.is_some() && got < first {
         return Err(truncated(slot));
     }
-    let mut end = first;
+    if got == 0 {
+        *slot = None;
+        return Err(Sealed::Skip(SkipReason::Empty));
+    }
+    // The file's length: measured, or found where a read stopped short of its request.
+    let len = measured.or((got < first).then_some(got));
+    let mut end = got;
     // A `used` the length does not hold is left for `parse` to report.
-    if let Some(used) = format::decode_used(&bytes[..first]).ok().and_then(|u| usize::try_from(u).ok())
-        && used > first
-        && used <= len
+    if let Some(used) = format::decode_used(&bytes[..got]).ok().and_then(|u| usize::try_from(u).ok())
+        && used > got
+        && len.is_none_or(|len| used <= len)
     {
         if used > READ_AT_MOST {
             return Err(Sealed::Map);
         }
-        let got = file::read_at_into(&handle, first, used - first, bytes).map_err(|e| Sealed::Skip(io_reason(&e)))?;
-        if got < used - first {
+        let more = file::read_at_into(&handle, got, used - got, bytes).map_err(|e| Sealed::Skip(io_reason(&e)))?;
+        if more < used - got && measured.is_some() {
             return Err(truncated(slot));
         }
-        end = used;
+        end = got + more;
     }
     if verify {
         // Copy again; a write between or during the copies makes them differ.
@@ -523,12 +577,17 @@ fn read_sealed(
         }
     }
     drop(handle);
-    let st = state_for(slot, &meta, kind, len);
+    let identity = match (&meta, listed) {
+        (Some(meta), _) => (meta.dev(), meta.ino()),
+        (None, Some(identity)) => identity,
+        (None, None) => unreachable!("a file is opened unmeasured only with its listed identity"),
+    };
+    let st = state_for(slot, identity, kind, len.unwrap_or(end));
     st.map = None;
     let view = View::Bytes(&bytes[..end]);
     st.snapshot(view);
     st.parse_shared(view, tables, &mut buffers.entry).map_err(Sealed::Skip)?;
-    st.sealed = Stamp::settled(&meta);
+    st.sealed = meta.as_ref().and_then(Stamp::settled);
     Ok(())
 }
 

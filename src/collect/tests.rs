@@ -479,7 +479,7 @@ mod on_disk {
             let mut slot = None;
             let reason = read::refresh(
                 &mut slot,
-                &read::FilePath::new(dir.path(), None, "gauge_livesum_1.db".as_ref()),
+                &read::FilePath::new(dir.path(), "gauge_livesum_1.db".as_ref()),
                 None,
                 kind.clone(),
                 read::Access { sealed, verify: sealed, keep_map: true },
