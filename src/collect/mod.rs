@@ -877,7 +877,10 @@ const RUNS_PER_THREAD: usize = 8;
 /// How many threads read a scrape's `files` files: one per core (at most 4), each with
 /// at least 32 files to read; one on a single core.
 fn threads_for(files: usize) -> usize {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // Asked once per process: the answer costs a few system calls (the affinity mask
+    // and the cgroup's CPU quota), a tenth of a small directory's scrape.
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     cores.min(4).min(files / 32).max(1)
 }
 
