@@ -5,7 +5,9 @@ scrapes (a repeat scrape reads only what changed) and merges files in sorted nam
 order, so its samples equal prometheus_client 0.26's over the same files in that order.
 Every ``MultiProcessCollector`` of a directory in a process shares one Rust collector
 (as ``generate_latest(path)`` and the apps do), so the pattern prometheus_client's docs
-show, a new registry and collector in every request handler, scrapes warm too.
+show, a new registry and collector in every request handler, scrapes warm too. That
+collector lives as long as the process (a fork child makes its own): it keeps up to
+16,384 of the directory's files mapped, and what it learned of each file.
 What differs on purpose:
 
 * a file that cannot be used is skipped and logged (logger ``prometheus_multiproc``)
@@ -49,7 +51,9 @@ class MultiProcessCollector:
         path = resolve_dir(path)
         self._path = path
         # Shared by every collector of this directory in the process (see the module
-        # docs); a fork child makes its own.
+        # docs); looked up again in a fork child, which makes its own.
+        self._self_metrics = self_metrics
+        self._pid = os.getpid()
         self._native = _collector(path, self_metrics)
         #: ``(path, reason, message)`` for each file the last ``collect()`` skipped.
         self.last_skipped: List[Tuple[str, str, str]] = []
@@ -64,6 +68,10 @@ class MultiProcessCollector:
 
         :raises OSError: only when the directory itself cannot be listed.
         """
+        if self._pid != os.getpid():
+            # Created before a fork: the parent's collector (and its lock) is not ours.
+            self._pid = os.getpid()
+            self._native = _collector(self._path, self._self_metrics)
         families, skipped = self._native.collect()
         self.last_skipped = [(os.fspath(p), reason, message) for p, reason, message in skipped]
         return families

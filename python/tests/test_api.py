@@ -77,6 +77,9 @@ def test_a_collector_per_request_shares_one_warm_rust_collector(metrics_dir):
         return collector, generate_latest(registry)
 
     first, body = per_request()
+    first_registry = CollectorRegistry()
+    first_registry.register(first)
+    parent_native = first._native
     assert body == stock_exposition(metrics_dir)
     write_counter(metrics_dir, pid="2", value=4.0)
     second, body = per_request()
@@ -86,6 +89,16 @@ def test_a_collector_per_request_shares_one_warm_rust_collector(metrics_dir):
     # With self-metrics, another collector (its output differs).
     other = MultiProcessCollector(None, path=metrics_dir, self_metrics=True)
     assert other._native is not first._native
+    # A collector made before a fork uses the child's own shared collector there.
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report, then leave without running the parent's atexit
+        ok = b"jobs_total 7.0" in generate_latest(first_registry) and first._native is not parent_native
+        os.write(write, b"1" if ok else b"0")
+        os._exit(0)
+    os.close(write)
+    assert os.read(read, 1) == b"1"
+    os.waitpid(pid, 0)
 
 
 def test_the_auto_describing_registry_registers_names(metrics_dir):

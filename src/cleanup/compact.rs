@@ -557,6 +557,13 @@ fn fold_files(fold: Fold, files: &[Vec<u8>]) -> Vec<u8> {
 /// Files whose contribution an archive has taken over: the sources listed in the
 /// manifest of every archive present in `names`. A collector leaves these out.
 pub(crate) fn superseded(dir: &Path, names: &[String]) -> BTreeMap<String, String> {
+    superseded_checked(dir, names).0
+}
+
+/// As [`superseded`], and whether every archive's manifest could be read (or was
+/// rightly gone): when not, the answer may change with no change to the directory.
+pub(crate) fn superseded_checked(dir: &Path, names: &[String]) -> (BTreeMap<String, String>, bool) {
+    let mut complete = true;
     let mut out = BTreeMap::new();
     for name in names {
         if archive::parse_archive_name(name).is_none() {
@@ -570,6 +577,7 @@ pub(crate) fn superseded(dir: &Path, names: &[String]) -> BTreeMap<String, Strin
             Err(e) if e.io_error().is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound) => continue,
             Err(e) => {
                 log::warn!("archive {name}: cannot read its manifest, so its sources, if present, count twice: {e}");
+                complete = false;
                 continue;
             }
         };
@@ -579,15 +587,18 @@ pub(crate) fn superseded(dir: &Path, names: &[String]) -> BTreeMap<String, Strin
                     out.insert(source, name.clone());
                 }
             }
-            None => log::warn!(
-                "archive {name}: {} is not a source manifest (expected the header line {:?}), so its sources, \
+            None => {
+                complete = false;
+                log::warn!(
+                    "archive {name}: {} is not a source manifest (expected the header line {:?}), so its sources, \
                  if present, count twice",
-                dir.join(&manifest).display(),
-                archive::MANIFEST_HEADER
-            ),
+                    dir.join(&manifest).display(),
+                    archive::MANIFEST_HEADER
+                );
+            }
         }
     }
-    out
+    (out, complete)
 }
 
 #[cfg(test)]

@@ -95,10 +95,10 @@ use std::fs;
 use std::path::Path;
 
 pub use auto::{AutoCompact, AutoCompactor, spawn_auto_compaction};
-pub(crate) use compact::superseded;
 pub use compact::{
     CompactOptions, Compaction, Step, StepAction, StepHook, compact, compact_with, dead_writer_leftovers,
 };
+pub(crate) use compact::{superseded, superseded_checked};
 
 use crate::error::{Error, Result};
 use crate::file;

@@ -2,8 +2,8 @@
 //! Python's rules, and hand back a [`Scrape`] ready for [`crate::expose`].
 //!
 //! ```text
-//! list *.db (sorted, no dotfiles) → runs of whole worker IDs, one thread each (up to one
-//! per core) → per file: map read-only (kept, up to a bound) or, past it, copy up to
+//! list *.db (sorted, no dotfiles) → runs of whole worker IDs, taken from a queue by up
+//! to one thread per core → per file: map read-only (kept, up to a bound) or, past it, copy up to
 //! `used` (dead writer) or map while read, parse new entries, snapshot values → merge
 //! (pure, in sorted name order) → Vec<MetricFamily>
 //! ```
@@ -42,7 +42,8 @@
 //!
 //! * **By copy**, for a dead writer's files (its liveness lock is free), and for the
 //!   files of an ID without a liveness file that is a pid no process has (a stock
-//!   Python worker that exited), seen for the first time, and for those past the collector's bound on kept mappings: the scrape
+//!   Python worker that exited), seen for the first time, and for those past the
+//!   collector's bound on kept mappings. For a writer of ours, the scrape
 //!   holds a shared lock on the writer's liveness file while it reads that writer's
 //!   files (microseconds: as compaction does, so that no writer can take the ID
 //!   meanwhile; a writer starting in that slot at that moment retries 5 ms later, as it
@@ -99,7 +100,8 @@
 //! share behind a reader-writer lock: an entry whose key is the one its predecessor's
 //! key was followed by before (every worker declares the same series in the same order)
 //! is recognised under the read lock, comparing bytes in place, so threads parse such
-//! files at once; anything else takes the write lock. The merge that follows is single
+//! files at once; anything else, and every new entry of a gauge file (its samples are
+//! interned per pid), takes the write lock. The merge that follows is single
 //! threaded and in sorted file order, so the output does not depend on which thread read
 //! what. A thread that cannot be started leaves its share to the others, and a single
 //! core reads everything on the calling thread.
@@ -479,7 +481,9 @@ impl Collector {
     /// compaction was interrupted before removing them, or is removing them now). The
     /// live-mode gauge files of dead writers are left out too, as their files are read
     /// (see [`Collector::read_all`]).
-    fn superseded(&self, listed: &[file::ListedDb]) -> HashSet<OsString> {
+    /// Also says whether every manifest could be read (see
+    /// `cleanup::superseded_checked`).
+    fn superseded(&self, listed: &[file::ListedDb]) -> (HashSet<OsString>, bool) {
         let archives: Vec<String> = listed
             .iter()
             .filter_map(|l| l.name.to_str())
@@ -487,9 +491,10 @@ impl Collector {
             .map(str::to_owned)
             .collect();
         if archives.is_empty() {
-            return HashSet::new();
+            return (HashSet::new(), true);
         }
-        crate::cleanup::superseded(&self.dir, &archives).into_keys().map(OsString::from).collect()
+        let (superseded, complete) = crate::cleanup::superseded_checked(&self.dir, &archives);
+        (superseded.into_keys().map(OsString::from).collect(), complete)
     }
 
     fn collect_once(&self) -> Result<Scrape> {
@@ -498,6 +503,9 @@ impl Collector {
         // The directory's stamp, taken before it is listed: while it stays the same (and
         // was settled when taken, see `Stamp::settled`), no name was added, removed or
         // renamed since, so the last listing stands and is not read again.
+        // The clock is read first: the stamp is trusted only if its last change was
+        // settled before the listing began.
+        let now = std::time::SystemTime::now();
         let stamp = std::fs::metadata(&self.dir).ok().map(|meta| Stamp::of(&meta));
         if stamp.is_none() || stamp != state.dir_stamp {
             state.dir_stamp = None;
@@ -508,7 +516,7 @@ impl Collector {
                 };
                 Error::new(kind).at(&self.dir).expected("a readable directory").caused_by(e)
             })?;
-            let excluded = self.superseded(&listed);
+            let (excluded, manifests_read) = self.superseded(&listed);
             if !excluded.is_empty() {
                 listed.retain(|l| !excluded.contains(&l.name));
             }
@@ -516,11 +524,19 @@ impl Collector {
                 state.realign(listed);
             }
             state.locks = locks;
-            state.dir_stamp = stamp.filter(Stamp::is_settled);
+            // A manifest that could not be read may be readable next time, with no
+            // change to the directory: list it again then.
+            state.dir_stamp = stamp.filter(|stamp| manifests_read && stamp.is_settled_at(now));
         }
         #[cfg(test)]
         read::AFTER_LISTING.with(|hook| hook.borrow().as_ref().map(|f| f(&self.dir)));
-        let (mut usable, skipped) = self.read_all(state);
+        // A panic while reading (a bug) would leave the state half taken apart (the
+        // tables out of it, the files' states pointing into them): start afresh then.
+        let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.read_all(state)));
+        let (mut usable, skipped) = read.unwrap_or_else(|panic| {
+            *state = State::default();
+            std::panic::resume_unwind(panic)
+        });
         let listed = &state.listed;
         let mut skipped: Vec<(OsString, SkipReason)> =
             skipped.into_iter().map(|(i, reason)| (listed[i].name.clone(), reason)).collect();
@@ -639,12 +655,16 @@ impl Collector {
         let mut outputs: Vec<ReadOutput> = Vec::with_capacity(runs.len());
         let mut rest: &mut [Slot] = slots;
         let mut parts = Vec::with_capacity(runs.len());
-        // Each run's share of the bound on kept mappings, by its share of the files
-        // (rounded so that the shares add up to the bound).
-        let share = |end: usize| (self.max_kept_mappings as u128 * end as u128 / listed.len().max(1) as u128) as usize;
+        // The bound on kept mappings holds for the collector as a whole: each run keeps
+        // the mappings it has and may make a share of the room left, by its share of
+        // the files (rounded so that the shares add up to the room).
+        let is_mapped = |slot: &Slot| slot.state.as_ref().is_some_and(FileState::is_mapped);
+        let room = self.max_kept_mappings.saturating_sub(rest.iter().filter(|s| is_mapped(s)).count());
+        let share = |end: usize| (room as u128 * end as u128 / listed.len().max(1) as u128) as usize;
         for run in &runs {
             let (part, tail) = rest.split_at_mut(run.len());
-            parts.push((&order[run.clone()], part, share(run.end) - share(run.start)));
+            let kept = part.iter().filter(|s| is_mapped(s)).count();
+            parts.push((&order[run.clone()], part, kept + share(run.end) - share(run.start)));
             rest = tail;
         }
         // Each thread takes runs until none is left; if no thread can be started, this

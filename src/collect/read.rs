@@ -9,13 +9,17 @@
 //! collector's module docs for which):
 //!
 //! * **Mapped**: values are single 8-byte atomic loads, never torn. A repeat scrape
-//!   stats the file and reuses the mapping it kept, or, when the caller keeps none for
-//!   it, maps it afresh and unmaps it after.
+//!   reuses the mapping it kept while the directory listing gives the name the same
+//!   device and inode as a regular file (else it stats the file), or, when the caller
+//!   keeps none for it, maps it afresh and unmaps it after.
 //! * **Copied**, for a file whose writer is dead (`sealed`): its bytes up to `used` are
 //!   copied with `pread` into a buffer reused across files and parsed with the same
-//!   code, and no mapping is kept. Nothing writes such a file, so a copy cannot tear.
-//!   A file with more than [`READ_AT_MOST`] bytes in use is mapped instead, while it
-//!   is read, and then remembered as a copied file is.
+//!   code, and no mapping is kept. Nothing of ours writes such a file, so a copy cannot
+//!   tear; an exited stock Python worker's file, whose pid a new process may be given,
+//!   is copied twice and used only if both copies agree (`verify`), and when seen for
+//!   the first time it is not `fstat`ed (identity from the listing, length from the
+//!   reads). A file with more than [`READ_AT_MOST`] bytes in use is mapped instead,
+//!   while it is read, and then remembered as a copied file is.
 
 use std::cell::OnceCell;
 use std::ffi::OsStr;
@@ -42,7 +46,8 @@ pub(crate) struct FileState {
     pub(crate) kind: FileKind,
     /// The mapping kept between scrapes, if any (see the module docs).
     map: Option<ReadMap>,
-    /// Length of the file (capped at [`MAX_MAP`]) when it was last mapped or read.
+    /// Length of the file (capped at [`MAX_MAP`]) when it was last mapped or read; for a
+    /// file copied without `fstat`, the bytes read (at least `used`).
     len: usize,
     /// The stamp of a sealed file read whole (no skip) when its last change was already
     /// [`SETTLED`] old: while the file keeps it and its writer stays dead, what was read
@@ -215,7 +220,12 @@ impl Stamp {
 
     /// Whether the last change this stamp records is at least [`SETTLED`] old now.
     pub(crate) fn is_settled(&self) -> bool {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+        self.is_settled_at(std::time::SystemTime::now())
+    }
+
+    /// Whether the last change this stamp records was at least [`SETTLED`] old at `now`.
+    pub(crate) fn is_settled_at(&self, now: std::time::SystemTime) -> bool {
+        let now = now.duration_since(std::time::UNIX_EPOCH);
         let ctime = u64::try_from(self.ctime.0).ok().map(|s| std::time::Duration::new(s, self.ctime.1 as u32));
         match (now, ctime) {
             (Ok(now), Some(ctime)) => now.checked_sub(ctime).is_some_and(|age| age >= SETTLED),
@@ -398,7 +408,7 @@ fn refresh_once(
     // hint it is stat'ed (no open). Any other file is opened at once.
     let mut reuse = false;
     let kept = slot.as_ref().filter(|st| !remap && st.map.is_some() && st.kind == *kind);
-    if kept.is_some_and(|st| listed_ino == Some(st.ino)) {
+    if kept.is_some_and(|st| listed_ino.is_some() && path.listed_identity() == Some((st.dev, st.ino))) {
         reuse = true;
         #[cfg(test)]
         AFTER_STAT.with(|hook| hook.borrow().as_ref().map(|f| f(path.get())));
@@ -518,7 +528,9 @@ fn read_sealed(
     // went to `fstat`). Were it replaced by another kind of file since it was listed,
     // reading it fails (a FIFO or a directory) and it is skipped; opening never follows
     // a symlink and never blocks.
-    let listed = path.listed_identity().filter(|_| verify);
+    // Only for a file seen for the first time: a state kept from an earlier read is
+    // continued only for the very file it was read from, which `fstat` tells.
+    let listed = path.listed_identity().filter(|_| verify && slot.is_none());
     let (handle, meta) = match listed {
         Some(_) => (path.open_unmeasured().map_err(|e| Sealed::Skip(io_reason(&e)))?, None),
         None => path.open().map(|(h, m)| (h, Some(m))).map_err(|e| Sealed::Skip(io_reason(&e)))?,

@@ -636,6 +636,32 @@ mod on_disk {
     }
 
     #[test]
+    fn the_bound_on_kept_mappings_holds_across_threads_as_the_directory_grows() {
+        // Files of IDs with no liveness file and no pid (stock workers with their own
+        // identifiers, which may be alive): mapped, and kept while there is room. Enough
+        // of them to be read by several threads; then as many again, whose names sort
+        // after the first, so that the runs each thread reads move.
+        let dir = tempfile::tempdir().unwrap();
+        let bound = 10;
+        let collector = Collector::new(dir.path()).unwrap().with_max_kept_mappings(bound);
+        let kept = || {
+            collector.state.lock().slots.iter().filter(|s| s.state.as_ref().is_some_and(FileState::is_mapped)).count()
+        };
+        for (prefix, count) in [("a", 80), ("b", 160)] {
+            for i in 0..count {
+                stock_worker_files(dir.path(), &format!("{prefix}{i:03}"), 1.0);
+            }
+            for _ in 0..3 {
+                let scrape = collector.collect().unwrap();
+                assert!(scrape.skipped.is_empty(), "{:?}", scrape.skipped);
+                assert!(kept() <= bound, "{} mappings kept, bound {bound}", kept());
+            }
+        }
+        assert_eq!(kept(), bound, "the room is used");
+        assert_eq!(values(&collector.collect().unwrap()), ["c_total{} 240.0"]);
+    }
+
+    #[test]
     fn a_settled_directory_is_not_listed_again_until_a_name_changes() {
         let dir = tempfile::tempdir().unwrap();
         stock_worker_files(dir.path(), "w1", 2.0);
