@@ -119,8 +119,11 @@
 //! same tick could leave the stamp as it was), no name was added, removed or renamed,
 //! and the last listing (with its compaction exclusions) is used without reading the
 //! directory again. Writers change the directory only when they create a file, so in a
-//! steady state a repeat scrape makes one `stat` and, for files kept mapped, nothing
-//! else.
+//! steady state a repeat scrape makes a fixed handful of system calls (that `stat`, two
+//! reads of the compaction sequence file, opening the directory for the scrape, and
+//! starting its reading threads), per dead slot-named writer an `lstat` of its liveness
+//! file and of each of its files, per writer with `live*` gauges a liveness probe, and
+//! none for a file kept mapped.
 
 mod merge;
 mod model;
@@ -419,12 +422,13 @@ impl Collector {
     }
 
     /// Keeps at most `limit` file mappings between scrapes (16,384 by default). A file
-    /// with a kept mapping costs a repeat scrape one atomic load per value (and an `lstat`
-    /// on a file system whose listing gives no file type); past the limit, a dead writer's file is copied with `pread` (and, if its
+    /// with a kept mapping costs a repeat scrape one atomic load per value (and an
+    /// `lstat` on a file system whose listing gives no file type); past the limit, a dead
+    /// writer's or an exited stock worker's file is copied with `pread` (and, if its
     /// worker ID is a stable slot name, not even opened while it is unchanged) and any
-    /// other file is mapped while it is read and unmapped at once. (A dead writer's
-    /// file seen for the first time is always copied, and mapped from the next scrape on
-    /// if there is room.) Each mapping also
+    /// other file is mapped while it is read and unmapped at once. (Such a file seen for
+    /// the first time is always copied, and mapped from the next scrape on if there is
+    /// room.) Each mapping also
     /// takes an entry of the process's `vm.max_map_count` (65,530 by default) and of the
     /// crate's `SIGBUS` guard table (65,536, shared with the process's writers): lower
     /// the limit in a process that maps much else or runs several collectors. `0`
@@ -855,7 +859,7 @@ impl Collector {
             None => listed.name.to_str().and_then(name::parse_file_name).ok_or(SkipReason::UnknownName)?,
         };
         let path = read::FilePath::listed(&self.dir, dir, &listed.name, listed.regular_ino);
-        read::refresh(slot, &path, listed.regular_ino, kind, access, tables, buffers)
+        read::refresh(slot, &path, kind, access, tables, buffers)
     }
 }
 

@@ -320,15 +320,14 @@ fn io_reason(err: &io::Error) -> SkipReason {
 pub(crate) fn refresh(
     slot: &mut Option<FileState>,
     path: &FilePath<'_>,
-    listed_ino: Option<u64>,
     kind: FileKind,
     access: Access,
     tables: &RwLock<Tables>,
     buffers: &mut Buffers,
 ) -> Result<(), SkipReason> {
     // Whether a kept mapping is about to be read on the listing's word (no `stat`).
-    let unmeasured = listed_ino.is_some() && slot.as_ref().is_some_and(FileState::is_mapped);
-    let mut result = refresh_once(slot, path, listed_ino, &kind, access, tables, buffers, false);
+    let unmeasured = path.listed_identity().is_some() && slot.as_ref().is_some_and(FileState::is_mapped);
+    let mut result = refresh_once(slot, path, &kind, access, tables, buffers, false);
     // Something rewrote the file in place (no writer does): what is wrong with it is
     // reported as of its present size, measured afresh, as a fresh collector would.
     if unmeasured
@@ -337,7 +336,7 @@ pub(crate) fn refresh(
             Err(SkipReason::Corrupt(_) | SkipReason::InvalidKey { .. } | SkipReason::EmptyMetricName { .. })
         )
     {
-        result = refresh_once(slot, path, None, &kind, access, tables, buffers, true);
+        result = refresh_once(slot, path, &kind, access, tables, buffers, true);
     }
     // A writer grows its file (the blocks first, then the entries, then `used`), so a
     // `used` beyond what was mapped means the file grew after it was measured: map it
@@ -345,7 +344,7 @@ pub(crate) fn refresh(
     for _ in 0..2 {
         match result {
             Err(SkipReason::Corrupt(FormatError::UsedBeyondEnd { .. })) => {
-                result = refresh_once(slot, path, None, &kind, access, tables, buffers, true);
+                result = refresh_once(slot, path, &kind, access, tables, buffers, true);
             }
             _ => break,
         }
@@ -378,11 +377,9 @@ impl Buffers {
 
 /// One attempt of [`refresh`]; `remap` maps the file afresh even if its size seems
 /// unchanged.
-#[allow(clippy::too_many_arguments)]
 fn refresh_once(
     slot: &mut Option<FileState>,
     path: &FilePath<'_>,
-    listed_ino: Option<u64>,
     kind: &FileKind,
     access: Access,
     tables: &RwLock<Tables>,
@@ -408,7 +405,7 @@ fn refresh_once(
     // hint it is stat'ed (no open). Any other file is opened at once.
     let mut reuse = false;
     let kept = slot.as_ref().filter(|st| !remap && st.map.is_some() && st.kind == *kind);
-    if kept.is_some_and(|st| listed_ino.is_some() && path.listed_identity() == Some((st.dev, st.ino))) {
+    if kept.is_some_and(|st| path.listed_identity() == Some((st.dev, st.ino))) {
         reuse = true;
         #[cfg(test)]
         AFTER_STAT.with(|hook| hook.borrow().as_ref().map(|f| f(path.get())));

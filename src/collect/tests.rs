@@ -480,7 +480,6 @@ mod on_disk {
             let reason = read::refresh(
                 &mut slot,
                 &read::FilePath::new(dir.path(), "gauge_livesum_1.db".as_ref()),
-                None,
                 kind.clone(),
                 read::Access { sealed, verify: sealed, keep_map: true },
                 &parking_lot::RwLock::new(Tables::default()),
