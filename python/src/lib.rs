@@ -94,7 +94,7 @@ impl Collector {
             let samples = PyList::empty(py);
             for sample in &family.samples {
                 let labels = PyDict::new(py);
-                for (name, value) in &sample.labels {
+                for (name, value) in sample.labels.iter() {
                     labels.set_item(string(name), string(value))?;
                 }
                 let fields = PyTuple::new(

@@ -1,5 +1,6 @@
 //! The merge: Python's `MultiProcessCollector.merge(files, accumulate=True)`, on
-//! interned samples. Pure: files in, families out.
+//! interned samples. Files in, families out; what it keeps between merges (its plan)
+//! changes no result.
 //!
 //! Python's rules, which this reproduces bit for bit:
 //!
@@ -23,15 +24,23 @@
 //!    order of first appearance) then appends, to its label group, the buckets in
 //!    ascending bound, cumulative, named `FAMILY_bucket`, and `FAMILY_count` = the
 //!    `+Inf` total (overwriting in place a stored sample of that name, if any).
+//!
+//! In two steps. A [`Plan`] places every sample from the entries alone: its series'
+//! slot (or bucket) and the fold rule of its values, and the output's order. Then the
+//! values are folded into the slots, in file order and then entry order, by one or
+//! more threads each owning a range of the slots, so the sums are those of a single
+//! thread bit for bit. The plan is kept for the next merge while the files' entries are
+//! the same.
 
 use std::sync::Arc;
 
 use hashbrown::HashMap;
 
 use super::model::{MetricFamily, MetricType, Sample};
-use super::table::{Le, Str, Tables};
+use super::table::{Epoch, Le, Str, Tables};
 use crate::format::fold::Fold;
 use crate::format::names::GaugeMode;
+use crate::region::ReadMap;
 
 /// One file's contribution, in merge order.
 #[derive(Debug, Clone, Copy)]
@@ -45,11 +54,37 @@ pub(crate) struct FileInput<'a> {
     pub(crate) families: &'a [(u32, u32)],
     /// The sample of each entry.
     pub(crate) samples: &'a [u32],
-    /// The value of each entry.
-    pub(crate) values: &'a [f64],
-    /// The timestamp of each entry of a gauge file; empty for other files (whose
-    /// timestamps Python ignores).
-    pub(crate) timestamps: &'a [f64],
+    /// Where each entry's value (and a gauge file's timestamp) is.
+    pub(crate) values: Values<'a>,
+    /// The epoch of the file's parsed entries: while it and the number of entries stay
+    /// the same, so does every entry's sample (entries are only ever appended).
+    pub(crate) epoch: Epoch,
+}
+
+/// Where a file's values are.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Values<'a> {
+    /// Read already: the value of each entry, and the timestamp of each entry of a
+    /// gauge file (empty for other files, whose timestamps Python ignores).
+    Read { values: &'a [f64], timestamps: &'a [f64] },
+    /// In a mapping, loaded by the merge: each entry's value at its offset, and a gauge
+    /// file's timestamp in the 8 bytes after it.
+    Mapped { map: &'a ReadMap, offsets: &'a [u32] },
+}
+
+impl FileInput<'_> {
+    /// The timestamp of entry `i` (0 in files other than gauges).
+    fn timestamp(&self, i: usize) -> f64 {
+        if self.typ != MetricType::Gauge {
+            return 0.0;
+        }
+        match self.values {
+            Values::Read { timestamps, .. } => timestamps.get(i).copied().unwrap_or(0.0),
+            Values::Mapped { map, offsets } => {
+                offsets.get(i).and_then(|&off| map.load_u64(off as usize + 8)).map_or(0.0, f64::from_bits)
+            }
+        }
+    }
 }
 
 /// A file the merge cannot use (Python would fail the whole scrape on it).
@@ -65,19 +100,74 @@ pub(crate) struct Unmergeable {
 
 const NONE: u32 = u32::MAX;
 
-/// A sample's shortcut (see `Scratch::shortcut`): what to do with its next value,
-/// in the top two bits, and where, in the others. `NONE` has both bits set.
-const ADD_TO_SLOT: u32 = 0;
-const SET_SLOT: u32 = 1 << 30;
-const ADD_TO_BUCKET: u32 = 2 << 30;
-const OP_MASK: u32 = 3 << 30;
+/// During planning, a sample's bucket target is marked with this bit (bucket sums are
+/// numbered after the slots once every slot is known).
+const BUCKET: u32 = 1 << 31;
+
+/// How a value goes into its accumulator: the fold rule of its series (see
+/// `format::fold`), with [`Acc::ts`] as the seen-yet mark of `Min` and `Max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Apply {
+    Add,
+    Set,
+    Min,
+    Max,
+    Recent,
+}
+
+/// What every value of a sample does: `apply` it to accumulator `at` (`NONE` for a
+/// sample not placed, whose values change nothing: a `mostrecent` series never set).
+#[derive(Debug, Clone, Copy)]
+struct Op {
+    apply: Apply,
+    at: u32,
+}
+
+const UNPLACED: Op = Op { apply: Apply::Add, at: NONE };
+
+/// A running value: a slot's or a bucket's.
+#[derive(Debug, Clone, Copy, Default)]
+struct Acc {
+    value: f64,
+    /// The timestamp of the value (`Recent`); 1 once a first value was taken (`Min`,
+    /// `Max`).
+    ts: f64,
+}
+
+impl Acc {
+    #[inline]
+    fn apply(&mut self, apply: Apply, value: f64, ts: impl FnOnce() -> f64) {
+        match apply {
+            Apply::Add => self.value += value,
+            Apply::Set => self.value = value,
+            Apply::Min | Apply::Max if self.ts == 0.0 => *self = Acc { value, ts: 1.0 },
+            Apply::Min => {
+                if value < self.value {
+                    self.value = value;
+                }
+            }
+            Apply::Max => {
+                if value > self.value {
+                    self.value = value;
+                }
+            }
+            Apply::Recent => {
+                let ts = ts();
+                if self.ts < ts {
+                    *self = Acc { value, ts };
+                }
+            }
+        }
+    }
+}
 
 /// What an output slot holds.
 #[derive(Debug, Clone, Copy)]
 enum SlotKind {
     /// An interned sample.
     Sample(u32),
-    /// A cumulative bucket: the sample whose bound was seen first.
+    /// A cumulative bucket: its labels in `Plan::bucket_labels` (those of the bucket
+    /// group, with the `le` of the sample whose bound was seen first).
     Bucket(u32),
     /// `FAMILY_count` for the label set.
     Count(u32),
@@ -86,8 +176,6 @@ enum SlotKind {
 #[derive(Debug, Clone, Copy)]
 struct Slot {
     kind: SlotKind,
-    value: f64,
-    ts: f64,
     next: u32,
 }
 
@@ -98,12 +186,11 @@ struct Group {
     next: u32,
 }
 
-/// A bucket being summed: the first sample that named it, the running total, and the
-/// next bucket of the same label group.
+/// A bucket being planned: the first sample that named it and the next bucket of the
+/// same label group.
 #[derive(Debug, Clone, Copy)]
-struct BucketSum {
+struct BucketPlan {
     sample: u32,
-    value: f64,
     next: u32,
 }
 
@@ -119,29 +206,68 @@ struct Family {
     bucket_groups: Vec<(u32, u32, u32)>,
 }
 
-/// Buffers reused from one merge to the next, so that a repeat scrape allocates
-/// little. Holds no state between merges.
-#[derive(Debug, Default)]
-pub(crate) struct Scratch {
-    family_of: Vec<u32>,
-    slot_of: Vec<u32>,
-    /// Per sample, once its first value has placed it: the operation every later value
-    /// of that sample does (an add to a slot or bucket, or a store into a slot), so
-    /// that a repeated sample costs one lookup. Samples with other rules (min, max,
-    /// mostrecent) have none.
-    shortcut: Vec<u32>,
-    /// The samples that have a shortcut, to clear them after the merge.
-    with_shortcut: Vec<u32>,
-    bucket_of: Vec<u32>,
-    slots: Vec<Slot>,
-    groups: Vec<Group>,
-    group_of: HashMap<(u32, u32), u32>,
-    buckets: Vec<BucketSum>,
-    bucket_group_of: HashMap<(u32, u32), usize>,
-    sorted: Vec<u32>,
+/// A histogram bucket group's cumulative output: its bucket sums in ascending bound
+/// (`Plan::sorted[start..end]`), the slots they go to (`first_slot` and on), and the
+/// slot that takes the total (`FAMILY_count`).
+#[derive(Debug, Clone, Copy)]
+struct Cumulative {
+    start: u32,
+    end: u32,
+    first_slot: u32,
+    count_slot: u32,
 }
 
-/// Merges `files` (in order) into families.
+/// The shape of a merge's output, and where each sample's values go: everything but
+/// the values. It depends on the files' entries only (and, for `mostrecent` gauges, on
+/// which timestamps are set), so while they are unchanged the next merge reuses it.
+#[derive(Debug, Default)]
+struct Plan {
+    /// What the plan was made for: the tables' epoch, then each file's entries' epoch
+    /// and count, in merge order. Empty while there is no plan.
+    key: Vec<(Epoch, usize)>,
+    /// Whether the plan depends on nothing but the key (not so with `mostrecent`
+    /// gauges, whose series show only once set).
+    reusable: bool,
+    families: Vec<Family>,
+    slots: Vec<Slot>,
+    groups: Vec<Group>,
+    /// Every sample's op.
+    ops: Vec<Op>,
+    /// The slots made for samples (the first ones): accumulators `0..accumulated` are
+    /// theirs, those after are the bucket sums.
+    accumulated: usize,
+    /// The number of entries that go to each accumulator.
+    weights: Vec<u32>,
+    cumulative: Vec<Cumulative>,
+    /// Bucket sums (accumulator indices), by group and in ascending bound.
+    sorted: Vec<u32>,
+    /// The labels of each cumulative bucket slot.
+    bucket_labels: Vec<Arc<[(Str, Str)]>>,
+}
+
+/// A merge's buffers and its [`Plan`], kept from one merge to the next: a repeat
+/// scrape of unchanged files reuses the plan and allocates little.
+#[derive(Debug, Default)]
+pub(crate) struct Scratch {
+    plan: Plan,
+    family_of: Vec<u32>,
+    slot_of: Vec<u32>,
+    bucket_of: Vec<u32>,
+    buckets: Vec<BucketPlan>,
+    group_of: HashMap<(u32, u32), u32>,
+    bucket_group_of: HashMap<(u32, u32), usize>,
+    slot_weights: Vec<u32>,
+    bucket_weights: Vec<u32>,
+    acc: Vec<Acc>,
+    out: Vec<f64>,
+}
+
+/// Merges `files` (in order) into families, with up to `threads` threads adding up the
+/// values.
+///
+/// The values of each series are folded in file order, then entry order, whatever the
+/// number of threads: each thread takes a range of the series, and reads every file for
+/// them. The output is bit-identical to a single thread's.
 ///
 /// # Errors
 /// [`Unmergeable`] naming the first file holding a histogram bucket whose `le` is not a
@@ -150,54 +276,69 @@ pub(crate) fn merge(
     tables: &Tables,
     files: &[FileInput<'_>],
     scratch: &mut Scratch,
+    threads: usize,
 ) -> Result<Vec<MetricFamily>, Unmergeable> {
-    let result = Merger { tables, s: scratch, families: Vec::new() }.run(files);
-    scratch.reset();
-    result
+    let key = std::iter::once((tables.epoch(), 0)).chain(files.iter().map(|f| (f.epoch, f.samples.len())));
+    if !scratch.plan.reusable || !scratch.plan.key.iter().copied().eq(key.clone()) {
+        scratch.plan.key.clear();
+        let planned = Planner { tables, s: scratch }.run(files);
+        scratch.reset();
+        planned?;
+        scratch.plan.key.extend(key);
+    }
+    let Scratch { plan, acc, out, .. } = scratch;
+    accumulate(plan, files, acc, threads);
+    Ok(finish(tables, plan, acc, out))
 }
 
 impl Scratch {
+    /// Clears what planning marked in the lookup vectors (kept, sized, between merges).
     fn reset(&mut self) {
-        for &sample in &self.with_shortcut {
-            self.shortcut[sample as usize] = NONE;
-        }
-        self.with_shortcut.clear();
-        for slot in &self.slots {
+        for slot in &self.plan.slots {
             if let SlotKind::Sample(id) = slot.kind {
                 self.slot_of[id as usize] = NONE;
             }
         }
         self.bucket_of.iter_mut().for_each(|b| *b = NONE);
         self.family_of.iter_mut().for_each(|f| *f = NONE);
-        self.slots.clear();
-        self.groups.clear();
-        self.group_of.clear();
         self.buckets.clear();
+        self.group_of.clear();
         self.bucket_group_of.clear();
+        self.slot_weights.clear();
+        self.bucket_weights.clear();
     }
 }
 
-struct Merger<'t, 's> {
+/// Makes the [`Plan`] of a merge: Python's rules, but for the values.
+struct Planner<'t, 's> {
     tables: &'t Tables,
     s: &'s mut Scratch,
-    families: Vec<Family>,
 }
 
-impl Merger<'_, '_> {
-    fn run(mut self, files: &[FileInput<'_>]) -> Result<Vec<MetricFamily>, Unmergeable> {
+impl Planner<'_, '_> {
+    fn run(mut self, files: &[FileInput<'_>]) -> Result<(), Unmergeable> {
         let t = self.tables;
         self.s.slot_of.resize(t.sample_count(), NONE);
-        self.s.shortcut.resize(t.sample_count(), NONE);
         self.s.bucket_of.resize(t.bucket_count(), NONE);
         self.s.family_of.resize(t.name_count(), NONE);
+        let plan = &mut self.s.plan;
+        plan.families.clear();
+        plan.slots.clear();
+        plan.groups.clear();
+        plan.cumulative.clear();
+        plan.sorted.clear();
+        plan.bucket_labels.clear();
+        plan.ops.clear();
+        plan.ops.resize(t.sample_count(), UNPLACED);
 
-        // Pass 1: type and help from the first mention, mode from the last gauge file.
+        // Type and help from the first mention, mode from the last gauge file.
         for file in files {
             for &(family, key) in file.families {
                 let idx = match self.s.family_of[family as usize] {
                     NONE => {
-                        self.s.family_of[family as usize] = self.families.len() as u32;
-                        self.families.push(Family {
+                        let plan = &mut self.s.plan;
+                        self.s.family_of[family as usize] = plan.families.len() as u32;
+                        plan.families.push(Family {
                             name: family,
                             typ: file.typ,
                             help: t.key(key).help.clone(),
@@ -206,178 +347,164 @@ impl Merger<'_, '_> {
                             last_group: NONE,
                             bucket_groups: Vec::new(),
                         });
-                        self.families.len() - 1
+                        plan.families.len() - 1
                     }
                     idx => idx as usize,
                 };
                 if let Some(mode) = file.mode {
-                    self.families[idx].mode = mode;
+                    self.s.plan.families[idx].mode = mode;
                 }
             }
         }
 
-        // Pass 2: accumulate. A sample seen before (in most files, every sample) takes
-        // its shortcut; the first value of each goes through `add`.
+        // Every sample placed at its first entry (in most files, every sample was placed
+        // by an earlier file), and the entries of each accumulator counted.
         for (index, file) in files.iter().enumerate() {
-            let gauge = file.typ == MetricType::Gauge;
-            for (i, (&sample, &value)) in file.samples.iter().zip(file.values).enumerate() {
-                let shortcut = self.s.shortcut[sample as usize];
-                let at = (shortcut & !OP_MASK) as usize;
-                match shortcut & OP_MASK {
-                    ADD_TO_SLOT => self.s.slots[at].value += value,
-                    SET_SLOT => self.s.slots[at].value = value,
-                    ADD_TO_BUCKET => self.s.buckets[at].value += value,
-                    _ => {
-                        let ts = if gauge { file.timestamps.get(i).copied().unwrap_or(0.0) } else { 0.0 };
-                        self.add(index, sample, value, ts)?;
-                    }
+            for (i, &sample) in file.samples.iter().enumerate() {
+                let op = self.s.plan.ops[sample as usize];
+                let at = if op.at == NONE { self.place(index, file, i, sample)? } else { op.at };
+                match at {
+                    NONE => {}
+                    at if at & BUCKET != 0 => self.s.bucket_weights[(at & !BUCKET) as usize] += 1,
+                    at => self.s.slot_weights[at as usize] += 1,
                 }
             }
         }
 
-        Ok(self.finish())
+        let plan = &mut self.s.plan;
+        let accumulated = plan.slots.len();
+        plan.accumulated = accumulated;
+        for op in &mut plan.ops {
+            if op.at != NONE && op.at & BUCKET != 0 {
+                op.at = (accumulated + (op.at & !BUCKET) as usize) as u32;
+            }
+        }
+        plan.weights.clear();
+        plan.weights.extend_from_slice(&self.s.slot_weights);
+        plan.weights.extend_from_slice(&self.s.bucket_weights);
+        for fam in 0..self.s.plan.families.len() {
+            if self.s.plan.families[fam].typ == MetricType::Histogram {
+                self.plan_histogram(fam);
+            }
+        }
+        let plan = &mut self.s.plan;
+        plan.reusable =
+            !plan.families.iter().any(|f| f.typ == MetricType::Gauge && Fold::of_gauge(f.mode) == Fold::MostRecent);
+        Ok(())
     }
 
-    fn add(&mut self, file: usize, sample: u32, value: f64, ts: f64) -> Result<(), Unmergeable> {
+    /// Places `sample` (entry `i` of file `index`, its first placed entry): makes its
+    /// slot or bucket (and label group) if this is the first entry of its series, and
+    /// gives it its op. Returns the accumulator (`NONE` if the sample stays unplaced).
+    fn place(&mut self, index: usize, file: &FileInput<'_>, i: usize, sample: u32) -> Result<u32, Unmergeable> {
         let t = self.tables;
         let info = t.sample(sample);
         let fam = self.s.family_of[info.family as usize] as usize;
-        let (typ, mode) = (self.families[fam].typ, self.families[fam].mode);
-        match typ {
+        let (typ, mode) = (self.s.plan.families[fam].typ, self.s.plan.families[fam].mode);
+        let op = match typ {
             // The fold rules shared with compaction (`format::fold`): `all` gauges keep
             // one series per writer (the `pid` label), the other modes fold the series
             // of every writer into one without it.
             MetricType::Gauge => {
                 let fold = Fold::of_gauge(mode);
                 let target = if fold == Fold::Last { sample } else { info.without_pid };
-                let slot = match self.s.slot_of[target as usize] {
-                    NONE => {
-                        let acc = fold.start(value, ts);
-                        // A `mostrecent` series never set takes no slot (nor a label
-                        // group's place in the output order).
-                        if !fold.is_shown(acc) {
-                            return Ok(());
-                        }
-                        let slot = self.slot(fam, target, acc.0);
-                        self.s.slots[slot].ts = acc.1;
-                        slot
-                    }
-                    slot => {
-                        let slot = slot as usize;
-                        let stored = &mut self.s.slots[slot];
-                        let mut acc = (stored.value, stored.ts);
-                        fold.fold(&mut acc, value, ts);
-                        (stored.value, stored.ts) = acc;
-                        slot
-                    }
-                };
-                // Later values of this sample skip the lookup: an add or a store.
-                match fold {
-                    Fold::Sum => self.remember(sample, ADD_TO_SLOT, slot),
-                    Fold::Last => self.remember(sample, SET_SLOT, slot),
-                    Fold::Min | Fold::Max | Fold::MostRecent => {}
+                // A `mostrecent` series never set takes no slot (nor a label group's
+                // place in the output order): it is made at its first entry with a
+                // timestamp, and the entries before that change nothing.
+                if self.s.slot_of[target as usize] == NONE && !fold.is_shown(fold.start(0.0, file.timestamp(i))) {
+                    return Ok(NONE);
                 }
+                let apply = match fold {
+                    Fold::Sum => Apply::Add,
+                    Fold::Last => Apply::Set,
+                    Fold::Min => Apply::Min,
+                    Fold::Max => Apply::Max,
+                    Fold::MostRecent => Apply::Recent,
+                };
+                Op { apply, at: self.slot(fam, target) }
             }
             MetricType::Histogram => match &info.le {
-                Le::None => {
-                    let slot = self.slot(fam, sample, 0.0);
-                    self.s.slots[slot].value += value;
-                    self.remember(sample, ADD_TO_SLOT, slot);
-                }
-                Le::Bucket { bucket, .. } => {
-                    let idx = self.bucket(fam, *bucket, sample);
-                    self.s.buckets[idx].value += value;
-                    self.remember(sample, ADD_TO_BUCKET, idx);
-                }
+                Le::None => Op { apply: Apply::Add, at: self.slot(fam, sample) },
+                Le::Bucket { bucket, .. } => Op { apply: Apply::Add, at: BUCKET | self.bucket(fam, *bucket, sample) },
                 Le::Invalid => {
                     let le = t.exposed_labels(info.labels).iter().find(|(n, _)| &**n == "le");
                     return Err(Unmergeable {
-                        file,
+                        file: index,
                         family: t.name(info.family).to_string(),
                         le: le.map(|(_, v)| v.to_string()).unwrap_or_default(),
                     });
                 }
             },
-            MetricType::Counter | MetricType::Summary => {
-                let slot = self.slot(fam, sample, 0.0);
-                self.s.slots[slot].value += value;
-                self.remember(sample, ADD_TO_SLOT, slot);
-            }
-        }
-        Ok(())
+            MetricType::Counter | MetricType::Summary => Op { apply: Apply::Add, at: self.slot(fam, sample) },
+        };
+        self.s.plan.ops[sample as usize] = op;
+        Ok(op.at)
     }
 
-    /// Gives `sample` the shortcut `op` on slot or bucket `at`: the operation each of
-    /// its later values does, exactly what `add` would do with them.
-    fn remember(&mut self, sample: u32, op: u32, at: usize) {
-        if let Ok(at) = u32::try_from(at)
-            && at & OP_MASK == 0
-        {
-            self.s.shortcut[sample as usize] = op | at;
-            self.s.with_shortcut.push(sample);
-        }
-    }
-
-    /// The slot of `sample` in family `fam`, created with `initial` (and its label
-    /// group created) if this is its first assignment.
-    fn slot(&mut self, fam: usize, sample: u32, initial: f64) -> usize {
+    /// The slot of `sample` in family `fam`, made (and its label group made) if this is
+    /// its first assignment.
+    fn slot(&mut self, fam: usize, sample: u32) -> u32 {
         match self.s.slot_of[sample as usize] {
             NONE => {
                 let labels = self.tables.sample(sample).labels;
-                let slot = self.push_slot(fam, labels, SlotKind::Sample(sample), initial);
-                self.s.slot_of[sample as usize] = slot as u32;
+                let slot = self.push_slot(fam, labels, SlotKind::Sample(sample));
+                self.s.slot_of[sample as usize] = slot;
+                self.s.slot_weights.push(0);
                 slot
             }
-            slot => slot as usize,
+            slot => slot,
         }
     }
 
-    /// Appends a new slot to the label group `labels` of family `fam`, creating the
-    /// group at the end of the family's groups if needed.
-    fn push_slot(&mut self, fam: usize, labels: u32, kind: SlotKind, value: f64) -> usize {
-        let slot = self.s.slots.len() as u32;
-        self.s.slots.push(Slot { kind, value, ts: 0.0, next: NONE });
+    /// Appends a new slot to the label group `labels` of family `fam`, making the group
+    /// at the end of the family's groups if needed.
+    fn push_slot(&mut self, fam: usize, labels: u32, kind: SlotKind) -> u32 {
+        let slot = self.s.plan.slots.len() as u32;
+        self.s.plan.slots.push(Slot { kind, next: NONE });
         let group = self.group(fam, labels);
-        let g = &mut self.s.groups[group];
+        let plan = &mut self.s.plan;
+        let g = &mut plan.groups[group];
         if g.last == NONE {
             g.first = slot;
         } else {
-            self.s.slots[g.last as usize].next = slot;
+            plan.slots[g.last as usize].next = slot;
         }
         g.last = slot;
-        slot as usize
+        slot
     }
 
     fn group(&mut self, fam: usize, labels: u32) -> usize {
-        let key = (self.families[fam].name, labels);
+        let plan = &mut self.s.plan;
+        let key = (plan.families[fam].name, labels);
         if let Some(&g) = self.s.group_of.get(&key) {
             return g as usize;
         }
-        let g = self.s.groups.len() as u32;
-        self.s.groups.push(Group { first: NONE, last: NONE, next: NONE });
-        let family = &mut self.families[fam];
+        let g = plan.groups.len() as u32;
+        plan.groups.push(Group { first: NONE, last: NONE, next: NONE });
+        let family = &mut plan.families[fam];
         if family.last_group == NONE {
             family.first_group = g;
         } else {
-            self.s.groups[family.last_group as usize].next = g;
+            plan.groups[family.last_group as usize].next = g;
         }
         family.last_group = g;
         self.s.group_of.insert(key, g);
         g as usize
     }
 
-    /// The running sum of bucket `bucket`, created (recording `sample` as the one
-    /// whose bound is printed) on first use.
-    fn bucket(&mut self, fam: usize, bucket: u32, sample: u32) -> usize {
+    /// The sum of bucket `bucket`, made (recording `sample` as the one whose bound is
+    /// printed) on first use.
+    fn bucket(&mut self, fam: usize, bucket: u32, sample: u32) -> u32 {
         let found = self.s.bucket_of[bucket as usize];
         if found != NONE {
-            return found as usize;
+            return found;
         }
         let idx = self.s.buckets.len() as u32;
-        self.s.buckets.push(BucketSum { sample, value: 0.0, next: NONE });
+        self.s.buckets.push(BucketPlan { sample, next: NONE });
+        self.s.bucket_weights.push(0);
         self.s.bucket_of[bucket as usize] = idx;
         let labels = self.tables.bucket(bucket).labels;
-        let family = &mut self.families[fam];
+        let family = &mut self.s.plan.families[fam];
         match self.s.bucket_group_of.get(&(family.name, labels)) {
             Some(&bg) => {
                 let last = family.bucket_groups[bg].2;
@@ -389,110 +516,207 @@ impl Merger<'_, '_> {
                 family.bucket_groups.push((labels, idx, idx));
             }
         }
-        idx as usize
+        idx
     }
 
-    fn finish(mut self) -> Vec<MetricFamily> {
+    /// Appends the cumulative buckets and `_count` of every bucket group of a histogram
+    /// family to its label groups.
+    fn plan_histogram(&mut self, fam: usize) {
         let t = self.tables;
-        for fam in 0..self.families.len() {
-            if self.families[fam].typ == MetricType::Histogram {
-                self.finish_histogram(fam);
-            }
-        }
-        let mut out = Vec::with_capacity(self.families.len());
-        for family in &self.families {
-            let name = t.name(family.name).clone();
-            let bucket_name: Str = Arc::from(format!("{name}_bucket"));
-            let count_name: Str = Arc::from(format!("{name}_count"));
-            let mut samples = Vec::new();
-            let mut g = family.first_group;
-            while g != NONE {
-                let group = self.s.groups[g as usize];
-                let mut slot = group.first;
-                while slot != NONE {
-                    let Slot { kind, value, next, .. } = self.s.slots[slot as usize];
-                    samples.push(match kind {
-                        SlotKind::Sample(id) => {
-                            let info = t.sample(id);
-                            Sample {
-                                name: t.name(info.name).clone(),
-                                labels: t.exposed_labels(info.labels).to_vec(),
-                                value,
-                            }
-                        }
-                        SlotKind::Bucket(id) => {
-                            let info = t.sample(id);
-                            let Le::Bucket { bucket, le_text, .. } = &info.le else {
-                                unreachable!("bucket slots are made from bucket samples")
-                            };
-                            let base = t.exposed_labels(t.bucket(*bucket).labels);
-                            let mut labels = Vec::with_capacity(base.len() + 1);
-                            let at = base.partition_point(|(n, _)| &**n < "le");
-                            labels.extend_from_slice(&base[..at]);
-                            labels.push((Arc::from("le"), le_text.clone()));
-                            labels.extend_from_slice(&base[at..]);
-                            Sample { name: bucket_name.clone(), labels, value }
-                        }
-                        SlotKind::Count(labels) => {
-                            Sample { name: count_name.clone(), labels: t.exposed_labels(labels).to_vec(), value }
-                        }
-                    });
-                    slot = next;
-                }
-                g = group.next;
-            }
-            out.push(MetricFamily { name, help: family.help.clone(), kind: family.typ, samples });
-        }
-        out
-    }
-
-    /// Appends the cumulative buckets and `_count` of every bucket group of a
-    /// histogram family to its label groups.
-    fn finish_histogram(&mut self, fam: usize) {
-        let t = self.tables;
-        let family_name = t.name(self.families[fam].name);
+        let family_name = t.name(self.s.plan.families[fam].name);
         let count_id = t.find_name(&format!("{family_name}_count"));
-        let bucket_groups = std::mem::take(&mut self.families[fam].bucket_groups);
+        let bucket_groups = std::mem::take(&mut self.s.plan.families[fam].bucket_groups);
+        let accumulated = self.s.plan.accumulated as u32;
         for &(labels, first, _) in &bucket_groups {
-            let mut sorted = std::mem::take(&mut self.s.sorted);
-            sorted.clear();
+            let start = self.s.plan.sorted.len();
             let mut b = first;
             while b != NONE {
-                sorted.push(b);
+                self.s.plan.sorted.push(b);
                 b = self.s.buckets[b as usize].next;
             }
-            let bound = |b: &u32| match t.sample(self.s.buckets[*b as usize].sample).le {
+            let buckets = &self.s.buckets;
+            let bound = |b: &u32| match t.sample(buckets[*b as usize].sample).le {
                 Le::Bucket { le, .. } => le,
                 _ => unreachable!("bucket sums are made from bucket samples"),
             };
-            sorted.sort_by(|a, b| bound(a).total_cmp(&bound(b)));
-            let mut acc = 0.0;
-            for &b in &sorted {
-                let BucketSum { sample, value, .. } = self.s.buckets[b as usize];
-                acc += value;
-                self.push_slot(fam, labels, SlotKind::Bucket(sample), acc);
+            self.s.plan.sorted[start..].sort_by(|a, b| bound(a).total_cmp(&bound(b)));
+            let mut first_slot = NONE;
+            for k in start..self.s.plan.sorted.len() {
+                let b = self.s.plan.sorted[k];
+                let info = t.sample(self.s.buckets[b as usize].sample);
+                let Le::Bucket { bucket, le_text, .. } = &info.le else {
+                    unreachable!("bucket sums are made from bucket samples")
+                };
+                let base = t.exposed_labels(t.bucket(*bucket).labels);
+                let at = base.partition_point(|(n, _)| &**n < "le");
+                let with_le: Arc<[(Str, Str)]> = base[..at]
+                    .iter()
+                    .cloned()
+                    .chain(std::iter::once((Arc::from("le"), le_text.clone())))
+                    .chain(base[at..].iter().cloned())
+                    .collect();
+                let index = self.s.plan.bucket_labels.len() as u32;
+                self.s.plan.bucket_labels.push(with_le);
+                let slot = self.push_slot(fam, labels, SlotKind::Bucket(index));
+                if first_slot == NONE {
+                    first_slot = slot;
+                }
+                self.s.plan.sorted[k] = accumulated + b;
             }
-            self.s.sorted = sorted;
             let group = self.group(fam, labels);
-            let mut slot = self.s.groups[group].first;
+            let mut slot = self.s.plan.groups[group].first;
             let mut existing = None;
             while slot != NONE {
-                let is_count = match self.s.slots[slot as usize].kind {
+                let is_count = match self.s.plan.slots[slot as usize].kind {
                     SlotKind::Sample(id) => Some(t.sample(id).name) == count_id,
                     _ => false,
                 };
                 if is_count {
-                    existing = Some(slot as usize);
+                    existing = Some(slot);
                 }
-                slot = self.s.slots[slot as usize].next;
+                slot = self.s.plan.slots[slot as usize].next;
             }
-            match existing {
-                Some(slot) => self.s.slots[slot].value = acc,
-                None => {
-                    self.push_slot(fam, labels, SlotKind::Count(labels), acc);
+            let count_slot = existing.unwrap_or_else(|| self.push_slot(fam, labels, SlotKind::Count(labels)));
+            let end = self.s.plan.sorted.len() as u32;
+            self.s.plan.cumulative.push(Cumulative { start: start as u32, end, first_slot, count_slot });
+        }
+        self.s.plan.families[fam].bucket_groups = bucket_groups;
+    }
+}
+
+/// Folds every value of `files` into `acc` (one accumulator per slot made for samples,
+/// then one per bucket), on up to `threads` threads, each taking a range of the
+/// accumulators of about equal numbers of entries.
+fn accumulate(plan: &Plan, files: &[FileInput<'_>], acc: &mut Vec<Acc>, threads: usize) {
+    acc.clear();
+    acc.resize(plan.weights.len(), Acc::default());
+    let threads = threads.clamp(1, acc.len().max(1));
+    if threads == 1 {
+        accumulate_range(plan, files, acc, 0);
+        return;
+    }
+    let total: u64 = plan.weights.iter().map(|&w| u64::from(w)).sum();
+    let mut parts = Vec::with_capacity(threads);
+    let mut rest: &mut [Acc] = acc;
+    let (mut start, mut sum) = (0, 0u64);
+    for (k, &w) in plan.weights.iter().enumerate() {
+        sum += u64::from(w);
+        // Cut after accumulator `k` once the entries so far reach the next share.
+        if sum * threads as u64 >= (parts.len() as u64 + 1) * total && parts.len() + 1 < threads {
+            let (part, tail) = std::mem::take(&mut rest).split_at_mut(k + 1 - start);
+            parts.push((start, part));
+            rest = tail;
+            start = k + 1;
+        }
+    }
+    parts.push((start, rest));
+    // Each thread takes parts until none is left; a part whose thread could not be
+    // started is done by the others, this one included.
+    let queue = parking_lot::Mutex::new(parts);
+    let work = || {
+        loop {
+            let next = queue.lock().pop();
+            let Some((start, part)) = next else { break };
+            accumulate_range(plan, files, part, start);
+        }
+    };
+    std::thread::scope(|scope| {
+        for _ in 1..threads {
+            let _ = std::thread::Builder::new().name("prometheus-multiproc-merge".into()).spawn_scoped(scope, work);
+        }
+        work();
+    });
+}
+
+/// How many entries ahead the merge asks the CPU for a value it will load from a
+/// mapping ([`ReadMap::prefetch`]), so that many loads are under way at once: without
+/// it, a warm scrape of 64 x 10,000 spent a fifth longer waiting on memory.
+const AHEAD: usize = 64;
+
+/// Folds the values of `files` that go to accumulators `start..start + acc.len()` into
+/// `acc`, in file order, then entry order.
+fn accumulate_range(plan: &Plan, files: &[FileInput<'_>], acc: &mut [Acc], start: usize) {
+    let (start, len) = (start as u32, acc.len() as u32);
+    // The op of a sample whose accumulator is in range, with its index in `acc`.
+    let mine = |sample: u32| {
+        let op = plan.ops.get(sample as usize)?;
+        let at = op.at.wrapping_sub(start);
+        (at < len).then_some((op.apply, at as usize))
+    };
+    for file in files {
+        match file.values {
+            Values::Read { values, .. } => {
+                for (i, (&sample, &value)) in file.samples.iter().zip(values).enumerate() {
+                    if let Some((apply, at)) = mine(sample) {
+                        acc[at].apply(apply, value, || file.timestamp(i));
+                    }
+                }
+            }
+            Values::Mapped { map, offsets } => {
+                for (i, (&sample, &offset)) in file.samples.iter().zip(offsets).enumerate() {
+                    if let (Some(&ahead), Some(&at)) = (file.samples.get(i + AHEAD), offsets.get(i + AHEAD))
+                        && mine(ahead).is_some()
+                    {
+                        map.prefetch(at as usize);
+                    }
+                    if let Some((apply, at)) = mine(sample) {
+                        // Within the mapping, checked when the entry was parsed: the
+                        // fallback is never taken.
+                        let value = map.load_u64(offset as usize).map_or(f64::NAN, f64::from_bits);
+                        acc[at].apply(apply, value, || file.timestamp(i));
+                    }
                 }
             }
         }
-        self.families[fam].bucket_groups = bucket_groups;
     }
+}
+
+/// The output: the plan's families, groups and slots, with the values of `acc`.
+fn finish(tables: &Tables, plan: &Plan, acc: &[Acc], out: &mut Vec<f64>) -> Vec<MetricFamily> {
+    let t = tables;
+    // Each slot's value: its accumulator's, or for a histogram's buckets and count the
+    // running sum of its bucket sums in ascending bound (`0.0 + b1 + b2 + …`).
+    out.clear();
+    out.extend(acc[..plan.accumulated].iter().map(|a| a.value));
+    out.resize(plan.slots.len(), 0.0);
+    for c in &plan.cumulative {
+        let mut running = 0.0;
+        for (k, &b) in plan.sorted[c.start as usize..c.end as usize].iter().enumerate() {
+            running += acc[b as usize].value;
+            out[c.first_slot as usize + k] = running;
+        }
+        out[c.count_slot as usize] = running;
+    }
+    let mut families = Vec::with_capacity(plan.families.len());
+    for family in &plan.families {
+        let name = t.name(family.name).clone();
+        let bucket_name: Str = Arc::from(format!("{name}_bucket"));
+        let count_name: Str = Arc::from(format!("{name}_count"));
+        let mut samples = Vec::new();
+        let mut g = family.first_group;
+        while g != NONE {
+            let group = plan.groups[g as usize];
+            let mut slot = group.first;
+            while slot != NONE {
+                let Slot { kind, next } = plan.slots[slot as usize];
+                let value = out[slot as usize];
+                samples.push(match kind {
+                    SlotKind::Sample(id) => {
+                        let info = t.sample(id);
+                        Sample { name: t.name(info.name).clone(), labels: t.exposed_labels(info.labels).clone(), value }
+                    }
+                    SlotKind::Bucket(index) => {
+                        Sample { name: bucket_name.clone(), labels: plan.bucket_labels[index as usize].clone(), value }
+                    }
+                    SlotKind::Count(labels) => {
+                        Sample { name: count_name.clone(), labels: t.exposed_labels(labels).clone(), value }
+                    }
+                });
+                slot = next;
+            }
+            g = group.next;
+        }
+        families.push(MetricFamily { name, help: family.help.clone(), kind: family.typ, samples });
+    }
+    families
 }

@@ -101,10 +101,21 @@
 //! key was followed by before (every worker declares the same series in the same order)
 //! is recognised under the read lock, comparing bytes in place, so threads parse such
 //! files at once; anything else, and every new entry of a gauge file (its samples are
-//! interned per pid), takes the write lock. The merge that follows is single
-//! threaded and in sorted file order, so the output does not depend on which thread read
-//! what. A thread that cannot be started leaves its share to the others, and a single
-//! core reads everything on the calling thread.
+//! interned per pid), takes the write lock.
+//!
+//! The merge then adds up the values on up to one thread per core too (at most 4, for
+//! merges of at least 100,000 entries), each taking a range of the series: it reads
+//! every file, in sorted file order, for its own series only, so each series is folded
+//! in exactly the order a single thread would fold it and the output is bit-identical
+//! whichever thread read what. A file read through a kept mapping has its values
+//! loaded there, by the merge's threads, rather than copied out first; one found
+//! truncated meanwhile is skipped and the merge done again without it. The shape of
+//! the output (families, label groups, which value goes where) is planned from the
+//! entries alone and kept: while no file gained or lost an entry, a repeat scrape only
+//! adds up the values (not so with `mostrecent` gauges, whose series show once set).
+//!
+//! A thread that cannot be started leaves its share to the others, and a single core
+//! does everything on the calling thread.
 //!
 //! # Repeat scrapes
 //!
@@ -121,7 +132,7 @@
 //! directory again. Writers change the directory only when they create a file, so in a
 //! steady state a repeat scrape makes a fixed handful of system calls (that `stat`, two
 //! reads of the compaction sequence file, opening the directory for the scrape, and
-//! starting its reading threads), per dead slot-named writer an `lstat` of its liveness
+//! starting its reading and merging threads), per dead slot-named writer an `lstat` of its liveness
 //! file and of each of its files, per writer with `live*` gauges a liveness probe, and
 //! none for a file kept mapped.
 
@@ -560,13 +571,30 @@ impl Collector {
                         mode: st.kind.gauge.as_ref().map(|(mode, _)| *mode),
                         families: &st.families,
                         samples: &st.samples,
-                        values: &st.values,
-                        timestamps: &st.timestamps,
+                        values: st.values(),
+                        epoch: st.epoch,
                     }
                 })
                 .collect();
-            match merge::merge(&state.tables, &inputs, &mut state.scratch) {
-                Ok(families) => break families,
+            match merge::merge(&state.tables, &inputs, &mut state.scratch, merge_threads(&inputs)) {
+                Ok(families) => {
+                    // A file truncated under its kept mapping while the merge loaded its
+                    // values gave zeros for some of them: skip it, and merge again.
+                    drop(inputs);
+                    let before = usable.len();
+                    usable.retain(|&i| {
+                        let slot = &mut state.slots[slot_of[i]];
+                        if !slot.state.as_ref().is_some_and(FileState::map_truncated) {
+                            return true;
+                        }
+                        slot.state = None;
+                        skipped.push((listed[i].name.clone(), SkipReason::Truncated));
+                        false
+                    });
+                    if usable.len() == before {
+                        break families;
+                    }
+                }
                 Err(bad) => {
                     drop(inputs);
                     let i = usable.remove(bad.file);
@@ -901,11 +929,36 @@ const RUNS_PER_THREAD: usize = 8;
 /// How many threads read a scrape's `files` files: one per core (at most 4), each with
 /// at least 32 files to read; one on a single core.
 fn threads_for(files: usize) -> usize {
-    // Asked once per process: the answer costs a few system calls (the affinity mask
-    // and the cgroup's CPU quota), a tenth of a small directory's scrape.
+    cores().min(4).min(files / 32).max(1)
+}
+
+/// How many entries a merge must have to be shared between threads: below that, a
+/// thread would cost more to start than it saves.
+const PARALLEL_MERGE_ENTRIES: usize = 100_000;
+
+/// How many threads add up the values of a merge of `files`: one per core (at most
+/// 4) past [`PARALLEL_MERGE_ENTRIES`], else one.
+fn merge_threads(files: &[FileInput<'_>]) -> usize {
+    #[cfg(test)]
+    if let Some(threads) = MERGE_THREADS.get() {
+        return threads;
+    }
+    let entries: usize = files.iter().map(|f| f.samples.len()).sum();
+    if entries < PARALLEL_MERGE_ENTRIES { 1 } else { cores().min(4) }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Tests only: the number of threads every merge of this thread's scrapes uses.
+    static MERGE_THREADS: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+/// The number of cores this process may use, asked once per process: the answer costs
+/// a few system calls (the affinity mask and the cgroup's CPU quota), a tenth of a
+/// small directory's scrape.
+fn cores() -> usize {
     static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    cores.min(4).min(files / 32).max(1)
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 /// What a scrape knows of a worker ID's writer (see [`Collector::read_all`]).
@@ -966,7 +1019,7 @@ fn skipped_files_family(skipped: &[SkippedFile]) -> MetricFamily {
         .iter()
         .map(|&name| Sample {
             name: Arc::from(SKIPPED_FILES_METRIC),
-            labels: vec![(reason.clone(), Arc::from(name))],
+            labels: Arc::new([(reason.clone(), Arc::from(name))]),
             value: skipped.iter().filter(|s| s.reason.as_str() == name).count() as f64,
         })
         .collect();

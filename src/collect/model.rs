@@ -47,8 +47,9 @@ pub struct Sample {
     /// The sample name (`http_requests_total`, `latency_seconds_bucket`, …).
     pub name: Arc<str>,
     /// Label pairs sorted by name, each name once. All-mode gauges carry the writer's
-    /// `pid`; histogram buckets carry `le`.
-    pub labels: Vec<(Arc<str>, Arc<str>)>,
+    /// `pid`; histogram buckets carry `le`. Shared with the collector's tables (and
+    /// with every other sample of the same label set), so a scrape copies no labels.
+    pub labels: Arc<[(Arc<str>, Arc<str>)]>,
     /// The merged value.
     pub value: f64,
 }

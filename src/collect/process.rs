@@ -45,7 +45,7 @@ pub(crate) fn families(dir: &Path) -> Vec<MetricFamily> {
             .filter_map(|(id, r)| {
                 Some(Sample {
                     name: Arc::clone(&sample_name),
-                    labels: vec![(Arc::from("worker"), Arc::from(id.as_str()))],
+                    labels: Arc::new([(Arc::from("worker"), Arc::from(id.as_str()))]),
                     value: value(r)?,
                 })
             })

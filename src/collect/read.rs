@@ -33,7 +33,8 @@ use super::SkipReason;
 use super::name::FileKind;
 use parking_lot::RwLock;
 
-use super::table::{BadKey, Tables};
+use super::merge::Values;
+use super::table::{BadKey, Epoch, Tables};
 use crate::file;
 use crate::format::{self, FormatError};
 use crate::region::ReadMap;
@@ -57,6 +58,8 @@ pub(crate) struct FileState {
     parsed_to: usize,
     /// The key of the last entry parsed (what predicts the next one's).
     last_key: Option<u32>,
+    /// The epoch of the parsed entries: a new one whenever they start afresh.
+    pub(crate) epoch: Epoch,
     /// The sample of each parsed entry.
     pub(crate) samples: Vec<u32>,
     /// The value offset of each parsed entry.
@@ -64,11 +67,14 @@ pub(crate) struct FileState {
     /// The families named by the file, in order of first mention, with that mention's key.
     pub(crate) families: Vec<(u32, u32)>,
     seen_families: HashSet<u32>,
-    /// The value of each entry, as of the last refresh.
-    pub(crate) values: Vec<f64>,
+    /// Whether the values are left in the kept mapping, for the merge to load (see
+    /// [`FileState::values`]); else they are read into `values` and `timestamps`.
+    deferred: bool,
+    /// The value of each entry, as of the last refresh (empty while `deferred`).
+    values: Vec<f64>,
     /// The timestamp of each entry of a gauge file, as of the last refresh (empty for
-    /// other files).
-    pub(crate) timestamps: Vec<f64>,
+    /// other files; empty while `deferred`).
+    timestamps: Vec<f64>,
 }
 
 /// A file's path, joined only when a system call needs it (a warm scrape of a kept
@@ -448,8 +454,9 @@ fn refresh_once(
     let st = slot.as_mut().expect("state was just created");
     let map = st.map.take().expect("mapped above or kept");
     let view = View::Map(&map);
-    // Values of the entries known already, then new entries with their values.
-    st.snapshot(view);
+    // Values of the entries known already, then new entries with their values; the
+    // values of a file whose mapping is kept are left for the merge to load.
+    st.snapshot(view, keep);
     let parsed = st.parse_shared(view, tables, buf);
     if map.truncated() {
         // Something truncated the file under the mapping: some of what was just read
@@ -486,10 +493,12 @@ fn state_for<'s>(
             sealed: None,
             parsed_to: format::HEADER_LEN,
             last_key: None,
+            epoch: Epoch::default(),
             samples: Vec::new(),
             value_offsets: Vec::new(),
             families: Vec::new(),
             seen_families: HashSet::new(),
+            deferred: false,
             values: Vec::new(),
             timestamps: Vec::new(),
         });
@@ -594,7 +603,7 @@ fn read_sealed(
     let st = state_for(slot, identity, kind, len.unwrap_or(end));
     st.map = None;
     let view = View::Bytes(&bytes[..end]);
-    st.snapshot(view);
+    st.snapshot(view, false);
     st.parse_shared(view, tables, &mut buffers.entry).map_err(Sealed::Skip)?;
     st.sealed = meta.as_ref().and_then(Stamp::settled);
     Ok(())
@@ -669,6 +678,9 @@ impl FileState {
         self.samples.push(sample);
         // `used` fits an i32, so every offset below it fits a u32.
         self.value_offsets.push(value_offset as u32);
+        if self.deferred {
+            return;
+        }
         // The value and timestamp lie below `used`, checked by the caller; the fallbacks
         // are never taken.
         self.values.push(view.load_u64(value_offset).map_or(f64::NAN, f64::from_bits));
@@ -687,6 +699,7 @@ impl FileState {
             // `used` went down: the file was rewritten in place. Start over.
             self.parsed_to = format::HEADER_LEN;
             self.last_key = None;
+            self.epoch = Epoch::default();
             self.samples.clear();
             self.value_offsets.clear();
             self.families.clear();
@@ -772,18 +785,38 @@ impl FileState {
     /// Reads the value (and, in gauge files, timestamp) of every entry parsed so far
     /// (from a mapping, with one atomic load each). Every offset lies below `used`
     /// (checked when its entry was parsed, and `used` never goes down without the
-    /// state being reset), so within the view; the fallbacks are never taken.
-    fn snapshot(&mut self, view: View<'_>) {
-        let map = view;
+    /// state being reset), so within the view; the fallbacks are never taken. With
+    /// `defer`, reads none: they are left for the merge (see [`FileState::values`]).
+    fn snapshot(&mut self, view: View<'_>, defer: bool) {
+        self.deferred = defer;
         self.values.clear();
+        self.timestamps.clear();
+        if defer {
+            return;
+        }
+        let map = view;
         self.values
             .extend(self.value_offsets.iter().map(|&off| map.load_u64(off as usize).map_or(f64::NAN, f64::from_bits)));
-        self.timestamps.clear();
         if self.kind.gauge.is_some() {
             self.timestamps.extend(
                 self.value_offsets.iter().map(|&off| map.load_u64(off as usize + 8).map_or(0.0, f64::from_bits)),
             );
         }
+    }
+
+    /// Where the merge finds the values: in the kept mapping (loaded then, by the
+    /// merge's threads), or read by the last refresh.
+    pub(crate) fn values(&self) -> Values<'_> {
+        match &self.map {
+            Some(map) if self.deferred => Values::Mapped { map, offsets: &self.value_offsets },
+            _ => Values::Read { values: &self.values, timestamps: &self.timestamps },
+        }
+    }
+
+    /// Whether a load from the kept mapping found the file truncated under it (see
+    /// [`ReadMap::truncated`]): then nothing loaded from it can be trusted.
+    pub(crate) fn map_truncated(&self) -> bool {
+        self.map.as_ref().is_some_and(ReadMap::truncated)
     }
 
     /// Number of entries parsed.

@@ -24,12 +24,26 @@
 
 use std::hash::BuildHasher;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use hashbrown::{DefaultHashBuilder, HashMap, HashSet, HashTable};
 
 use crate::format::check::{self, EntryProblem};
 use crate::format::float::go_float;
 use crate::format::key::{KeyError, KeyRef};
+
+/// A number no other [`Epoch`] of this process has: given to interning tables and to a
+/// file's parsed entries when they start afresh, so that a plan made for them is known
+/// to still fit them (the merge keeps its plan while they are the same).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Epoch(u64);
+
+impl Default for Epoch {
+    fn default() -> Epoch {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        Epoch(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+}
 
 /// An interned string.
 pub(crate) type Str = Arc<str>;
@@ -105,6 +119,8 @@ pub(crate) struct BucketInfo {
 /// Every interned thing, and the cache from raw key bytes to decoded keys.
 #[derive(Debug, Default)]
 pub(crate) struct Tables {
+    /// Ids are only ever added: while the epoch is the same, an id means the same thing.
+    epoch: Epoch,
     strings: HashSet<Str>,
     name_ids: HashMap<Str, u32>,
     names: Vec<Str>,
@@ -140,6 +156,11 @@ pub(crate) enum BadKey {
 }
 
 impl Tables {
+    /// The tables' epoch (a new one for new tables).
+    pub(crate) fn epoch(&self) -> Epoch {
+        self.epoch
+    }
+
     /// Number of interned samples (the measure of the tables' size).
     pub(crate) fn sample_count(&self) -> usize {
         self.samples.len()
@@ -181,7 +202,7 @@ impl Tables {
     }
 
     /// The exposed labels of label set `id`.
-    pub(crate) fn exposed_labels(&self, id: u32) -> &[(Str, Str)] {
+    pub(crate) fn exposed_labels(&self, id: u32) -> &Arc<[(Str, Str)]> {
         &self.labels[id as usize].exposed
     }
 

@@ -1,8 +1,8 @@
 //! Unit tests of the merge rules, on hand-built entries.
 
-use super::merge::{FileInput, Scratch, Unmergeable, merge};
+use super::merge::{FileInput, Scratch, Unmergeable, Values, merge};
 use super::name::parse_file_name;
-use super::table::Tables;
+use super::table::{Epoch, Tables};
 use super::*;
 use crate::format::key::encode_key;
 
@@ -49,6 +49,7 @@ struct Built {
     samples: Vec<u32>,
     values: Vec<f64>,
     timestamps: Vec<f64>,
+    epoch: Epoch,
 }
 
 fn run(files: &[TestFile]) -> Result<Vec<MetricFamily>, Unmergeable> {
@@ -63,6 +64,7 @@ fn run(files: &[TestFile]) -> Result<Vec<MetricFamily>, Unmergeable> {
             samples: vec![],
             values: vec![],
             timestamps: vec![],
+            epoch: Epoch::default(),
         };
         for (family, sample, labels, help, v, ts) in &f.entries {
             let mut labels = labels.clone();
@@ -91,15 +93,20 @@ fn run(files: &[TestFile]) -> Result<Vec<MetricFamily>, Unmergeable> {
             mode: b.mode,
             families: &b.families,
             samples: &b.samples,
-            values: &b.values,
-            timestamps: &b.timestamps,
+            values: Values::Read { values: &b.values, timestamps: &b.timestamps },
+            epoch: b.epoch,
         })
         .collect();
     let mut scratch = Scratch::default();
-    let first = merge(&tables, &inputs, &mut scratch);
-    // The scratch buffers are reset: merging again gives the same result.
-    let second = merge(&tables, &inputs, &mut scratch);
-    assert_eq!(format!("{first:?}"), format!("{second:?}"));
+    let first = merge(&tables, &inputs, &mut scratch, 1);
+    // Merging again (with the plan kept, if it may be) gives the same result, and so
+    // does sharing the values between threads, however many.
+    for threads in [1, 2, 3, 7] {
+        let again = merge(&tables, &inputs, &mut scratch, threads);
+        assert_eq!(format!("{first:?}"), format!("{again:?}"), "{threads} threads");
+        let fresh = merge(&tables, &inputs, &mut Scratch::default(), threads);
+        assert_eq!(format!("{first:?}"), format!("{fresh:?}"), "{threads} threads, fresh");
+    }
     first
 }
 
@@ -509,6 +516,92 @@ mod on_disk {
         let scrape = collector.collect().unwrap();
         assert_eq!(scrape.families[0].samples.len(), 2002);
         assert_eq!(scrape, Collector::new(dir.path()).unwrap().collect().unwrap());
+    }
+
+    /// Runs `f` with every merge of this thread's scrapes on `threads` threads.
+    fn with_merge_threads<T>(threads: usize, f: impl FnOnce() -> T) -> T {
+        struct Reset;
+        impl Drop for Reset {
+            fn drop(&mut self) {
+                super::super::MERGE_THREADS.set(None);
+            }
+        }
+        super::super::MERGE_THREADS.set(Some(threads));
+        let _reset = Reset;
+        f()
+    }
+
+    #[test]
+    fn repeat_scrapes_on_any_number_of_threads_fold_every_value_in_file_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let modes = [GaugeMode::Sum, GaugeMode::Min, GaugeMode::Max, GaugeMode::All, GaugeMode::MostRecent];
+        let writers: Vec<_> = (1..=5)
+            .map(|w| {
+                let r = registry(dir.path(), &w.to_string());
+                let c = r.counter_family(Opts::new("c_total", "C."), &["k"]).unwrap();
+                let h = r.histogram_family(Opts::new("h", "H."), &[0.1, 1.0], &["k"]).unwrap();
+                let g: Vec<_> = modes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, mode)| r.gauge_family(Opts::new(format!("g{i}"), "G."), *mode, &["k"]).unwrap())
+                    .collect();
+                (r, c, h, g)
+            })
+            .collect();
+        // Values whose sums depend on the order they are added in.
+        let write = |round: u32| {
+            for (w, (_, c, h, g)) in writers.iter().enumerate() {
+                for k in 0..300u32 {
+                    let x = f64::from(k * 7 + w as u32 + round) * 0.1;
+                    c.get(&[&k.to_string()]).unwrap().inc_by(x);
+                    h.get(&[&(k % 3).to_string()]).unwrap().observe(x / 30.0);
+                    for gauge in &g[..4] {
+                        gauge.get(&[&(k % 50).to_string()]).unwrap().set(x);
+                    }
+                    // A `mostrecent` series set by the later writers only, from the
+                    // second round: it appears on a repeat scrape.
+                    if round > 0 && w > 2 {
+                        g[4].get(&[&(k % 50).to_string()]).unwrap().set(x);
+                    }
+                }
+            }
+        };
+        write(0);
+        let collectors: Vec<Collector> = (0..4).map(|_| Collector::new(dir.path()).unwrap()).collect();
+        for round in 0..3 {
+            if round > 0 {
+                write(round);
+            }
+            let expected = with_merge_threads(1, || Collector::new(dir.path()).unwrap().collect().unwrap());
+            assert!(expected.skipped.is_empty(), "{:?}", expected.skipped);
+            assert_eq!(expected.families[0].samples.len(), 300);
+            for (threads, collector) in [1, 2, 3, 7].into_iter().zip(&collectors) {
+                // A long-lived collector (its plan kept, the values loaded from its
+                // mappings) and a fresh one, on `threads` threads, bit for bit.
+                let kept = with_merge_threads(threads, || collector.collect().unwrap());
+                let fresh = with_merge_threads(threads, || Collector::new(dir.path()).unwrap().collect().unwrap());
+                assert_eq!(values(&kept), values(&expected), "round {round}, {threads} threads");
+                assert_eq!(values(&fresh), values(&expected), "round {round}, {threads} threads, fresh");
+            }
+        }
+    }
+
+    #[test]
+    fn a_mostrecent_series_appears_on_a_repeat_scrape_once_it_is_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = registry(dir.path(), "1");
+        let c = r.counter(Opts::new("c_total", "C.")).unwrap();
+        c.inc();
+        let g = r.gauge_family(Opts::new("g", "G."), GaugeMode::MostRecent, &["k"]).unwrap();
+        g.get(&["a"]).unwrap();
+        g.get(&["b"]).unwrap().set(2.0);
+        let collector = Collector::new(dir.path()).unwrap();
+        assert_eq!(values(&collector.collect().unwrap()), ["c_total{} 1.0", "g{k=b} 2.0"]);
+        // No entry is added, but `a` is set now: it takes its place first in its family.
+        g.get(&["a"]).unwrap().set(1.0);
+        c.inc();
+        assert_eq!(values(&collector.collect().unwrap()), ["c_total{} 2.0", "g{k=a} 1.0", "g{k=b} 2.0"]);
+        assert_eq!(collector.collect().unwrap(), Collector::new(dir.path()).unwrap().collect().unwrap());
     }
 
     #[test]

@@ -108,6 +108,22 @@ impl ReadMap {
         Some(unsafe { AtomicU64::from_ptr(ptr) }.load(Ordering::Relaxed))
     }
 
+    /// Asks the CPU to bring the cache line holding `offset` in (a hint: nothing is
+    /// read, and an address outside the mapping is ignored).
+    #[inline]
+    pub(crate) fn prefetch(&self, offset: usize) {
+        #[cfg(target_arch = "x86_64")]
+        if offset < self.raw.len() {
+            let ptr = self.raw.as_ptr().wrapping_add(offset).cast::<i8>();
+            // SAFETY: `prefetch` reads no memory and cannot fault, whatever the address
+            // (here one inside the live mapping); it needs SSE, which every x86_64 CPU
+            // has (it is in the target's baseline).
+            unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(ptr) };
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = offset;
+    }
+
     /// The 4-byte word at `offset` (`Relaxed`), or `None` out of bounds or unaligned.
     #[allow(clippy::disallowed_methods)]
     pub(crate) fn load_u32(&self, offset: usize) -> Option<u32> {
