@@ -570,7 +570,7 @@ impl Collector {
                         typ: st.kind.typ,
                         mode: st.kind.gauge.as_ref().map(|(mode, _)| *mode),
                         families: &st.families,
-                        samples: &st.samples,
+                        samples: &st.layout.samples,
                         values: st.values(),
                         epoch: st.epoch,
                     }

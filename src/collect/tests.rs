@@ -605,6 +605,45 @@ mod on_disk {
     }
 
     #[test]
+    fn files_with_the_same_entries_share_one_layout_until_one_gains_an_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let writers: Vec<_> = (1..=3)
+            .map(|w| {
+                let r = registry(dir.path(), &w.to_string());
+                let c = r.counter_family(Opts::new("c_total", "C."), &["k"]).unwrap();
+                for k in 0..100 {
+                    c.get(&[&k.to_string()]).unwrap().inc_by(f64::from(w));
+                }
+                (r, c)
+            })
+            .collect();
+        let collector = Collector::new(dir.path()).unwrap();
+        let layouts = || -> Vec<Arc<read::Layout>> {
+            let state = collector.state.lock();
+            let layout = |id: usize| {
+                let slot = state.slots.iter().find(|slot| slot.key == *format!("counter_{id}.db")).unwrap();
+                Arc::clone(&slot.state.as_ref().unwrap().layout)
+            };
+            (1..=3).map(layout).collect()
+        };
+        let scrape = collector.collect().unwrap();
+        assert_eq!(scrape.value("c_total", &[("k", "7")]), Some(6.0));
+        let l = layouts();
+        assert!(Arc::ptr_eq(&l[0], &l[1]) && Arc::ptr_eq(&l[1], &l[2]), "one layout for three files");
+        // Writer 2 declares one more series: its file gets a layout of its own, the
+        // others keep theirs, and every total stays exact.
+        writers[1].1.get(&["extra"]).unwrap().inc();
+        writers[0].1.get(&["7"]).unwrap().inc();
+        let scrape = collector.collect().unwrap();
+        assert_eq!(scrape.value("c_total", &[("k", "7")]), Some(7.0));
+        assert_eq!(scrape.value("c_total", &[("k", "extra")]), Some(1.0));
+        let l = layouts();
+        assert!(Arc::ptr_eq(&l[0], &l[2]) && !Arc::ptr_eq(&l[0], &l[1]));
+        assert_eq!((l[0].samples.len(), l[1].samples.len()), (100, 101));
+        assert_eq!(scrape, Collector::new(dir.path()).unwrap().collect().unwrap());
+    }
+
+    #[test]
     fn a_replaced_file_is_parsed_afresh() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("counter_1.db");
