@@ -84,7 +84,7 @@ pub(crate) struct FileState {
 ///
 /// Workers that declare the same series in the same order write byte-identical keys
 /// at the same offsets, so their files have equal layouts: one is kept for all of them
-/// (see [`Buffers::share`]), so that 64 such files of 10,000 series hold one layout
+/// (see [`Layout::share`]), so that 64 such files of 10,000 series hold one layout
 /// instead of 64, and a merge reads the same one for each, from the cache.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct Layout {
@@ -388,17 +388,19 @@ pub(crate) struct Buffers {
     last_layout: Option<Arc<Layout>>,
 }
 
-impl Buffers {
-    /// Replaces `layout` by the last file's, if they are equal (one kept for both), and
-    /// makes it the one the next file is compared with.
-    fn share(&mut self, layout: &mut Arc<Layout>) {
-        match &self.last_layout {
-            Some(last) if Arc::ptr_eq(last, layout) => {}
+impl Layout {
+    /// Replaces `layout` by `last` (the layout of the file the thread parsed last), if
+    /// they are equal (one kept for both), and makes it the one the next file parsed is
+    /// compared with.
+    fn share(layout: &mut Arc<Layout>, last: &mut Option<Arc<Layout>>) {
+        match last {
             Some(last) if **last == **layout => *layout = Arc::clone(last),
-            _ => self.last_layout = Some(Arc::clone(layout)),
+            _ => *last = Some(Arc::clone(layout)),
         }
     }
+}
 
+impl Buffers {
     /// Frees a file buffer grown far beyond what small files need, and the last layout.
     pub(crate) fn shrink(&mut self) {
         self.last_layout = None;
@@ -487,8 +489,7 @@ fn refresh_once(
     // Values of the entries known already, then new entries with their values; the
     // values of a file whose mapping is kept are left for the merge to load.
     st.snapshot(view, keep);
-    let parsed = st.parse_shared(view, tables, buf);
-    buffers.share(&mut st.layout);
+    let parsed = st.parse_shared(view, tables, buf, &mut buffers.last_layout);
     if map.truncated() {
         // Something truncated the file under the mapping: some of what was just read
         // is zeros standing in for missing pages. Forget the file; the next scrape
@@ -635,9 +636,7 @@ fn read_sealed(
     st.map = None;
     let view = View::Bytes(&bytes[..end]);
     st.snapshot(view, false);
-    let parsed = st.parse_shared(view, tables, &mut buffers.entry);
-    buffers.share(&mut st.layout);
-    parsed.map_err(Sealed::Skip)?;
+    st.parse_shared(view, tables, &mut buffers.entry, &mut buffers.last_layout).map_err(Sealed::Skip)?;
     st.sealed = meta.as_ref().and_then(Stamp::settled);
     Ok(())
 }
@@ -645,8 +644,17 @@ fn read_sealed(
 impl FileState {
     /// [`FileState::parse`] with tables other threads share: first as far as every entry
     /// is the one its predecessor predicts, which only reads the tables (so threads do it
-    /// at once), then the rest with the tables to itself.
-    fn parse_shared(&mut self, view: View<'_>, tables: &RwLock<Tables>, buf: &mut Vec<u8>) -> Result<(), SkipReason> {
+    /// at once), then the rest with the tables to itself. New entries' layout is then
+    /// shared with `last_layout` if equal (see [`Layout::share`]); a file with nothing
+    /// new touches no layout (whose reference count the threads would pass between
+    /// cores).
+    fn parse_shared(
+        &mut self,
+        view: View<'_>,
+        tables: &RwLock<Tables>,
+        buf: &mut Vec<u8>,
+        last_layout: &mut Option<Arc<Layout>>,
+    ) -> Result<(), SkipReason> {
         // Nothing new (a repeat scrape of an unchanged file): no lock, whose word the
         // threads would pass between cores once per file.
         if view.load_used().is_some_and(|used| usize::try_from(used).is_ok_and(|used| used == self.parsed_to)) {
@@ -663,6 +671,7 @@ impl FileState {
                 self.parse(view, &mut tables.write(), buf)
             };
         self.layout = Arc::new(std::mem::take(&mut self.parsing));
+        Layout::share(&mut self.layout, last_layout);
         parsed
     }
 
