@@ -72,6 +72,13 @@ pub(crate) enum Values<'a> {
     Mapped { map: &'a ReadMap, offsets: &'a [u32] },
 }
 
+impl Values<'_> {
+    /// Whether the values are loaded from a mapping by the merge.
+    pub(crate) fn is_mapped(&self) -> bool {
+        matches!(self, Values::Mapped { .. })
+    }
+}
+
 impl FileInput<'_> {
     /// The timestamp of entry `i` (0 in files other than gauges).
     fn timestamp(&self, i: usize) -> f64 {
