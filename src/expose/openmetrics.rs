@@ -3,7 +3,7 @@
 
 use super::Escaping;
 use super::escape;
-use super::text::{header, sample_line_with};
+use super::text::{Names, header, sample_line_with};
 use crate::collect::MetricFamily;
 
 /// Appends the OpenMetrics exposition of `families`, ending with `# EOF`, to `out`.
@@ -12,10 +12,11 @@ use crate::collect::MetricFamily;
 /// family name (a counter's samples keep their `_total`); no `UNIT`, no `_created`,
 /// no timestamps (the merged samples have none, as in Python).
 pub fn encode_openmetrics(families: &[MetricFamily], escaping: Escaping, out: &mut String) {
+    let mut names = Names::default();
     for family in families {
         header(out, &family.name, &family.help, true, family.kind.as_str(), escaping);
         for sample in &family.samples {
-            sample_line_with(out, sample, escaping, escape::om_sample_name);
+            sample_line_with(out, sample, escaping, escape::om_sample_name, &mut names);
         }
     }
     out.push_str("# EOF\n");

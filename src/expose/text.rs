@@ -1,6 +1,8 @@
 //! The Prometheus text format (0.0.4, which is also the 1.0.0 body), exactly as
 //! prometheus_client 0.26's `exposition.generate_latest` writes it.
 
+use std::sync::Arc;
+
 use super::Escaping;
 use super::escape::{self, is_legacy_metric_name};
 use crate::collect::{MetricFamily, MetricType, Sample};
@@ -18,6 +20,7 @@ const OM_ONLY_SUFFIXES: [&str; 3] = ["_created", "_gcount", "_gsum"];
 /// by `escaping` (quoted only with [`Escaping::AllowUtf8`]).
 pub fn encode_text(families: &[MetricFamily], escaping: Escaping, out: &mut String) {
     let mut name = String::new();
+    let mut names = Names::default();
     for family in families {
         name.clear();
         name.push_str(&family.name);
@@ -29,7 +32,7 @@ pub fn encode_text(families: &[MetricFamily], escaping: Escaping, out: &mut Stri
         for sample in &family.samples {
             match om_only(&family.name, &sample.name) {
                 Some(i) => deferred[i].push(sample),
-                None => sample_line(out, sample, escaping),
+                None => sample_line(out, sample, escaping, &mut names),
             }
         }
         for (suffix, samples) in OM_ONLY_SUFFIXES.iter().zip(deferred) {
@@ -41,7 +44,7 @@ pub fn encode_text(families: &[MetricFamily], escaping: Escaping, out: &mut Stri
             name.push_str(suffix);
             header(out, &name, &family.help, false, "gauge", escaping);
             for sample in samples {
-                sample_line(out, sample, escaping);
+                sample_line(out, sample, escaping, &mut names);
             }
         }
     }
@@ -67,8 +70,56 @@ pub(super) fn header(out: &mut String, name: &str, help: &str, quote_help: bool,
     out.push('\n');
 }
 
-fn sample_line(out: &mut String, sample: &Sample, escaping: Escaping) {
-    sample_line_with(out, sample, escaping, escape::metric_name);
+fn sample_line(out: &mut String, sample: &Sample, escaping: Escaping, names: &mut Names) {
+    sample_line_with(out, sample, escaping, escape::metric_name, names);
+}
+
+/// Names as escaped, remembered by their string's allocation: the samples of a family
+/// share their name and label-name strings (the collector interns them), so each is
+/// checked and escaped once per encoding rather than once per sample (that was a fifth
+/// of rendering 10,000 samples).
+#[derive(Default)]
+pub(super) struct Names {
+    /// The name, which escaping it went through, and where its escaped form is in `text`.
+    seen: Vec<(Arc<str>, Kind, usize, usize)>,
+    text: String,
+    /// The entry to replace next once `seen` is full.
+    next: usize,
+}
+
+/// Which escaping a remembered name went through.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Plain,
+    Quoted,
+    Label,
+}
+
+/// How many names [`Names`] remembers.
+const NAMES_KEPT: usize = 16;
+
+impl Names {
+    fn write(&mut self, out: &mut String, name: &Arc<str>, kind: Kind, escape: impl Fn(&mut String, &str)) {
+        if let Some(&(_, _, start, end)) = self.seen.iter().find(|(n, k, ..)| *k == kind && Arc::ptr_eq(n, name)) {
+            out.push_str(&self.text[start..end]);
+            return;
+        }
+        if self.text.len() > 1 << 16 {
+            self.seen.clear();
+            self.text.clear();
+        }
+        let start = self.text.len();
+        escape(&mut self.text, name);
+        let end = self.text.len();
+        out.push_str(&self.text[start..end]);
+        let entry = (Arc::clone(name), kind, start, end);
+        if self.seen.len() < NAMES_KEPT {
+            self.seen.push(entry);
+        } else {
+            self.seen[self.next % NAMES_KEPT] = entry;
+            self.next += 1;
+        }
+    }
 }
 
 /// One sample line of either format. A name that must be quoted (not legacy, under
@@ -80,21 +131,22 @@ pub(super) fn sample_line_with(
     sample: &Sample,
     escaping: Escaping,
     plain_name: fn(&mut String, &str, Escaping),
+    names: &mut Names,
 ) {
     let quoted = escaping == Escaping::AllowUtf8 && !is_legacy_metric_name(&sample.name);
     if quoted {
         out.push('{');
-        escape::metric_name(out, &sample.name, escaping);
+        names.write(out, &sample.name, Kind::Quoted, |out, s| escape::metric_name(out, s, escaping));
         if !sample.labels.is_empty() {
             out.push(',');
-            labels(out, sample, escaping);
+            labels(out, sample, escaping, names);
         }
         out.push('}');
     } else {
-        plain_name(out, &sample.name, escaping);
+        names.write(out, &sample.name, Kind::Plain, |out, s| plain_name(out, s, escaping));
         if !sample.labels.is_empty() {
             out.push('{');
-            labels(out, sample, escaping);
+            labels(out, sample, escaping, names);
             out.push('}');
         }
     }
@@ -104,12 +156,12 @@ pub(super) fn sample_line_with(
 }
 
 /// `name="value",…` (label values escape `\`, newline and `"` in both formats).
-fn labels(out: &mut String, sample: &Sample, escaping: Escaping) {
+fn labels(out: &mut String, sample: &Sample, escaping: Escaping, names: &mut Names) {
     for (i, (name, value)) in sample.labels.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
-        escape::label_name(out, name, escaping);
+        names.write(out, name, Kind::Label, |out, s| escape::label_name(out, s, escaping));
         out.push_str("=\"");
         escape::quoted_text(out, value, true);
         out.push('"');

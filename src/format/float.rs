@@ -138,40 +138,35 @@ pub fn write_go_float(out: &mut String, v: f64) {
 /// this small are at most 1 apart, so no shorter decimal rounds to them). Returns
 /// `false`, having written nothing, for any other value.
 fn write_integral_go_float(out: &mut String, v: f64) -> bool {
-    // NaN fails the first test, infinities the second.
-    if v.trunc() != v || v.abs() >= 1e15 {
+    // Infinities fail the first test and NaN the second: below 10^15 in magnitude, a
+    // whole number survives the round trip through an i64 (a conversion instruction
+    // each way, where `trunc` is a call into libm), and NaN converts to 0.
+    if v.abs() >= 1e15 || (v as i64) as f64 != v {
         return false;
     }
     if v == 0.0 {
         out.push_str(if v.is_sign_negative() { "-0.0" } else { "0.0" });
         return true;
     }
-    let mut buf = [0u8; 16];
-    let mut start = buf.len();
     // Below 10^15, so exact in a u64 and at most 15 digits.
-    let mut n = v.abs() as u64;
-    while n > 0 {
-        start -= 1;
-        buf[start] = b'0' + (n % 10) as u8;
-        n /= 10;
-    }
-    let digits = &buf[start..];
+    let mut buf = itoa::Buffer::new();
+    let digits = buf.format(v.abs() as u64);
     if v < 0.0 {
         // repr: fixed notation; floatToGoString leaves negative values alone.
         out.push('-');
-        out.push_str(as_str(digits));
+        out.push_str(digits);
         out.push_str(".0");
     } else if digits.len() <= 6 {
-        out.push_str(as_str(digits));
+        out.push_str(digits);
         out.push_str(".0");
     } else {
         // More than six digits before the dot: d.ddd (trailing zeros dropped) e+NN.
         let rest = &digits[1..];
-        let kept = rest.len() - rest.iter().rev().take_while(|&&d| d == b'0').count();
-        out.push_str(as_str(&digits[..1]));
+        let kept = rest.len() - rest.bytes().rev().take_while(|&d| d == b'0').count();
+        out.push_str(&digits[..1]);
         if kept > 0 {
             out.push('.');
-            out.push_str(as_str(&rest[..kept]));
+            out.push_str(&rest[..kept]);
         }
         let exp = digits.len() - 1;
         out.push_str("e+");
@@ -179,11 +174,6 @@ fn write_integral_go_float(out: &mut String, v: f64) -> bool {
         out.push((b'0' + (exp % 10) as u8) as char);
     }
     true
-}
-
-/// Digits stored as ASCII bytes, as a `&str`.
-fn as_str(digits: &[u8]) -> &str {
-    std::str::from_utf8(digits).unwrap_or("")
 }
 
 /// [`write_go_float`] for any value: Python's `repr` digits, then its rewrite.
