@@ -417,7 +417,9 @@ impl Planner<'_, '_> {
                 let target = if fold == Fold::Last { sample } else { info.without_pid };
                 // A `mostrecent` series never set takes no slot (nor a label group's
                 // place in the output order): it is made at its first entry with a
-                // timestamp, and the entries before that change nothing.
+                // timestamp, and the entries before that change nothing. (A mapped
+                // file's timestamp is loaded again when the values are folded; writers
+                // only ever stamp a later time, so a series placed here is set then too.)
                 if self.s.slot_of[target as usize] == NONE && !fold.is_shown(fold.start(0.0, file.timestamp(i))) {
                     return Ok(NONE);
                 }
@@ -556,10 +558,14 @@ impl Planner<'_, '_> {
                 };
                 let base = t.exposed_labels(t.bucket(*bucket).labels);
                 let at = base.partition_point(|(n, _)| &**n < "le");
+                // The interned name, shared by every bucket's labels (the renderer
+                // escapes a name once per string).
+                let le_name = t.exposed_labels(info.labels).iter().find(|(n, _)| &**n == "le").map(|(n, _)| n);
+                let le_name = le_name.map_or_else(|| Arc::from("le"), Arc::clone);
                 let with_le: Arc<[(Str, Str)]> = base[..at]
                     .iter()
                     .cloned()
-                    .chain(std::iter::once((Arc::from("le"), le_text.clone())))
+                    .chain(std::iter::once((le_name, le_text.clone())))
                     .chain(base[at..].iter().cloned())
                     .collect();
                 let index = self.s.plan.bucket_labels.len() as u32;
@@ -617,6 +623,9 @@ fn accumulate(plan: &Plan, files: &[FileInput<'_>], acc: &mut Vec<Acc>, threads:
         }
     }
     parts.push((start, rest));
+    // Skewed weights can leave parts without accumulators: no thread for those.
+    parts.retain(|(_, part)| !part.is_empty());
+    let threads = parts.len();
     // Each thread takes parts until none is left; a part whose thread could not be
     // started is done by the others, this one included.
     let queue = parking_lot::Mutex::new(parts);

@@ -104,16 +104,22 @@
 //! interned per pid), takes the write lock.
 //!
 //! The merge then adds up the values on up to one thread per core too (at most 4, for
-//! merges of at least 100,000 entries, a file read through a mapping counting as 16),
-//! each taking a range of the series: it reads
+//! merges of at least 100,000 entries, each file read through a mapping adding 16 to
+//! its count), each taking a range of the series: it reads
 //! every file, in sorted file order, for its own series only, so each series is folded
 //! in exactly the order a single thread would fold it and the output is bit-identical
 //! whichever thread read what. A file read through a kept mapping has its values
 //! loaded there, by the merge's threads, rather than copied out first; one found
 //! truncated meanwhile is skipped and the merge done again without it. The shape of
 //! the output (families, label groups, which value goes where) is planned from the
-//! entries alone and kept: while no file gained or lost an entry, a repeat scrape only
-//! adds up the values (not so with `mostrecent` gauges, whose series show once set).
+//! entries alone and kept: while the same files are merged, in the same order, and none
+//! gained an entry or was parsed afresh, a repeat scrape only adds up the values (not
+//! so with `mostrecent` gauges, whose series show once set).
+//!
+//! Each value is one atomic load, never torn, but a scrape is no snapshot of a file:
+//! its values are loaded one at a time, and a file's series may be loaded by different
+//! threads a few milliseconds apart (Python's collector, which reads each file whole,
+//! does not promise one either: a writer may update its file during the read).
 //!
 //! A thread that cannot be started leaves its share to the others, and a single core
 //! does everything on the calling thread.

@@ -1,5 +1,6 @@
 //! Reading one file: identity checks, a read-only mapping or a `pread` copy,
-//! incremental parsing of new entries, and a snapshot of every entry's value.
+//! incremental parsing of new entries, and a snapshot of every entry's value (or, for a
+//! file whose mapping is kept, where each value is, for the merge to load it there).
 //!
 //! State is kept per file name between scrapes and trusted only while the file is the
 //! same inode: a repeat scrape parses only the entries appended since (bytes below
@@ -83,9 +84,11 @@ pub(crate) struct FileState {
 /// The parsed entries of a file: the sample of each and where its value is.
 ///
 /// Workers that declare the same series in the same order write byte-identical keys
-/// at the same offsets, so their files have equal layouts: one is kept for all of them
-/// (see [`Layout::share`]), so that 64 such files of 10,000 series hold one layout
-/// instead of 64, and a merge reads the same one for each, from the cache.
+/// at the same offsets, so their files have equal layouts: a reading thread gives a
+/// file it parses the layout of an equal file it parsed before (see
+/// [`Recent::share`]), so that 64 such files of 10,000 series hold one layout per
+/// reading thread instead of 64, and a merge reads the same one for each, from the
+/// cache. A layout is copied when one of its files gains an entry.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct Layout {
     /// The sample of each parsed entry.
@@ -334,7 +337,8 @@ fn io_reason(err: &io::Error) -> SkipReason {
 }
 
 /// Brings the state of the file at `path` up to date, creating or replacing it in
-/// `slot` as needed, and snapshots its values.
+/// `slot` as needed, and snapshots its values (unless its mapping is kept: then the
+/// merge loads them from it).
 ///
 /// # Errors
 /// Why the file must be skipped this scrape. A state whose file was merely corrupt is
@@ -384,26 +388,44 @@ pub(crate) struct Buffers {
     file: Vec<u8>,
     /// A second copy of them, when they are checked (see [`Access::verify`]).
     check: Vec<u8>,
-    /// The layout of the file this thread read last.
-    last_layout: Option<Arc<Layout>>,
+    /// The layouts of the files this thread parsed last (see [`Recent`]).
+    layouts: Recent,
 }
 
-impl Layout {
-    /// Replaces `layout` by `last` (the layout of the file the thread parsed last), if
-    /// they are equal (one kept for both), and makes it the one the next file parsed is
-    /// compared with.
-    fn share(layout: &mut Arc<Layout>, last: &mut Option<Arc<Layout>>) {
-        match last {
-            Some(last) if **last == **layout => *layout = Arc::clone(last),
-            _ => *last = Some(Arc::clone(layout)),
+/// The last few distinct layouts a thread parsed: a worker's files of each kind
+/// (counter, histogram, gauges…) are read one after the other, so the file of a kind
+/// is compared with the last one of that kind, a few files back.
+#[derive(Debug, Default)]
+pub(crate) struct Recent {
+    layouts: Vec<Arc<Layout>>,
+    /// The entry to replace next once `layouts` is full.
+    next: usize,
+}
+
+/// How many layouts [`Recent`] remembers.
+const RECENT_LAYOUTS: usize = 8;
+
+impl Recent {
+    /// Replaces `layout` by an equal one parsed before (one kept for both), or else
+    /// remembers it for the files parsed next.
+    fn share(&mut self, layout: &mut Arc<Layout>) {
+        // Unequal layouts mostly differ in length, or at their first entry.
+        if let Some(same) = self.layouts.iter().find(|known| Layout::eq(known, layout)) {
+            *layout = Arc::clone(same);
+        } else if self.layouts.len() < RECENT_LAYOUTS {
+            self.layouts.push(Arc::clone(layout));
+        } else {
+            self.layouts[self.next % RECENT_LAYOUTS] = Arc::clone(layout);
+            self.next += 1;
         }
     }
 }
 
 impl Buffers {
-    /// Frees a file buffer grown far beyond what small files need, and the last layout.
+    /// Frees a file buffer grown far beyond what small files need, and forgets the
+    /// layouts parsed last.
     pub(crate) fn shrink(&mut self) {
-        self.last_layout = None;
+        self.layouts = Recent::default();
         if self.file.capacity() > 1 << 20 {
             self.file = Vec::new();
         }
@@ -489,7 +511,7 @@ fn refresh_once(
     // Values of the entries known already, then new entries with their values; the
     // values of a file whose mapping is kept are left for the merge to load.
     st.snapshot(view, keep);
-    let parsed = st.parse_shared(view, tables, buf, &mut buffers.last_layout);
+    let parsed = st.parse_shared(view, tables, buf, &mut buffers.layouts);
     if map.truncated() {
         // Something truncated the file under the mapping: some of what was just read
         // is zeros standing in for missing pages. Forget the file; the next scrape
@@ -639,7 +661,7 @@ fn read_sealed(
     st.map = None;
     let view = View::Bytes(&bytes[..end]);
     st.snapshot(view, false);
-    st.parse_shared(view, tables, &mut buffers.entry, &mut buffers.last_layout).map_err(Sealed::Skip)?;
+    st.parse_shared(view, tables, &mut buffers.entry, &mut buffers.layouts).map_err(Sealed::Skip)?;
     st.sealed = meta.as_ref().and_then(Stamp::settled);
     Ok(())
 }
@@ -648,7 +670,7 @@ impl FileState {
     /// [`FileState::parse`] with tables other threads share: first as far as every entry
     /// is the one its predecessor predicts, which only reads the tables (so threads do it
     /// at once), then the rest with the tables to itself. New entries' layout is then
-    /// shared with `last_layout` if equal (see [`Layout::share`]); a file with nothing
+    /// shared with an equal one parsed before (see [`Recent::share`]); a file with nothing
     /// new touches no layout (whose reference count the threads would pass between
     /// cores).
     fn parse_shared(
@@ -656,7 +678,7 @@ impl FileState {
         view: View<'_>,
         tables: &RwLock<Tables>,
         buf: &mut Vec<u8>,
-        last_layout: &mut Option<Arc<Layout>>,
+        layouts: &mut Recent,
     ) -> Result<(), SkipReason> {
         // Nothing new (a repeat scrape of an unchanged file): no lock, whose word the
         // threads would pass between cores once per file.
@@ -674,7 +696,7 @@ impl FileState {
                 self.parse(view, &mut tables.write(), buf)
             };
         self.layout = Arc::new(std::mem::take(&mut self.parsing));
-        Layout::share(&mut self.layout, last_layout);
+        layouts.share(&mut self.layout);
         parsed
     }
 
@@ -717,11 +739,14 @@ impl FileState {
         let expected = ((used - self.parsed_to) / tables.mean_entry_len().unwrap_or(64)).min(1 << 20);
         self.parsing.samples.reserve(expected);
         self.parsing.value_offsets.reserve(expected);
-        self.values.reserve(expected);
+        if !self.deferred {
+            self.values.reserve(expected);
+        }
     }
 
-    /// Records one parsed entry (below `used`, checked by the caller) and reads its value
-    /// (and, with `timestamp`, its timestamp).
+    /// Records one parsed entry (below `used`, checked by the caller) and, unless the
+    /// values are deferred to the merge, reads its value (and, with `timestamp`, its
+    /// timestamp).
     fn push_entry(&mut self, family: u32, key: u32, sample: u32, value_offset: usize, view: View<'_>, timestamp: bool) {
         // Consecutive entries usually belong to one family: skip the set then.
         if self.families.last().is_none_or(|&(last, _)| last != family) && self.seen_families.insert(family) {
@@ -742,7 +767,8 @@ impl FileState {
     }
 
     /// Parses the entries between what was parsed before and `used`, reading the value
-    /// (and, in gauge files, the timestamp) of each new entry as it goes.
+    /// (and, in gauge files, the timestamp) of each new entry as it goes unless the
+    /// values are deferred to the merge.
     fn parse(&mut self, view: View<'_>, tables: &mut Tables, buf: &mut Vec<u8>) -> Result<(), SkipReason> {
         let len = view.len();
         let raw_used = view.load_used().ok_or(SkipReason::Corrupt(FormatError::ShortHeader { len }))?;
@@ -860,6 +886,8 @@ impl FileState {
     /// Where the merge finds the values: in the kept mapping (loaded then, by the
     /// merge's threads), or read by the last refresh.
     pub(crate) fn values(&self) -> Values<'_> {
+        // Values are deferred only when the mapping is kept (see `refresh_once`).
+        debug_assert!(!self.deferred || self.map.is_some(), "deferred values without a kept mapping");
         match &self.map {
             Some(map) if self.deferred => Values::Mapped { map, offsets: &self.layout.value_offsets },
             _ => Values::Read { values: &self.values, timestamps: &self.timestamps },

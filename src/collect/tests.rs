@@ -614,22 +614,30 @@ mod on_disk {
                 for k in 0..100 {
                     c.get(&[&k.to_string()]).unwrap().inc_by(f64::from(w));
                 }
+                // Each writer's files of other kinds are read between its counter
+                // files: each kind still shares with its own kind.
+                r.summary(Opts::new("s", "S.")).unwrap().observe(f64::from(w));
+                r.histogram(Opts::new("h", "H."), &[1.0]).unwrap().observe(0.5);
                 (r, c)
             })
             .collect();
         let collector = Collector::new(dir.path()).unwrap();
-        let layouts = || -> Vec<Arc<read::Layout>> {
+        let layouts_of = |kind: &str| -> Vec<Arc<read::Layout>> {
             let state = collector.state.lock();
             let layout = |id: usize| {
-                let slot = state.slots.iter().find(|slot| slot.key == *format!("counter_{id}.db")).unwrap();
+                let slot = state.slots.iter().find(|slot| slot.key == *format!("{kind}_{id}.db")).unwrap();
                 Arc::clone(&slot.state.as_ref().unwrap().layout)
             };
             (1..=3).map(layout).collect()
         };
+        let layouts = || layouts_of("counter");
         let scrape = collector.collect().unwrap();
         assert_eq!(scrape.value("c_total", &[("k", "7")]), Some(6.0));
-        let l = layouts();
-        assert!(Arc::ptr_eq(&l[0], &l[1]) && Arc::ptr_eq(&l[1], &l[2]), "one layout for three files");
+        assert_eq!(scrape.value("s_sum", &[]), Some(6.0));
+        for kind in ["counter", "summary", "histogram"] {
+            let l = layouts_of(kind);
+            assert!(Arc::ptr_eq(&l[0], &l[1]) && Arc::ptr_eq(&l[1], &l[2]), "one {kind} layout for three files");
+        }
         // Writer 2 declares one more series: its file gets a layout of its own, the
         // others keep theirs, and every total stays exact.
         writers[1].1.get(&["extra"]).unwrap().inc();
