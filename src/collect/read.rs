@@ -789,6 +789,14 @@ impl FileState {
             return Ok(());
         }
         self.reserve_for(used, tables);
+        // The first file of a fresh collector: its keys are all new, about as many as
+        // entries of the first one's length fit below `used` (a hint, capped: `used`
+        // may be a corrupt file's claim).
+        if let Some(first) = view.load_u32(self.parsed_to).and_then(|len| usize::try_from(len).ok()) {
+            let entry = format::value_offset_in_entry(first.min(1 << 20)) + format::VALUE_LEN;
+            let keys = ((used - self.parsed_to) / entry.max(16)).min(1 << 18);
+            tables.reserve_first(keys, (used - self.parsed_to).min(16 << 20));
+        }
         let pid = self.kind.gauge.as_ref().map(|(_, pid)| (tables.pid_id(pid), pid.clone()));
         let mut last_key = self.last_key;
         let mut offset = self.parsed_to;

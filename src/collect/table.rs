@@ -302,6 +302,23 @@ impl Tables {
         sample
     }
 
+    /// Room for about `keys` new keys (and their strings, label sets and samples)
+    /// before the first are interned, so that the tables are not rehashed as they grow.
+    pub(crate) fn reserve_first(&mut self, keys: usize, head_bytes: usize) {
+        if !self.keys.is_empty() {
+            return;
+        }
+        self.raw_keys.reserve(keys, |&(h, _)| h);
+        self.keys.reserve(keys);
+        self.heads.reserve(head_bytes);
+        self.strings.reserve(keys);
+        let (hasher, labels) = (&self.hasher, &self.labels);
+        self.label_ids.reserve(keys, |&id| hasher.hash_one(ByAddress(&labels[id as usize].sequence)));
+        self.labels.reserve(keys);
+        self.sample_ids.reserve(keys);
+        self.samples.reserve(keys);
+    }
+
     /// Mean length of an entry of the keys seen so far (for sizing buffers).
     pub(crate) fn mean_entry_len(&self) -> Option<usize> {
         (!self.keys.is_empty()).then(|| self.heads.len() / self.keys.len() + crate::format::VALUE_LEN)
