@@ -4,8 +4,9 @@
 //! ```text
 //! list *.db (sorted, no dotfiles) → runs of whole worker IDs, taken from a queue by up
 //! to one thread per core → per file: map read-only (kept, up to a bound) or, past it, copy up to
-//! `used` (dead writer) or map while read, parse new entries, snapshot values → merge
-//! (pure, in sorted name order) → Vec<MetricFamily>
+//! `used` (dead writer) or map while read, parse new entries, snapshot values (or, for a
+//! kept mapping, leave them there) → merge (in sorted name order: plan the output, then
+//! fold the values on up to one thread per core) → Vec<MetricFamily>
 //! ```
 //!
 //! # Same result as Python

@@ -880,13 +880,15 @@ impl FileState {
         if defer {
             return;
         }
-        let map = view;
         self.values.extend(
-            self.layout.value_offsets.iter().map(|&off| map.load_u64(off as usize).map_or(f64::NAN, f64::from_bits)),
+            self.layout.value_offsets.iter().map(|&off| view.load_u64(off as usize).map_or(f64::NAN, f64::from_bits)),
         );
         if self.kind.gauge.is_some() {
             self.timestamps.extend(
-                self.layout.value_offsets.iter().map(|&off| map.load_u64(off as usize + 8).map_or(0.0, f64::from_bits)),
+                self.layout
+                    .value_offsets
+                    .iter()
+                    .map(|&off| view.load_u64(off as usize + 8).map_or(0.0, f64::from_bits)),
             );
         }
     }
