@@ -7,6 +7,7 @@
 //! cargo run --release --example scrape_once -- scrape DIR    # prints one JSON object
 //! cargo run --release --example scrape_once -- time DIR N [W] # quick timing: N cold runs, W (or N) warm
 //! cargo run --release --example scrape_once -- json DIR N W   # the same, as JSON (min and median)
+//! cargo run --release --example scrape_once -- render DIR     # the text render alone, of one scrape
 //! ```
 //!
 //! `scrape` runs a fresh `Collector::new(DIR)`, `collect()` and the text `render`, then,
@@ -108,6 +109,21 @@ fn main() -> Result<()> {
                 "{dir}: cold {:.2}/{:.2} ms (cpu {:.2}/{:.2}); warm {:.2}/{:.2} ms (cpu {:.2}/{:.2}) [min/median]",
                 cold.0, cold.1, cold_cpu.0, cold_cpu.1, warm.0, warm.1, warm_cpu.0, warm_cpu.1
             );
+            Ok(())
+        }
+        ["render", dir] => {
+            // The text render of one scrape, alone: the best mean of 20 rounds of 50.
+            let scrape = Collector::new(dir)?.collect()?;
+            let best = (0..20)
+                .map(|_| {
+                    let start = Instant::now();
+                    for _ in 0..50 {
+                        std::hint::black_box(render(&scrape, None, None));
+                    }
+                    start.elapsed().as_secs_f64() / 50.0
+                })
+                .fold(f64::INFINITY, f64::min);
+            println!("{dir}: render {:.3} ms", best * 1e3);
             Ok(())
         }
         ["json", dir, runs, warm_runs] => {
