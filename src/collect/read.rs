@@ -60,6 +60,8 @@ pub(crate) struct FileState {
     parsed_to: usize,
     /// The key of the last entry parsed (what predicts the next one's).
     last_key: Option<u32>,
+    /// Whether the parsed entries' keys were interned one after another (see [`KeyRun`]).
+    run: KeyRun,
     /// The epoch of the parsed entries: a new one whenever they start afresh.
     pub(crate) epoch: Epoch,
     /// The parsed entries, shared with the other files that have the very same ones
@@ -88,13 +90,43 @@ pub(crate) struct FileState {
 /// file it parses the layout of an equal file it parsed before (see
 /// [`Recent::share`]), so that 64 such files of 10,000 series hold one layout per
 /// reading thread instead of 64, and a merge reads the same one for each, from the
-/// cache. A layout is copied when one of its files gains an entry.
+/// cache. A file read for the first time whose bytes are those of such a file's keys
+/// takes its layout without being parsed (see [`Recent::matching`]): one comparison
+/// per entry, where parsing looks up each key and records each entry. A layout is
+/// copied when one of its files gains an entry.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct Layout {
     /// The sample of each parsed entry.
     pub(crate) samples: Vec<u32>,
     /// The value offset of each parsed entry.
     pub(crate) value_offsets: Vec<u32>,
+}
+
+/// Whether the keys of a file's entries, in order, are keys the tables interned one
+/// after another: then their heads lie back to back in the tables, and a file whose
+/// bytes hold those same heads at the same offsets, each followed by a value, has the
+/// same entries (see [`Recent::matching`]). The first file of a kind read by a fresh
+/// collector is such a file (each of its keys is new when it is read), and so is every
+/// file with the same entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyRun {
+    /// No entry parsed yet.
+    Empty,
+    /// Entry `i` has key `first + i`.
+    From(u32),
+    /// Neither.
+    Broken,
+}
+
+impl KeyRun {
+    /// The run once the entry at `index` (after every earlier one) has `key`.
+    fn then(self, index: usize, key: u32) -> KeyRun {
+        match self {
+            KeyRun::Empty if index == 0 => KeyRun::From(key),
+            KeyRun::From(first) if u32::try_from(index).ok().and_then(|i| first.checked_add(i)) == Some(key) => self,
+            _ => KeyRun::Broken,
+        }
+    }
 }
 
 /// A file's path, joined only when a system call needs it (a warm scrape of a kept
@@ -302,6 +334,23 @@ impl<'a> View<'a> {
         }
     }
 
+    /// Whether the entries from `start` have the heads `heads`, back to back there, each
+    /// head ending where its value is (`value_offsets`, ascending, each value followed by
+    /// the next head), and the last value ending at `end`.
+    fn heads_equal(self, start: usize, heads: &[u8], value_offsets: &[u32], end: usize) -> bool {
+        let (mut at, mut taken) = (start, 0);
+        for &value in value_offsets {
+            let value = value as usize;
+            let Some(head) = value.checked_sub(at).and_then(|len| heads.get(taken..taken + len)) else { return false };
+            if self.words_equal(at, head) != Some(true) {
+                return false;
+            }
+            taken += head.len();
+            at = value + format::VALUE_LEN;
+        }
+        taken == heads.len() && at == end
+    }
+
     /// Whether the bytes at `start` are `expected` (`None` out of bounds, and as
     /// [`ReadMap::words_equal`] for a mapping).
     fn words_equal(self, start: usize, expected: &[u8]) -> Option<bool> {
@@ -397,27 +446,62 @@ pub(crate) struct Buffers {
 /// is compared with the last one of that kind, a few files back.
 #[derive(Debug, Default)]
 pub(crate) struct Recent {
-    layouts: Vec<Arc<Layout>>,
+    layouts: Vec<Known>,
     /// The entry to replace next once `layouts` is full.
     next: usize,
+}
+
+/// A layout a thread parsed, with what a file found to have the same entries takes
+/// from the file it was parsed from (see [`Recent::matching`]).
+#[derive(Debug)]
+struct Known {
+    layout: Arc<Layout>,
+    /// The file's keys (see [`KeyRun`]).
+    run: KeyRun,
+    families: Vec<(u32, u32)>,
+    last_key: Option<u32>,
+    /// Where the last entry ends.
+    end: usize,
 }
 
 /// How many layouts [`Recent`] remembers.
 const RECENT_LAYOUTS: usize = 8;
 
 impl Recent {
-    /// Replaces `layout` by an equal one parsed before (one kept for both), or else
-    /// remembers it for the files parsed next.
-    fn share(&mut self, layout: &mut Arc<Layout>) {
+    /// Replaces the layout of `st` (just parsed) by an equal one parsed before (one kept
+    /// for both), or else remembers it for the files parsed next.
+    fn share(&mut self, st: &mut FileState) {
         // Unequal layouts mostly differ in length, or at their first entry.
-        if let Some(same) = self.layouts.iter().find(|known| Layout::eq(known, layout)) {
-            *layout = Arc::clone(same);
-        } else if self.layouts.len() < RECENT_LAYOUTS {
-            self.layouts.push(Arc::clone(layout));
+        if let Some(same) = self.layouts.iter().find(|known| Layout::eq(&known.layout, &st.layout)) {
+            st.layout = Arc::clone(&same.layout);
+            return;
+        }
+        let known = Known {
+            layout: Arc::clone(&st.layout),
+            run: st.run,
+            families: st.families.clone(),
+            last_key: st.last_key,
+            end: st.parsed_to,
+        };
+        if self.layouts.len() < RECENT_LAYOUTS {
+            self.layouts.push(known);
         } else {
-            self.layouts[self.next % RECENT_LAYOUTS] = Arc::clone(layout);
+            self.layouts[self.next % RECENT_LAYOUTS] = known;
             self.next += 1;
         }
+    }
+
+    /// A remembered layout whose entries the whole of a file (`view`, its entries ending
+    /// at `used`) has: its bytes hold the same keys' heads at the same offsets. That is
+    /// one pass comparing the file with the tables' heads, without looking up a key.
+    fn matching(&self, view: View<'_>, used: usize, tables: &Tables) -> Option<&Known> {
+        self.layouts.iter().find(|known| {
+            let KeyRun::From(first) = known.run else { return false };
+            known.end == used
+                && tables
+                    .heads_of_run(first, known.layout.samples.len())
+                    .is_some_and(|heads| view.heads_equal(format::HEADER_LEN, heads, &known.layout.value_offsets, used))
+        })
     }
 }
 
@@ -547,6 +631,7 @@ fn state_for<'s>(
             sealed: None,
             parsed_to: format::HEADER_LEN,
             last_key: None,
+            run: KeyRun::Empty,
             epoch: Epoch::default(),
             layout: Arc::default(),
             parsing: Layout::default(),
@@ -685,10 +770,22 @@ impl FileState {
         if view.load_used().is_some_and(|used| usize::try_from(used).is_ok_and(|used| used == self.parsed_to)) {
             return Ok(());
         }
+        // A file of a kind read before, in whole: if it has the very entries of one
+        // read before, it takes that one's layout.
+        let read = tables.read();
+        if self.parsed_to == format::HEADER_LEN
+            && self.kind.gauge.is_none()
+            && let Some(used) = view.load_used().and_then(|u| format::check_used(u, view.len()).ok())
+            && let Some(known) = layouts.matching(view, used, &read)
+        {
+            self.take_layout(known, view);
+            return Ok(());
+        }
         // The entries are taken out of the layout (copied if another file shares it)
         // while new ones are added, and put back after.
         self.parsing = Arc::try_unwrap(std::mem::take(&mut self.layout)).unwrap_or_else(|shared| (*shared).clone());
-        self.parse_predicted(view, &tables.read());
+        self.parse_predicted(view, &read);
+        drop(read);
         let parsed =
             if view.load_used().is_some_and(|used| usize::try_from(used).is_ok_and(|used| used == self.parsed_to)) {
                 Ok(())
@@ -696,8 +793,20 @@ impl FileState {
                 self.parse(view, &mut tables.write(), buf)
             };
         self.layout = Arc::new(std::mem::take(&mut self.parsing));
-        layouts.share(&mut self.layout);
+        layouts.share(self);
         parsed
+    }
+
+    /// Takes the entries of `known`, found to be the whole of this file (`view`, of
+    /// which none was parsed), and reads their values unless they are deferred.
+    fn take_layout(&mut self, known: &Known, view: View<'_>) {
+        self.layout = Arc::clone(&known.layout);
+        self.run = known.run;
+        self.families.clone_from(&known.families);
+        self.seen_families = self.families.iter().map(|&(family, _)| family).collect();
+        self.last_key = known.last_key;
+        self.parsed_to = known.end;
+        self.snapshot(view, self.deferred);
     }
 
     /// Parses new entries of a counter, histogram or summary file while each is the key
@@ -752,6 +861,7 @@ impl FileState {
         if self.families.last().is_none_or(|&(last, _)| last != family) && self.seen_families.insert(family) {
             self.families.push((family, key));
         }
+        self.run = self.run.then(self.parsing.samples.len(), key);
         self.parsing.samples.push(sample);
         // `used` fits an i32, so every offset below it fits a u32.
         self.parsing.value_offsets.push(value_offset as u32);
@@ -777,6 +887,7 @@ impl FileState {
             // `used` went down: the file was rewritten in place. Start over.
             self.parsed_to = format::HEADER_LEN;
             self.last_key = None;
+            self.run = KeyRun::Empty;
             self.epoch = Epoch::default();
             self.parsing.samples.clear();
             self.parsing.value_offsets.clear();

@@ -262,6 +262,15 @@ impl Tables {
         &self.heads[info.head_start..info.head_start + info.head_len as usize]
     }
 
+    /// The heads of the `count` keys interned one after another from `first`, back to
+    /// back (each key's head is appended to `heads` as it is interned), or `None` if
+    /// there are no such keys.
+    pub(crate) fn heads_of_run(&self, first: u32, count: usize) -> Option<&[u8]> {
+        let last = first.checked_add(u32::try_from(count.checked_sub(1)?).ok()?)?;
+        let (first, last) = (self.keys.get(first as usize)?, self.keys.get(last as usize)?);
+        self.heads.get(first.head_start..last.head_start + last.head_len as usize)
+    }
+
     /// The id of a gauge file's `pid` label value.
     pub(crate) fn pid_id(&mut self, pid: &Str) -> u32 {
         if let Some(&id) = self.pid_ids.get(pid) {

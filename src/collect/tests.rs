@@ -745,6 +745,61 @@ mod on_disk {
     }
 
     #[test]
+    fn a_file_takes_a_known_layout_only_if_every_head_is_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let ten: Vec<String> = (0..10).map(|i| format!("{i:02}")).collect();
+        let ten: Vec<&str> = ten.iter().map(String::as_str).collect();
+        let with = |at: usize, label: &'static str| {
+            let mut labels = ten.clone();
+            labels[at] = label;
+            labels
+        };
+        write_raw(d, "counter_a.db", "c", &ten, b' ');
+        // The very same entries: the layout of `a`, taken in one pass.
+        write_raw(d, "counter_b.db", "c", &ten, b' ');
+        // One byte of one key differs, in the middle.
+        write_raw(d, "counter_c.db", "c", &with(5, "0Z"), b' ');
+        // Other padding bytes: the same series, but not the same heads.
+        write_raw(d, "counter_d.db", "c", &ten, b'\t');
+        // A key one byte longer, its value at the same offset (the padding shrinks).
+        write_raw(d, "counter_e.db", "c", &with(5, "055"), b' ');
+        // The same entries and one more: `used` differs.
+        let mut eleven = ten.clone();
+        eleven.push("10");
+        write_raw(d, "counter_f.db", "c", &eleven, b' ');
+        let offsets = |name: &str| {
+            let bytes = std::fs::read(d.join(name)).unwrap();
+            let used = crate::format::decode_used(&bytes).unwrap() as usize;
+            crate::format::entries(&bytes, used).map(|e| e.unwrap().value_offset).collect::<Vec<_>>()
+        };
+        assert_eq!(offsets("counter_a.db"), offsets("counter_e.db"), "the same offsets, other heads");
+
+        let mut expected: Vec<String> =
+            ten.iter().map(|label| format!("c_total{{i={label}}} {}.0", if *label == "05" { 4 } else { 6 })).collect();
+        expected.insert(10, "c_total{i=0Z} 1.0".into());
+        expected.insert(11, "c_total{i=055} 1.0".into());
+        expected.insert(12, "c_total{i=10} 1.0".into());
+        let collector = Collector::new(d).unwrap();
+        let first = collector.collect().unwrap();
+        assert_eq!(values(&first), expected);
+        let state = collector.state.lock();
+        let layout = |name: &str| {
+            let slot = state.slots.iter().find(|slot| slot.key == *name).unwrap();
+            Arc::clone(&slot.state.as_ref().unwrap().layout)
+        };
+        assert!(Arc::ptr_eq(&layout("counter_a.db"), &layout("counter_b.db")));
+        // `d` has the entries of `a` by another parse, and shares its layout after.
+        assert!(Arc::ptr_eq(&layout("counter_a.db"), &layout("counter_d.db")));
+        for other in ["counter_c.db", "counter_e.db", "counter_f.db"] {
+            assert!(!Arc::ptr_eq(&layout("counter_a.db"), &layout(other)), "{other}");
+        }
+        drop(state);
+        assert_eq!(collector.collect().unwrap(), first);
+        assert_eq!(Collector::new(d).unwrap().collect().unwrap(), first);
+    }
+
+    #[test]
     fn gauge_files_of_many_writers_share_keys_but_not_samples() {
         let dir = tempfile::tempdir().unwrap();
         for id in ["7", "8"] {
