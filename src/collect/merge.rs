@@ -365,17 +365,37 @@ impl Planner<'_, '_> {
         }
 
         // Every sample placed at its first entry (in most files, every sample was placed
-        // by an earlier file), and the entries of each accumulator counted.
+        // by an earlier file), and the entries of each accumulator counted. Files that
+        // share their entries (see `read::Layout`) and come one after another are counted
+        // once, times their number: a file whose samples were all placed by the one
+        // before places none.
+        let mut run: Option<(&[u32], u32)> = None;
         for (index, file) in files.iter().enumerate() {
+            if let Some((samples, count)) = &mut run
+                && std::ptr::eq(*samples, file.samples)
+            {
+                *count += 1;
+                continue;
+            }
+            if let Some((samples, count)) = run.take() {
+                self.count_entries(samples, count);
+            }
+            let mut placed = true;
             for (i, &sample) in file.samples.iter().enumerate() {
-                let op = self.s.plan.ops[sample as usize];
-                let at = if op.at == NONE { self.place(index, file, i, sample)? } else { op.at };
-                match at {
-                    NONE => {}
-                    at if at & BUCKET != 0 => self.s.bucket_weights[(at & !BUCKET) as usize] += 1,
-                    at => self.s.slot_weights[at as usize] += 1,
+                if self.s.plan.ops[sample as usize].at == NONE && self.place(index, file, i, sample)? == NONE {
+                    placed = false;
                 }
             }
+            // A sample left unplaced (a `mostrecent` series never set) may be placed by
+            // the next file: it is counted on its own.
+            if placed {
+                run = Some((file.samples, 1));
+            } else {
+                self.count_entries(file.samples, 1);
+            }
+        }
+        if let Some((samples, count)) = run {
+            self.count_entries(samples, count);
         }
 
         let plan = &mut self.s.plan;
@@ -398,6 +418,17 @@ impl Planner<'_, '_> {
         plan.reusable =
             !plan.families.iter().any(|f| f.typ == MetricType::Gauge && Fold::of_gauge(f.mode) == Fold::MostRecent);
         Ok(())
+    }
+
+    /// Adds `count` to the weight of the accumulator of each of `samples` (placed).
+    fn count_entries(&mut self, samples: &[u32], count: u32) {
+        for &sample in samples {
+            match self.s.plan.ops[sample as usize].at {
+                NONE => {}
+                at if at & BUCKET != 0 => self.s.bucket_weights[(at & !BUCKET) as usize] += count,
+                at => self.s.slot_weights[at as usize] += count,
+            }
+        }
     }
 
     /// Places `sample` (entry `i` of file `index`, its first placed entry): makes its
