@@ -102,7 +102,10 @@
 //! key was followed by before (every worker declares the same series in the same order)
 //! is recognised under the read lock, comparing bytes in place, so threads parse such
 //! files at once; anything else, and every new entry of a gauge file (its samples are
-//! interned per pid), takes the write lock.
+//! interned per pid), takes the write lock. A counter, histogram or summary file read
+//! whole for the first time that holds exactly the entries of one the thread read
+//! before (the same keys' bytes at the same offsets) takes that file's parsed entries
+//! after one comparison pass, under the read lock too.
 //!
 //! The merge then adds up the values on up to one thread per core too (at most 4, for
 //! merges of at least 100,000 entries, each file read through a mapping adding 16 to
