@@ -271,7 +271,11 @@ pub(crate) fn list_db_names(dir: &Path) -> io::Result<(Vec<ListedDb>, hashbrown:
             // `file_type` is the listing's own type field where the file system fills
             // it in (no system call); where it does not, the hint is left out.
             let regular_ino = entry.file_type().ok().filter(fs::FileType::is_file).map(|_| entry.ino());
-            names.push(ListedDb { name, regular_ino });
+            let id = name.to_str().and_then(crate::format::names::worker_id_of).map(|id| {
+                let start = bytes.len() - ".db".len() - id.len();
+                start..start + id.len()
+            });
+            names.push(ListedDb { name, regular_ino, id });
         } else if let Some(id) = name.to_str().and_then(crate::format::names::parse_lock_name) {
             locks.insert(id.to_owned());
         }
@@ -288,6 +292,17 @@ pub(crate) struct ListedDb {
     /// a file still mapped under that name is the same file while this is its inode
     /// (an inode number is not reused while a mapping holds the inode).
     pub(crate) regular_ino: Option<u64>,
+    /// Where the name's worker ID is in it, if it has one (see
+    /// [`crate::format::names::worker_id_of`]): found once per listing, asked by every
+    /// scrape.
+    id: Option<std::ops::Range<usize>>,
+}
+
+impl ListedDb {
+    /// The worker ID of the name, if it has one.
+    pub(crate) fn worker_id(&self) -> Option<&str> {
+        self.name.to_str()?.get(self.id.clone()?)
+    }
 }
 
 /// The type and identity of `path` itself, never following a symlink.
@@ -433,5 +448,32 @@ mod tests {
         assert_eq!(copy_on_write_fs(0x0102_1994), None, "tmpfs");
         assert_eq!(copy_on_write_fs(0xef53), None, "ext4");
         assert_eq!(copy_on_write_fs(0x5846_5342), None, "XFS");
+    }
+
+    #[test]
+    fn a_listing_gives_each_db_name_its_worker_id_and_the_liveness_files_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let names = [
+            "counter_1234.db",
+            "gauge_livesum_w-3.db",
+            "histogram_0archive-2.db",
+            "counter_.db",
+            "notakind_7.db",
+            "summary_a.b.db",
+            "writer_w-3.lock",
+        ];
+        for name in names {
+            fs::write(dir.path().join(name), b"").unwrap();
+        }
+        let (listed, locks) = list_db_names(dir.path()).unwrap();
+        let got: Vec<(String, Option<&str>)> =
+            listed.iter().map(|l| (l.name.to_string_lossy().into_owned(), l.worker_id())).collect();
+        for (name, id) in &got {
+            assert_eq!(*id, crate::format::names::worker_id_of(name), "{name}");
+        }
+        assert_eq!(got.iter().find(|(n, _)| n == "gauge_livesum_w-3.db").unwrap().1, Some("w-3"));
+        assert_eq!(got.iter().find(|(n, _)| n == "summary_a.b.db").unwrap().1, Some("a.b"));
+        assert_eq!(got.len(), 6);
+        assert!(locks.contains("w-3") && locks.len() == 1);
     }
 }

@@ -595,7 +595,7 @@ impl Collector {
                     let before = usable.len();
                     usable.retain(|&i| {
                         let slot = &mut state.slots[slot_of[i]];
-                        if !slot.state.as_ref().is_some_and(FileState::map_truncated) {
+                        if !slot.state.as_deref().is_some_and(FileState::map_truncated) {
                             return true;
                         }
                         slot.state = None;
@@ -667,7 +667,7 @@ impl Collector {
     fn read_all(&self, state: &mut State) -> (Vec<usize>, Vec<(usize, SkipReason)>) {
         let State { listed, order, slots, tables, dead_ids, buffers, reported, locks, .. } = state;
         let (listed, order) = (&listed[..], &order[..]);
-        let ids: Vec<Option<&str>> = listed.iter().map(|l| l.name.to_str().and_then(names::worker_id_of)).collect();
+        let ids: Vec<Option<&str>> = listed.iter().map(file::ListedDb::worker_id).collect();
         let threads = threads_for(listed.len());
         // Runs of whole IDs, of about equal numbers of files: several per thread, so that
         // a thread held up (by the write lock, while another parses the first file of a
@@ -701,7 +701,7 @@ impl Collector {
         // The bound on kept mappings holds for the collector as a whole: each run keeps
         // the mappings it has and may make a share of the room left, by its share of
         // the files (rounded so that the shares add up to the room).
-        let is_mapped = |slot: &Slot| slot.state.as_ref().is_some_and(FileState::is_mapped);
+        let is_mapped = |slot: &Slot| slot.state.as_deref().is_some_and(FileState::is_mapped);
         let room = self.max_kept_mappings.saturating_sub(rest.iter().filter(|s| is_mapped(s)).count());
         let share = |end: usize| (room as u128 * end as u128 / listed.len().max(1) as u128) as usize;
         for run in &runs {
@@ -768,7 +768,7 @@ impl Collector {
     ) -> ReadOutput {
         let (ids, listed) = (ctx.ids, ctx.listed);
         let mut out = ReadOutput::default();
-        let mut mapped = slots.iter().filter(|s| s.state.as_ref().is_some_and(FileState::is_mapped)).count();
+        let mut mapped = slots.iter().filter(|s| s.state.as_deref().is_some_and(FileState::is_mapped)).count();
         let is_live_gauge = |i: usize| listed[i].name.to_str().is_some_and(|n| n.starts_with("gauge_live"));
         let mut at = 0;
         for group in order.chunk_by(|&a, &b| ids[a] == ids[b]) {
@@ -824,7 +824,7 @@ impl Collector {
                     out.forgotten.push(i);
                     continue;
                 }
-                let known = slot.state.as_ref();
+                let known = slot.state.as_deref();
                 let was_mapped = known.is_some_and(FileState::is_mapped);
                 let room = mapped < limit;
                 let access = if was_mapped || (known.is_some() && room) {
@@ -841,7 +841,7 @@ impl Collector {
                     Access { sealed, verify, keep_map: !sealed && room }
                 };
                 let result = self.refresh(&mut slot.state, &listed[i], ctx.dir, access, ctx.tables, buffers);
-                let is_mapped = slot.state.as_ref().is_some_and(FileState::is_mapped);
+                let is_mapped = slot.state.as_deref().is_some_and(FileState::is_mapped);
                 mapped = mapped + usize::from(is_mapped) - usize::from(was_mapped);
                 copied_all &= access.sealed && !is_mapped;
                 match result {
@@ -885,7 +885,7 @@ impl Collector {
 
     fn refresh(
         &self,
-        slot: &mut Option<FileState>,
+        slot: &mut Option<Box<FileState>>,
         listed: &file::ListedDb,
         dir: Option<(std::os::fd::BorrowedFd<'_>, u64)>,
         access: Access,
@@ -906,7 +906,7 @@ impl Collector {
 #[derive(Debug)]
 struct Slot {
     key: OsString,
-    state: Option<FileState>,
+    state: Option<Box<FileState>>,
 }
 
 /// What every thread of a scrape's reads shares.
@@ -994,10 +994,10 @@ impl State {
     /// Takes a new listing: its reading order, and each listed file's state carried
     /// over by name (files no longer listed are forgotten, with their skip reports).
     fn realign(&mut self, listed: Vec<file::ListedDb>) {
-        let ids: Vec<Option<&str>> = listed.iter().map(|l| l.name.to_str().and_then(names::worker_id_of)).collect();
+        let ids: Vec<Option<&str>> = listed.iter().map(file::ListedDb::worker_id).collect();
         let mut order: Vec<usize> = (0..listed.len()).collect();
         order.sort_by_key(|&i| ids[i]); // stable: by name within an ID
-        let mut old: HashMap<OsString, FileState> =
+        let mut old: HashMap<OsString, Box<FileState>> =
             self.slots.drain(..).filter_map(|slot| Some((slot.key, slot.state?))).collect();
         self.slots = order
             .iter()
@@ -1019,7 +1019,7 @@ impl State {
     /// have left the tables much larger than what the remaining files use, start
     /// afresh (the next scrape parses everything again).
     fn compact_if_bloated(&mut self) {
-        let live: usize = self.slots.iter().filter_map(|slot| slot.state.as_ref()).map(FileState::entry_count).sum();
+        let live: usize = self.slots.iter().filter_map(|slot| slot.state.as_deref()).map(FileState::entry_count).sum();
         if self.tables.sample_count() > 4 * live + 65_536 {
             self.tables = Tables::default();
             for slot in &mut self.slots {

@@ -394,7 +394,7 @@ fn io_reason(err: &io::Error) -> SkipReason {
 /// kept (with the entries before the fault), so the next scrape does not parse again
 /// what it already knows.
 pub(crate) fn refresh(
-    slot: &mut Option<FileState>,
+    slot: &mut Option<Box<FileState>>,
     path: &FilePath<'_>,
     kind: FileKind,
     access: Access,
@@ -402,7 +402,7 @@ pub(crate) fn refresh(
     buffers: &mut Buffers,
 ) -> Result<(), SkipReason> {
     // Whether a kept mapping is about to be read on the listing's word (no `stat`).
-    let unmeasured = path.listed_identity().is_some() && slot.as_ref().is_some_and(FileState::is_mapped);
+    let unmeasured = path.listed_identity().is_some() && slot.as_deref().is_some_and(FileState::is_mapped);
     let mut result = refresh_once(slot, path, &kind, access, tables, buffers, false);
     // Something rewrote the file in place (no writer does): what is wrong with it is
     // reported as of its present size, measured afresh, as a fresh collector would.
@@ -522,7 +522,7 @@ impl Buffers {
 /// One attempt of [`refresh`]; `remap` maps the file afresh even if its size seems
 /// unchanged.
 fn refresh_once(
-    slot: &mut Option<FileState>,
+    slot: &mut Option<Box<FileState>>,
     path: &FilePath<'_>,
     kind: &FileKind,
     access: Access,
@@ -615,14 +615,14 @@ fn refresh_once(
 /// The state of a file just opened (`meta`, `len` bytes to read): the one in `slot` if
 /// it is the same inode and has not shrunk (what was parsed stays valid), else a new one.
 fn state_for<'s>(
-    slot: &'s mut Option<FileState>,
+    slot: &'s mut Option<Box<FileState>>,
     (dev, ino): (u64, u64),
     kind: &FileKind,
     len: usize,
 ) -> &'s mut FileState {
     let same = slot.as_ref().is_some_and(|st| st.dev == dev && st.ino == ino && st.kind == *kind && len >= st.len);
     if !same {
-        *slot = Some(FileState {
+        *slot = Some(Box::new(FileState {
             dev,
             ino,
             kind: kind.clone(),
@@ -640,7 +640,7 @@ fn state_for<'s>(
             deferred: false,
             values: Vec::new(),
             timestamps: Vec::new(),
-        });
+        }));
     }
     let st = slot.as_mut().expect("set above");
     st.len = len;
@@ -660,7 +660,7 @@ enum Sealed {
 /// `buffers.file` with `pread`, then snapshots and parses them as a mapping would be;
 /// the state keeps no mapping.
 fn read_sealed(
-    slot: &mut Option<FileState>,
+    slot: &mut Option<Box<FileState>>,
     path: &FilePath<'_>,
     kind: &FileKind,
     verify: bool,
@@ -693,7 +693,7 @@ fn read_sealed(
     let request = FIRST_READ.max(known);
     let first = measured.map_or(request, |len| len.min(request));
     // The file ends before the length measured a moment ago: it was truncated.
-    let truncated = |slot: &mut Option<FileState>| {
+    let truncated = |slot: &mut Option<Box<FileState>>| {
         *slot = None;
         Sealed::Skip(SkipReason::Truncated)
     };

@@ -839,7 +839,7 @@ mod on_disk {
         let bound = 10;
         let collector = Collector::new(dir.path()).unwrap().with_max_kept_mappings(bound);
         let kept = || {
-            collector.state.lock().slots.iter().filter(|s| s.state.as_ref().is_some_and(FileState::is_mapped)).count()
+            collector.state.lock().slots.iter().filter(|s| s.state.as_deref().is_some_and(FileState::is_mapped)).count()
         };
         for (prefix, count) in [("a", 80), ("b", 160)] {
             for i in 0..count {

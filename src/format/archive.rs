@@ -39,7 +39,11 @@ pub fn archive_name(prefix: &str, generation: u64) -> String {
 /// Splits an archive file name into its prefix and generation.
 pub fn parse_archive_name(name: &str) -> Option<(&str, u64)> {
     let stem = name.strip_suffix(".db")?;
-    let (prefix, generation) = stem.split_once(&format!("_{ARCHIVE_ID_PREFIX}"))?;
+    // The first `_` followed by the prefix (no pattern is built: every name of a
+    // directory listing is asked).
+    let (prefix, generation) = stem
+        .match_indices('_')
+        .find_map(|(at, _)| Some((&stem[..at], stem[at + 1..].strip_prefix(ARCHIVE_ID_PREFIX)?)))?;
     let generation = generation.parse().ok()?;
     (!prefix.is_empty()).then_some((prefix, generation))
 }
@@ -81,6 +85,12 @@ mod tests {
         assert_eq!(name, "gauge_max_0archive-12.db");
         assert_eq!(parse_archive_name(&name), Some(("gauge_max", 12)));
         assert_eq!(parse_archive_name("counter_1234.db"), None);
+        assert_eq!(parse_archive_name("gauge_live_sum_0archive-3.db"), Some(("gauge_live_sum", 3)));
+        assert_eq!(parse_archive_name("_0archive-3.db"), None);
+        assert_eq!(parse_archive_name("counter_0archive-x.db"), None);
+        assert_eq!(parse_archive_name("counter_0archive-3"), None);
+        // The first occurrence decides, as a split at it would.
+        assert_eq!(parse_archive_name("a_0archive-x_0archive-3.db"), None);
         assert!(archive_name("counter", 1).as_str() < "counter_1.db");
         assert!(archive_name("counter", 1).as_str() < "counter_w1.db");
     }
