@@ -36,6 +36,7 @@ use super::name::FileKind;
 use parking_lot::RwLock;
 
 use super::merge::Values;
+use super::model::MetricType;
 use super::table::{BadKey, Epoch, Tables};
 use crate::file;
 use crate::format::{self, FormatError};
@@ -209,6 +210,16 @@ thread_local! {
     pub(crate) static AFTER_STAT: std::cell::RefCell<Option<PathHook>> = const { std::cell::RefCell::new(None) };
 }
 
+/// The index of `typ` in [`Buffers::first_reads`].
+fn type_index(typ: MetricType) -> usize {
+    match typ {
+        MetricType::Counter => 0,
+        MetricType::Gauge => 1,
+        MetricType::Histogram => 2,
+        MetricType::Summary => 3,
+    }
+}
+
 /// Files with more than this many bytes in use have their pages mapped in one call.
 const POPULATE_ABOVE: usize = 64 * 1024;
 
@@ -216,7 +227,8 @@ const POPULATE_ABOVE: usize = 64 * 1024;
 const MAX_MAP: u64 = format::MAX_SIZE as u64;
 
 /// A sealed file is read with one `pread` of this many bytes first (or fewer, if the
-/// file is shorter; or as many as were in use at the last scrape, if more): the
+/// file is shorter or the files of its type read before had fewer in use, see
+/// [`Buffers::first_read`]; or as many as were in use at the last scrape, if more): the
 /// header and every entry of a small file, without copying the zeros of the space
 /// writers reserve (a 64 KiB file of 1 KiB in use is common; copying all 64 KiB of
 /// each of 10,000 such files made `pread` half of a scrape's time).
@@ -439,6 +451,10 @@ pub(crate) struct Buffers {
     check: Vec<u8>,
     /// The layouts of the files this thread parsed last (see [`Recent`]).
     layouts: Recent,
+    /// By metric type, the most bytes in use this thread found in a sealed file of
+    /// that type, rounded up, at most [`FIRST_READ`] (0 before any): what the first
+    /// `pread` of the next such file asks for.
+    first_reads: [usize; 4],
 }
 
 /// The last few distinct layouts a thread parsed: a worker's files of each kind
@@ -506,6 +522,22 @@ impl Recent {
 }
 
 impl Buffers {
+    /// How many bytes the first `pread` of a sealed file of type `typ` asks for: as many
+    /// as files of that type had in use so far (all of them, usually, in one call,
+    /// without copying the unused rest of [`FIRST_READ`]), or [`FIRST_READ`] at first.
+    fn first_read(&self, typ: MetricType) -> usize {
+        match self.first_reads[type_index(typ)] {
+            0 => FIRST_READ,
+            seen => seen,
+        }
+    }
+
+    /// Records that a sealed file of type `typ` has `used` bytes in use.
+    fn saw_used(&mut self, typ: MetricType, used: usize) {
+        let seen = &mut self.first_reads[type_index(typ)];
+        *seen = (*seen).max(used.next_multiple_of(512).min(FIRST_READ));
+    }
+
     /// Frees a file buffer grown far beyond what small files need, and forgets the
     /// layouts parsed last.
     pub(crate) fn shrink(&mut self) {
@@ -688,9 +720,9 @@ fn read_sealed(
         *slot = None;
         return Err(Sealed::Skip(SkipReason::Empty));
     }
-    let bytes = &mut buffers.file;
     let known = slot.as_ref().map_or(0, |st| st.parsed_to);
-    let request = FIRST_READ.max(known);
+    let request = buffers.first_read(kind.typ).max(known);
+    let bytes = &mut buffers.file;
     let first = measured.map_or(request, |len| len.min(request));
     // The file ends before the length measured a moment ago: it was truncated.
     let truncated = |slot: &mut Option<Box<FileState>>| {
@@ -708,7 +740,12 @@ fn read_sealed(
     // The file's length: measured, or found where a read stopped short of its request.
     let len = measured.or((got < first).then_some(got));
     let mut end = got;
-    match format::decode_used(&bytes[..got]).ok().and_then(|u| usize::try_from(u).ok()) {
+    let used = format::decode_used(&bytes[..got]).ok().and_then(|u| usize::try_from(u).ok());
+    if let Some(used) = used {
+        buffers.saw_used(kind.typ, used);
+    }
+    let bytes = &mut buffers.file;
+    match used {
         // A `used` the length does not hold is left for `parse` to report.
         Some(used) if used > got && len.is_none_or(|len| used <= len) => {
             if used > READ_AT_MOST {

@@ -745,6 +745,33 @@ mod on_disk {
     }
 
     #[test]
+    fn a_sealed_file_larger_than_the_first_read_sized_by_earlier_ones_is_read_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let tables = parking_lot::RwLock::new(Tables::default());
+        // One thread's buffers: each file's first read asks for as many bytes as the
+        // largest file of its type so far had in use (2, then 30 entries: about 0.2
+        // and 2.6 KiB); the 200 entries of the last (17 KiB) are past that and past 4 KiB.
+        let mut buffers = read::Buffers::default();
+        for (name, n) in [("counter_a.db", 2), ("counter_b.db", 30), ("counter_c.db", 1), ("counter_d.db", 200)] {
+            let labels: Vec<String> = (0..n).map(|i| format!("{i:03}")).collect();
+            let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+            write_raw(dir.path(), name, "c", &labels, b' ');
+            let mut slot = None;
+            read::refresh(
+                &mut slot,
+                &read::FilePath::new(dir.path(), name.as_ref()),
+                parse_file_name(name).unwrap(),
+                read::Access { sealed: true, verify: true, keep_map: false },
+                &tables,
+                &mut buffers,
+            )
+            .unwrap();
+            let st = slot.unwrap();
+            assert_eq!((st.entry_count(), st.is_mapped()), (n, false), "{name}");
+        }
+    }
+
+    #[test]
     fn a_file_takes_a_known_layout_only_if_every_head_is_the_same() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
