@@ -4,5 +4,5 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    ExitCode::from(prometheus_multiproc::cli::main(std::env::args_os()))
+    ExitCode::from(prometheus_multiproc::cli::main_then_exit(std::env::args_os()))
 }

@@ -103,9 +103,9 @@
 //! is recognised under the read lock, comparing bytes in place, so threads parse such
 //! files at once; anything else, and every new entry of a gauge file (its samples are
 //! interned per pid), takes the write lock. A counter, histogram or summary file read
-//! whole for the first time that holds exactly the entries of one the thread read
-//! before (the same keys' bytes at the same offsets) takes that file's parsed entries
-//! after one comparison pass, under the read lock too.
+//! whole for the first time that holds exactly the entries of another such file the
+//! thread read earlier in the same scrape (the same keys' bytes at the same offsets)
+//! takes that file's parsed entries after one comparison pass, under the read lock too.
 //!
 //! The merge then adds up the values on up to one thread per core too (at most 4, for
 //! merges of at least 100,000 entries, each file read through a mapping adding 16 to

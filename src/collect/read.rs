@@ -106,9 +106,9 @@ pub(crate) struct Layout {
 /// Whether the keys of a file's entries, in order, are keys the tables interned one
 /// after another: then their heads lie back to back in the tables, and a file whose
 /// bytes hold those same heads at the same offsets, each followed by a value, has the
-/// same entries (see [`Recent::matching`]). The first file of a kind read by a fresh
-/// collector is such a file (each of its keys is new when it is read), and so is every
-/// file with the same entries.
+/// same entries (see [`Recent::matching`]). A file whose keys were all new when it was
+/// read (such as the first file of each kind a fresh collector reads) is such a file,
+/// and so is every file with the same entries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum KeyRun {
     /// No entry parsed yet.
@@ -494,7 +494,9 @@ impl Recent {
         }
         let known = Known {
             layout: Arc::clone(&st.layout),
-            run: st.run,
+            // A gauge file's samples are its writer's (with its `pid`): no file takes
+            // them by matching (gauge files take none either, see `parse_shared`).
+            run: if st.kind.gauge.is_some() { KeyRun::Broken } else { st.run },
             families: st.families.clone(),
             last_key: st.last_key,
             end: st.parsed_to,
@@ -507,9 +509,10 @@ impl Recent {
         }
     }
 
-    /// A remembered layout whose entries the whole of a file (`view`, its entries ending
-    /// at `used`) has: its bytes hold the same keys' heads at the same offsets. That is
-    /// one pass comparing the file with the tables' heads, without looking up a key.
+    /// A remembered layout of a counter, histogram or summary file whose entries the
+    /// whole of a file (`view`, its entries ending at `used`) has: its bytes hold the
+    /// same keys' heads at the same offsets. That is one pass comparing the file with
+    /// the tables' heads, without looking up a key.
     fn matching(&self, view: View<'_>, used: usize, tables: &Tables) -> Option<&Known> {
         self.layouts.iter().find(|known| {
             let KeyRun::From(first) = known.run else { return false };

@@ -772,6 +772,32 @@ mod on_disk {
     }
 
     #[test]
+    fn a_counter_file_never_takes_a_gauge_files_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        // Byte-identical entries (no writer of ours or Python's writes a gauge file
+        // with counter keys, a hand-written one can), read by one thread in this order.
+        write_raw(d, "gauge_all_a.db", "c", &["00", "01"], b' ');
+        write_raw(d, "counter_b.db", "c", &["00", "01"], b' ');
+        let collector = Collector::new(d).unwrap();
+        collector.collect().unwrap();
+        let state = collector.state.lock();
+        let layout = |name: &str| {
+            let slot = state.slots.iter().find(|slot| slot.key == *name).unwrap();
+            Arc::clone(&slot.state.as_ref().unwrap().layout)
+        };
+        // A gauge file's samples carry its writer's `pid`; a counter file's do not.
+        let (gauge, counter) = (layout("gauge_all_a.db"), layout("counter_b.db"));
+        assert!(!Arc::ptr_eq(&gauge, &counter));
+        let has_pid = |sample: u32| {
+            let t = &state.tables;
+            t.exposed_labels(t.sample(sample).labels).iter().any(|(name, _)| &**name == "pid")
+        };
+        assert!(gauge.samples.iter().all(|&s| has_pid(s)));
+        assert!(counter.samples.iter().all(|&s| !has_pid(s)));
+    }
+
+    #[test]
     fn a_file_takes_a_known_layout_only_if_every_head_is_the_same() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
