@@ -676,10 +676,10 @@ mod on_disk {
 
     /// Writes a file of counter entries `c_total{i=LABEL}` with value 1, the padding
     /// of each entry filled with `pad`.
-    fn write_raw(dir: &std::path::Path, name: &str, family: &str, labels: &[&str], pad: u8) {
+    fn write_raw(dir: &std::path::Path, name: &str, family: &str, labels: &[impl AsRef<str>], pad: u8) {
         let mut bytes = crate::format::encode_header(0).to_vec();
         for label in labels {
-            let key = encode_key(family, &format!("{family}_total"), &[("i", label)], "h");
+            let key = encode_key(family, &format!("{family}_total"), &[("i", label.as_ref())], "h");
             let start = bytes.len();
             crate::format::encode_entry(&mut bytes, key.as_bytes(), 1.0, 0.0);
             let pad_at = start + 4 + key.len();
@@ -691,19 +691,29 @@ mod on_disk {
         std::fs::write(dir.join(name), bytes).unwrap();
     }
 
+    /// The labels `0` to `n - 1`, zero-padded to `width` digits.
+    fn numbered(n: usize, width: usize) -> Vec<String> {
+        (0..n).map(|i| format!("{i:0width$}")).collect()
+    }
+
+    /// The layout of the file `name` as the last scrape left it.
+    fn layout_of(state: &State, name: &str) -> Arc<read::Layout> {
+        let slot = state.slots.iter().find(|slot| slot.key == *name).unwrap();
+        Arc::clone(&slot.state.as_ref().unwrap().layout)
+    }
+
     #[test]
     fn predicted_keys_never_change_the_result() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        let ten: Vec<String> = (0..10).map(|i| format!("{i:02}")).collect();
-        let ten: Vec<&str> = ten.iter().map(String::as_str).collect();
+        let ten = numbered(10, 2);
         write_raw(d, "counter_a.db", "c", &ten, b' ');
         // An entry inserted early, then the same order.
         let mut inserted = ten.clone();
-        inserted.insert(1, "50");
+        inserted.insert(1, "50".into());
         write_raw(d, "counter_b.db", "c", &inserted, b' ');
         // The reverse order: every prediction fails.
-        let reversed: Vec<&str> = ten.iter().rev().copied().collect();
+        let reversed: Vec<&String> = ten.iter().rev().collect();
         write_raw(d, "counter_c.db", "c", &reversed, b' ');
         // Same keys, other padding bytes (which readers ignore): same series.
         write_raw(d, "counter_d.db", "c", &ten, b'\t');
@@ -723,7 +733,7 @@ mod on_disk {
         let mut expected: Vec<String> = ten
             .iter()
             .map(|label| {
-                let n = match *label {
+                let n = match label.as_str() {
                     "00" | "01" | "02" => 5,
                     _ => 4,
                 };
@@ -753,9 +763,7 @@ mod on_disk {
         // and 2.6 KiB); the 200 entries of the last (17 KiB) are past that and past 4 KiB.
         let mut buffers = read::Buffers::default();
         for (name, n) in [("counter_a.db", 2), ("counter_b.db", 30), ("counter_c.db", 1), ("counter_d.db", 200)] {
-            let labels: Vec<String> = (0..n).map(|i| format!("{i:03}")).collect();
-            let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
-            write_raw(dir.path(), name, "c", &labels, b' ');
+            write_raw(dir.path(), name, "c", &numbered(n, 3), b' ');
             let mut slot = None;
             read::refresh(
                 &mut slot,
@@ -782,10 +790,7 @@ mod on_disk {
         let collector = Collector::new(d).unwrap();
         collector.collect().unwrap();
         let state = collector.state.lock();
-        let layout = |name: &str| {
-            let slot = state.slots.iter().find(|slot| slot.key == *name).unwrap();
-            Arc::clone(&slot.state.as_ref().unwrap().layout)
-        };
+        let layout = |name: &str| layout_of(&state, name);
         // A gauge file's samples carry its writer's `pid`; a counter file's do not.
         let (gauge, counter) = (layout("gauge_all_a.db"), layout("counter_b.db"));
         assert!(!Arc::ptr_eq(&gauge, &counter));
@@ -801,11 +806,10 @@ mod on_disk {
     fn a_file_takes_a_known_layout_only_if_every_head_is_the_same() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        let ten: Vec<String> = (0..10).map(|i| format!("{i:02}")).collect();
-        let ten: Vec<&str> = ten.iter().map(String::as_str).collect();
-        let with = |at: usize, label: &'static str| {
+        let ten = numbered(10, 2);
+        let with = |at: usize, label: &str| {
             let mut labels = ten.clone();
-            labels[at] = label;
+            labels[at] = label.into();
             labels
         };
         write_raw(d, "counter_a.db", "c", &ten, b' ');
@@ -819,7 +823,7 @@ mod on_disk {
         write_raw(d, "counter_e.db", "c", &with(5, "055"), b' ');
         // The same entries and one more: `used` differs.
         let mut eleven = ten.clone();
-        eleven.push("10");
+        eleven.push("10".into());
         write_raw(d, "counter_f.db", "c", &eleven, b' ');
         let offsets = |name: &str| {
             let bytes = std::fs::read(d.join(name)).unwrap();
@@ -837,10 +841,7 @@ mod on_disk {
         let first = collector.collect().unwrap();
         assert_eq!(values(&first), expected);
         let state = collector.state.lock();
-        let layout = |name: &str| {
-            let slot = state.slots.iter().find(|slot| slot.key == *name).unwrap();
-            Arc::clone(&slot.state.as_ref().unwrap().layout)
-        };
+        let layout = |name: &str| layout_of(&state, name);
         assert!(Arc::ptr_eq(&layout("counter_a.db"), &layout("counter_b.db")));
         // `d` has the entries of `a` by another parse, and shares its layout after.
         assert!(Arc::ptr_eq(&layout("counter_a.db"), &layout("counter_d.db")));
