@@ -771,8 +771,17 @@ impl Collector {
         let mut mapped = slots.iter().filter(|s| s.state.as_deref().is_some_and(FileState::is_mapped)).count();
         let is_live_gauge = |i: usize| listed[i].name.to_str().is_some_and(|n| n.starts_with("gauge_live"));
         let mut at = 0;
+        // Exited stock workers' files seen for the first time, read in batches (listing
+        // index, slot index): see `Collector::read_batch`.
+        let mut pending: Vec<(usize, usize)> = Vec::new();
         for group in order.chunk_by(|&a, &b| ids[a] == ids[b]) {
+            #[cfg(target_os = "linux")]
+            while pending.len() >= crate::region::BATCH_FILES {
+                let batch: Vec<_> = pending.drain(..crate::region::BATCH_FILES).collect();
+                self.read_batch(ctx, &batch, slots, buffers, &mut out);
+            }
             let here = at..at + group.len();
+            let first_slot = at;
             at += group.len();
             let states = &mut slots[here];
             let id = ids[group[0]];
@@ -816,7 +825,7 @@ impl Collector {
             let exited_pid = |id: &str| id.parse::<i32>().is_ok_and(|pid| pid > 0) && !liveness::pid_running(id);
             let mut sealed: Option<(bool, bool)> = None;
             let mut copied_all = true;
-            for (&i, slot) in group.iter().zip(states.iter_mut()) {
+            for (k, (&i, slot)) in group.iter().zip(states.iter_mut()).enumerate() {
                 if is_live_gauge(i) && probe(&mut held) == Writer::Dead {
                     if slot.state.take().is_some_and(|st| st.is_mapped()) {
                         mapped -= 1;
@@ -840,6 +849,17 @@ impl Collector {
                     });
                     Access { sealed, verify, keep_map: !sealed && room }
                 };
+                // Copied twice, seen for the first time, listed as a regular file: read
+                // with others in a batch (its writer holds no lock to keep meanwhile).
+                if cfg!(target_os = "linux")
+                    && access.verify
+                    && slot.state.is_none()
+                    && listed[i].regular_ino.is_some()
+                    && ctx.dir.is_some()
+                {
+                    pending.push((i, first_slot + k));
+                    continue;
+                }
                 let result = self.refresh(&mut slot.state, &listed[i], ctx.dir, access, ctx.tables, buffers);
                 let is_mapped = slot.state.as_deref().is_some_and(FileState::is_mapped);
                 mapped = mapped + usize::from(is_mapped) - usize::from(was_mapped);
@@ -858,7 +878,72 @@ impl Collector {
             }
             drop(held);
         }
+        for batch in pending.chunks(BATCH_FILES_OR_ONE) {
+            self.read_batch(ctx, batch, slots, buffers, &mut out);
+        }
         out
+    }
+
+    /// Reads the exited stock workers' files `files` (listing index, slot index), first
+    /// seen, as [`Collector::refresh`] would copy each twice, but at least
+    /// [`BATCH_AT_LEAST`] of them at a time through `io_uring` (see
+    /// [`crate::region::Batch`]): one system call for the batch instead of four per
+    /// file. A file the batch's copies do not settle, or every file when `io_uring`
+    /// cannot be used, is read on its own.
+    fn read_batch(
+        &self,
+        ctx: &ReadContext<'_>,
+        files: &[(usize, usize)],
+        slots: &mut [Slot],
+        buffers: &mut read::Buffers,
+        out: &mut ReadOutput,
+    ) {
+        let access = Access { sealed: true, verify: true, keep_map: false };
+        let mut done = vec![false; files.len()];
+        #[cfg(target_os = "linux")]
+        if let (true, Some((dir_fd, _))) = (files.len() >= BATCH_AT_LEAST, ctx.dir)
+            && let Some(mut batch) = buffers.batch.take().or_else(new_batch)
+        {
+            use std::os::unix::ffi::OsStrExt;
+            let requests: Vec<_> = files
+                .iter()
+                .map(|&(i, _)| {
+                    let name = &ctx.listed[i].name;
+                    let kind = name.to_str().and_then(name::parse_file_name);
+                    let request = kind.as_ref().map_or(0, |kind| buffers.first_read(kind.typ));
+                    (std::ffi::CString::new(name.as_bytes()).ok(), kind, request)
+                })
+                .collect();
+            let names: Vec<_> = requests
+                .iter()
+                .filter_map(|(name, kind, request)| Some((name.as_deref()?, *request)).filter(|_| kind.is_some()))
+                .collect();
+            if batch.read_twice(dir_fd, &names).is_ok() {
+                let mut j = 0;
+                for (n, (&(i, k), (name, kind, request))) in files.iter().zip(&requests).enumerate() {
+                    let (Some(_), Some(kind)) = (name, kind) else { continue };
+                    let copies = batch.get(j);
+                    j += 1;
+                    let path =
+                        read::FilePath::listed(&self.dir, ctx.dir, &ctx.listed[i].name, ctx.listed[i].regular_ino);
+                    let state = &mut slots[k].state;
+                    if let Some(result) = read::take_copies(state, &path, kind, *request, copies, ctx.tables, buffers) {
+                        done[n] = true;
+                        match result {
+                            Ok(()) => out.usable.push(i),
+                            Err(reason) => out.skipped.push((i, reason)),
+                        }
+                    }
+                }
+            }
+            buffers.batch = Some(batch);
+        }
+        for (&(i, k), _) in files.iter().zip(&done).filter(|(_, done)| !**done) {
+            match self.refresh(&mut slots[k].state, &ctx.listed[i], ctx.dir, access, ctx.tables, buffers) {
+                Ok(()) => out.usable.push(i),
+                Err(reason) => out.skipped.push((i, reason)),
+            }
+        }
     }
 
     /// Whether the files `names` of the dead writer `id` are as the last scrape copied
@@ -931,6 +1016,41 @@ struct ReadOutput {
     dead_ids: HashMap<String, Stamp>,
     /// Files left out whose skip reports are forgotten (dead writers' live gauges).
     forgotten: Vec<usize>,
+}
+
+/// How many files [`Collector::read_batch`] reads in one batch at most.
+#[cfg(target_os = "linux")]
+const BATCH_FILES_OR_ONE: usize = crate::region::BATCH_FILES;
+#[cfg(not(target_os = "linux"))]
+const BATCH_FILES_OR_ONE: usize = 1;
+
+/// The fewest files [`Collector::read_batch`] reads through `io_uring`: below that,
+/// setting up a ring (once per scrape and thread) costs about what it saves.
+const BATCH_AT_LEAST: usize = 16;
+
+/// A ring for batched reads, unless `io_uring` is known not to work in this process: a
+/// kernel without it (or without what the batch needs, Linux 5.19), or a process not
+/// allowed it, is not asked again; a passing shortage (of memory, of descriptors) is.
+#[cfg(target_os = "linux")]
+fn new_batch() -> Option<crate::region::Batch> {
+    static UNAVAILABLE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if UNAVAILABLE.load(std::sync::atomic::Ordering::Relaxed) {
+        return None;
+    }
+    match crate::region::Batch::new() {
+        Ok(batch) => Some(batch),
+        Err(e) => {
+            let lasting = matches!(
+                e.raw_os_error(),
+                Some(libc::ENOSYS | libc::EPERM | libc::EACCES | libc::EINVAL | libc::EOPNOTSUPP)
+            );
+            log::debug!("io_uring unavailable ({e}): files are read one by one");
+            if lasting {
+                UNAVAILABLE.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            None
+        }
+    }
 }
 
 /// How many runs of files each reading thread gets, on average (see

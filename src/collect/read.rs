@@ -21,6 +21,12 @@
 //!   the first time it is not `fstat`ed (identity from the listing, length from the
 //!   reads). A file with more than [`READ_AT_MOST`] bytes in use is mapped instead,
 //!   while it is read, and then remembered as a copied file is.
+//!
+//!   On Linux the collector reads such first-seen exited stock workers' files in
+//!   batches (see [`crate::region::Batch`]): the kernel opens each, copies its first
+//!   bytes twice and closes it, for many files per system call, and [`take_copies`]
+//!   takes the two copies as [`refresh`] would take its own. A file the copies do not
+//!   settle (more in use than was read, or copies that differ) is then read as above.
 
 use std::cell::OnceCell;
 use std::ffi::OsStr;
@@ -441,7 +447,7 @@ pub(crate) fn refresh(
 }
 
 /// Buffers reused across the files of a scrape and across scrapes.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct Buffers {
     /// One entry copied out of a mapping.
     entry: Vec<u8>,
@@ -455,6 +461,11 @@ pub(crate) struct Buffers {
     /// that type, rounded up, at most [`FIRST_READ`] (0 before any): what the first
     /// `pread` of the next such file asks for.
     first_reads: [usize; 4],
+    /// The ring this thread's batched reads go through this scrape (see
+    /// [`crate::region::Batch`]), made at the first batch and dropped by
+    /// [`Buffers::shrink`] (no ring outlives a scrape, so none is shared across `fork()`).
+    #[cfg(target_os = "linux")]
+    pub(crate) batch: Option<crate::region::Batch>,
 }
 
 /// The last few distinct layouts a thread parsed: a worker's files of each kind
@@ -524,11 +535,20 @@ impl Recent {
     }
 }
 
+impl std::fmt::Debug for Buffers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Buffers")
+            .field("layouts", &self.layouts.layouts.len())
+            .field("first_reads", &self.first_reads)
+            .finish()
+    }
+}
+
 impl Buffers {
     /// How many bytes the first `pread` of a sealed file of type `typ` asks for: as many
     /// as files of that type had in use so far (all of them, usually, in one call,
     /// without copying the unused rest of [`FIRST_READ`]), or [`FIRST_READ`] at first.
-    fn first_read(&self, typ: MetricType) -> usize {
+    pub(crate) fn first_read(&self, typ: MetricType) -> usize {
         match self.first_reads[type_index(typ)] {
             0 => FIRST_READ,
             seen => seen,
@@ -545,6 +565,10 @@ impl Buffers {
     /// layouts parsed last.
     pub(crate) fn shrink(&mut self) {
         self.layouts = Recent::default();
+        #[cfg(target_os = "linux")]
+        {
+            self.batch = None;
+        }
         if self.file.capacity() > 1 << 20 {
             self.file = Vec::new();
         }
@@ -790,6 +814,64 @@ fn read_sealed(
     st.sealed = meta.as_ref().and_then(Stamp::settled);
     Ok(())
 }
+
+/// Takes the two copies of the first `request` bytes of an exited stock worker's file
+/// seen for the first time that a batch read made (`copies`, see
+/// [`crate::region::Batch`]), as [`read_sealed`] takes its own with `verify` (identity
+/// from the listing, no `fstat`). `None` when the copies do not settle the file: more
+/// bytes in use than were read, or copies that differ; the caller then reads it as
+/// [`refresh`] does.
+#[cfg(target_os = "linux")]
+pub(crate) fn take_copies(
+    slot: &mut Option<Box<FileState>>,
+    path: &FilePath<'_>,
+    kind: &FileKind,
+    request: usize,
+    copies: crate::region::Twice<'_>,
+    tables: &RwLock<Tables>,
+    buffers: &mut Buffers,
+) -> Option<Result<(), SkipReason>> {
+    let identity = path.listed_identity()?;
+    let (first, second) = match copies {
+        crate::region::Twice::Read(first, second) => (first, second),
+        crate::region::Twice::Failed(e) => return Some(Err(io_reason(&e))),
+    };
+    let got = first.len();
+    if got == 0 {
+        *slot = None;
+        return Some(Err(SkipReason::Empty));
+    }
+    // The file's length, where the read stopped short of its request.
+    let len = (got < request).then_some(got);
+    let used = format::decode_used(first).ok().and_then(|u| usize::try_from(u).ok());
+    if let Some(used) = used {
+        buffers.saw_used(kind.typ, used);
+    }
+    let end = match used {
+        // More in use than was read (and than a short read found): read it whole.
+        Some(used) if used > got && len.is_none_or(|len| used <= len) => return None,
+        Some(used) if (format::HEADER_LEN..=got).contains(&used) => used,
+        _ => got,
+    };
+    if second.len() < end {
+        *slot = None;
+        return Some(Err(SkipReason::Truncated));
+    }
+    if second[..end] != first[..end] {
+        return None;
+    }
+    let st = state_for(slot, identity, kind, len.unwrap_or(end));
+    st.map = None;
+    let view = View::Bytes(&first[..end]);
+    st.snapshot(view, false);
+    #[cfg(test)]
+    TAKEN_FROM_BATCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    Some(st.parse_shared(view, tables, &mut buffers.entry, &mut buffers.layouts))
+}
+
+/// Tests only: how many files [`take_copies`] took (from every test's scrapes).
+#[cfg(all(test, target_os = "linux"))]
+pub(crate) static TAKEN_FROM_BATCHES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 impl FileState {
     /// [`FileState::parse`] with tables other threads share: first as far as every entry

@@ -960,6 +960,55 @@ mod on_disk {
     }
 
     #[test]
+    #[cfg(target_os = "linux")]
+    fn many_exited_stock_workers_files_are_read_in_batches_with_exact_totals() {
+        let dir = tempfile::tempdir().unwrap();
+        // Pids beyond the largest Linux hands out: exited workers, copied twice.
+        let pid = |i: u32| (4_194_305 + i).to_string();
+        for i in 0..300 {
+            stock_worker_files(dir.path(), &pid(i), 1.0);
+        }
+        // More bytes in use than a first read asks for: read whole, on its own.
+        let big = registry(dir.path(), &pid(300));
+        let wide = big.counter_family(Opts::new("wide_total", "W."), &["i"]).unwrap();
+        for i in 0..200 {
+            wide.with(&[&i.to_string()], |c| c.inc_by(2.0)).unwrap();
+        }
+        drop((wide, big));
+        std::fs::remove_file(dir.path().join(crate::format::names::lock_name(&pid(300)))).unwrap();
+        // Emptied, and cut short of the bytes it claims in use.
+        let name = |i: u32| format!("counter_{}.db", pid(i));
+        std::fs::write(dir.path().join(name(301)), b"").unwrap();
+        let short = dir.path().join(name(3));
+        let mut bytes = std::fs::read(&short).unwrap();
+        bytes.truncate(24);
+        std::fs::write(&short, bytes).unwrap();
+        // What a collector that reads the cut file on its own reports for it.
+        let alone = tempfile::tempdir().unwrap();
+        std::fs::copy(&short, alone.path().join(name(3))).unwrap();
+        let alone = Collector::new(alone.path()).unwrap().collect().unwrap().skipped[0].reason.clone();
+
+        let before = read::TAKEN_FROM_BATCHES.load(std::sync::atomic::Ordering::Relaxed);
+        let scrape = Collector::new(dir.path()).unwrap().collect().unwrap();
+        let taken = read::TAKEN_FROM_BATCHES.load(std::sync::atomic::Ordering::Relaxed) - before;
+        // Without io_uring (the tests are told, see `region::uring`), every file is read
+        // on its own, to the same totals.
+        if std::env::var_os("PROMETHEUS_MULTIPROC_TEST_NO_IO_URING").is_none() {
+            assert!(taken >= 250, "most files were taken from batches ({taken})");
+        }
+        assert_eq!(scrape.sample("c_total", &[]).map(|s| s.value), Some(299.0), "every whole file counted once");
+        let wide = scrape.family("wide").unwrap();
+        assert_eq!(wide.samples.len(), 200);
+        assert!(wide.samples.iter().all(|s| s.value == 2.0));
+        let skipped: Vec<(String, SkipReason)> = scrape
+            .skipped
+            .iter()
+            .map(|s| (s.path.file_name().unwrap().to_string_lossy().into_owned(), s.reason.clone()))
+            .collect();
+        assert_eq!(skipped, [(name(3), alone), (name(301), SkipReason::Empty)]);
+    }
+
+    #[test]
     fn a_kept_mapping_of_a_replaced_file_is_not_read_again() {
         let dir = tempfile::tempdir().unwrap();
         stock_worker_files(dir.path(), "7", 2.0);

@@ -1,6 +1,6 @@
 //! The only module allowed to use `unsafe`.
 //!
-//! It owns five things, one submodule each, each small enough to audit:
+//! It owns six things, one submodule each, each small enough to audit:
 //!
 //! 1. [`SharedMap`] (`shared`): a writable `MAP_SHARED` mapping of a metrics file that is **never
 //!    unmapped** for the life of the process. Every slot handed out from it is
@@ -24,6 +24,10 @@
 //!    can drop the file. A `SIGBUS` anywhere else goes to the handler that was
 //!    installed before ours, or kills the process as it would have.
 //!
+//! 6. [`Batch`] (`uring`, Linux): the collector's batched reads of small files through
+//!    `io_uring`, whose buffers and file names the batch owns until every operation it
+//!    submitted has completed.
+//!
 //! Shared memory is only ever touched through atomics obtained here, after bounds and
 //! alignment checks.
 #![allow(unsafe_code)]
@@ -34,8 +38,12 @@ mod shared;
 mod sigbus;
 #[cfg(test)]
 mod tests;
+#[cfg(target_os = "linux")]
+mod uring;
 
 pub(crate) use fork::{FORK_GUARD, LiveLock, MAX_LIVE_LOCKS, bump_epoch, epoch, install_fork_hooks};
 pub(crate) use read::ReadMap;
 pub(crate) use shared::{DISCARD, SharedMap, SlotCell};
 pub use sigbus::{SIGBUS_GUARD_ENV, disable_sigbus_guard};
+#[cfg(target_os = "linux")]
+pub(crate) use uring::{BATCH_FILES, Batch, Twice};
