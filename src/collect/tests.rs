@@ -988,15 +988,29 @@ mod on_disk {
         std::fs::copy(&short, alone.path().join(name(3))).unwrap();
         let alone = Collector::new(alone.path()).unwrap().collect().unwrap().skipped[0].reason.clone();
 
+        // A running pid's files, among them: mapped, not batched, as its writer may
+        // write meanwhile.
+        let running = std::process::id().to_string();
+        stock_worker_files(dir.path(), &running, 5.0);
+
         let before = read::TAKEN_FROM_BATCHES.load(std::sync::atomic::Ordering::Relaxed);
-        let scrape = Collector::new(dir.path()).unwrap().collect().unwrap();
+        let collector = Collector::new(dir.path()).unwrap();
+        let scrape = collector.collect().unwrap();
         let taken = read::TAKEN_FROM_BATCHES.load(std::sync::atomic::Ordering::Relaxed) - before;
         // Without io_uring (the tests are told, see `region::uring`), every file is read
         // on its own, to the same totals.
         if std::env::var_os("PROMETHEUS_MULTIPROC_TEST_NO_IO_URING").is_none() {
             assert!(taken >= 250, "most files were taken from batches ({taken})");
         }
-        assert_eq!(scrape.sample("c_total", &[]).map(|s| s.value), Some(299.0), "every whole file counted once");
+        assert_eq!(scrape.sample("c_total", &[]).map(|s| s.value), Some(304.0), "every whole file counted once");
+        let state = collector.state.lock();
+        let mapped = |id: &str| {
+            let slot = state.slots.iter().find(|slot| slot.key == *format!("counter_{id}.db")).unwrap();
+            slot.state.as_ref().unwrap().is_mapped()
+        };
+        assert!(mapped(&running), "a running pid's file is mapped");
+        assert!(!mapped(&pid(0)), "an exited one's is copied");
+        drop(state);
         let wide = scrape.family("wide").unwrap();
         assert_eq!(wide.samples.len(), 200);
         assert!(wide.samples.iter().all(|s| s.value == 2.0));
