@@ -363,6 +363,8 @@ struct State {
     /// Dead writers whose files were copied at the last scrape, with the stamp of their
     /// liveness file then (see [`Collector::still_sealed`]).
     dead_ids: HashMap<String, read::Stamp>,
+    /// How many files the last scrape read in batches (see [`Collector::read_batch`]).
+    batched: usize,
 }
 
 impl Collector {
@@ -665,7 +667,7 @@ impl Collector {
     /// writing the same files without a lock). A dead writer's live-mode gauge files are
     /// left out, as Python's `mark_process_dead` would have removed them.
     fn read_all(&self, state: &mut State) -> (Vec<usize>, Vec<(usize, SkipReason)>) {
-        let State { listed, order, slots, tables, dead_ids, buffers, reported, locks, .. } = state;
+        let State { listed, order, slots, tables, dead_ids, buffers, reported, locks, batched, .. } = state;
         let (listed, order) = (&listed[..], &order[..]);
         let ids: Vec<Option<&str>> = listed.iter().map(file::ListedDb::worker_id).collect();
         let threads = threads_for(listed.len());
@@ -742,8 +744,17 @@ impl Collector {
             outputs.extend(work(buffers));
         }
         *tables = shared.into_inner();
+        // No ring outlives the reads (see `read::Buffers::batch`).
+        #[cfg(target_os = "linux")]
+        {
+            buffers.batch = None;
+        }
         let (mut usable, mut skipped) = (Vec::with_capacity(listed.len()), Vec::new());
         dead_ids.clear();
+        *batched = outputs.iter().map(|out| out.batched).sum();
+        if *batched > 0 {
+            log::debug!("{} files read in batches through io_uring", *batched);
+        }
         for out in outputs {
             usable.extend(out.usable);
             skipped.extend(out.skipped);
@@ -929,6 +940,7 @@ impl Collector {
                     let state = &mut slots[k].state;
                     if let Some(result) = read::take_copies(state, &path, kind, *request, copies, ctx.tables, buffers) {
                         done[n] = true;
+                        out.batched += 1;
                         match result {
                             Ok(()) => out.usable.push(i),
                             Err(reason) => out.skipped.push((i, reason)),
@@ -1016,6 +1028,8 @@ struct ReadOutput {
     dead_ids: HashMap<String, Stamp>,
     /// Files left out whose skip reports are forgotten (dead writers' live gauges).
     forgotten: Vec<usize>,
+    /// How many files were read in batches.
+    batched: usize,
 }
 
 /// How many files [`Collector::read_batch`] reads in one batch at most.

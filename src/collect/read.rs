@@ -462,8 +462,9 @@ pub(crate) struct Buffers {
     /// `pread` of the next such file asks for.
     first_reads: [usize; 4],
     /// The ring this thread's batched reads go through this scrape (see
-    /// [`crate::region::Batch`]), made at the first batch and dropped by
-    /// [`Buffers::shrink`] (no ring outlives a scrape, so none is shared across `fork()`).
+    /// [`crate::region::Batch`]), made at the first batch and dropped when the scrape's
+    /// reads end (by `Collector::read_all`, and by [`Buffers::shrink`]); a ring is never
+    /// used by a process `fork()`ed from the one that made it.
     #[cfg(target_os = "linux")]
     pub(crate) batch: Option<crate::region::Batch>,
 }
@@ -820,7 +821,7 @@ fn read_sealed(
 /// [`crate::region::Batch`]), as [`read_sealed`] takes its own with `verify` (identity
 /// from the listing, no `fstat`). `None` when the copies do not settle the file: more
 /// bytes in use than were read, or copies that differ; the caller then reads it as
-/// [`refresh`] does.
+/// [`refresh`] does. So a file gets the result `refresh` would give it.
 #[cfg(target_os = "linux")]
 pub(crate) fn take_copies(
     slot: &mut Option<Box<FileState>>,
@@ -834,7 +835,12 @@ pub(crate) fn take_copies(
     let identity = path.listed_identity()?;
     let (first, second) = match copies {
         crate::region::Twice::Read(first, second) => (first, second),
-        crate::region::Twice::Failed(e) => return Some(Err(io_reason(&e))),
+        crate::region::Twice::NotOpened(e) => return Some(Err(io_reason(&e))),
+        // A read that failed through the ring (where it may not block) is left to `pread`.
+        crate::region::Twice::NotRead(e) => {
+            log::debug!("{}: a batched read failed ({e}); reading it alone", path.get().display());
+            return None;
+        }
     };
     let got = first.len();
     if got == 0 {
@@ -848,30 +854,22 @@ pub(crate) fn take_copies(
         buffers.saw_used(kind.typ, used);
     }
     let end = match used {
-        // More in use than was read (and than a short read found): read it whole.
-        Some(used) if used > got && len.is_none_or(|len| used <= len) => return None,
-        Some(used) if (format::HEADER_LEN..=got).contains(&used) => used,
+        // More in use than was read: read it as `refresh` does (which also measures a
+        // file that seems cut short, in case it grew since).
+        Some(used) if used > got => return None,
+        Some(used) if used >= format::HEADER_LEN => used,
         _ => got,
     };
-    if second.len() < end {
-        *slot = None;
-        return Some(Err(SkipReason::Truncated));
-    }
-    if second[..end] != first[..end] {
+    // A second copy shorter than the first, or different: left to `refresh` too.
+    if second.get(..end) != Some(&first[..end]) {
         return None;
     }
     let st = state_for(slot, identity, kind, len.unwrap_or(end));
     st.map = None;
     let view = View::Bytes(&first[..end]);
     st.snapshot(view, false);
-    #[cfg(test)]
-    TAKEN_FROM_BATCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     Some(st.parse_shared(view, tables, &mut buffers.entry, &mut buffers.layouts))
 }
-
-/// Tests only: how many files [`take_copies`] took (from every test's scrapes).
-#[cfg(all(test, target_os = "linux"))]
-pub(crate) static TAKEN_FROM_BATCHES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 impl FileState {
     /// [`FileState::parse`] with tables other threads share: first as far as every entry

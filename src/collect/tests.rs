@@ -993,10 +993,9 @@ mod on_disk {
         let running = std::process::id().to_string();
         stock_worker_files(dir.path(), &running, 5.0);
 
-        let before = read::TAKEN_FROM_BATCHES.load(std::sync::atomic::Ordering::Relaxed);
         let collector = Collector::new(dir.path()).unwrap();
         let scrape = collector.collect().unwrap();
-        let taken = read::TAKEN_FROM_BATCHES.load(std::sync::atomic::Ordering::Relaxed) - before;
+        let taken = collector.state.lock().batched;
         // Without io_uring (the tests are told, see `region::uring`), every file is read
         // on its own, to the same totals.
         if std::env::var_os("PROMETHEUS_MULTIPROC_TEST_NO_IO_URING").is_none() {
