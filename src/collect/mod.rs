@@ -786,9 +786,8 @@ impl Collector {
         // index, slot index): see `Collector::read_batch`.
         let mut pending: Vec<(usize, usize)> = Vec::new();
         for group in order.chunk_by(|&a, &b| ids[a] == ids[b]) {
-            #[cfg(target_os = "linux")]
-            while pending.len() >= crate::region::BATCH_FILES {
-                let batch: Vec<_> = pending.drain(..crate::region::BATCH_FILES).collect();
+            while pending.len() >= BATCH_FILES {
+                let batch: Vec<_> = pending.drain(..BATCH_FILES).collect();
                 self.read_batch(ctx, &batch, slots, buffers, &mut out);
             }
             let here = at..at + group.len();
@@ -889,7 +888,7 @@ impl Collector {
             }
             drop(held);
         }
-        for batch in pending.chunks(BATCH_FILES_OR_ONE) {
+        for batch in pending.chunks(BATCH_FILES) {
             self.read_batch(ctx, batch, slots, buffers, &mut out);
         }
         out
@@ -916,29 +915,26 @@ impl Collector {
             && let Some(mut batch) = buffers.batch.take().or_else(new_batch)
         {
             use std::os::unix::ffi::OsStrExt;
-            let requests: Vec<_> = files
+            // The files a batch can open: those with a metrics file name (any other is
+            // read alone, and reported as `refresh` reports it).
+            let (batched, names): (Vec<_>, Vec<_>) = files
                 .iter()
-                .map(|&(i, _)| {
+                .enumerate()
+                .filter_map(|(n, &(i, _))| {
                     let name = &ctx.listed[i].name;
-                    let kind = name.to_str().and_then(name::parse_file_name);
-                    let request = kind.as_ref().map_or(0, |kind| buffers.first_read(kind.typ));
-                    (std::ffi::CString::new(name.as_bytes()).ok(), kind, request)
+                    let kind = name.to_str().and_then(name::parse_file_name)?;
+                    let request = buffers.first_read(kind.typ);
+                    Some(((n, kind, request), (std::ffi::CString::new(name.as_bytes()).ok()?, request)))
                 })
-                .collect();
-            let names: Vec<_> = requests
-                .iter()
-                .filter_map(|(name, kind, request)| Some((name.as_deref()?, *request)).filter(|_| kind.is_some()))
-                .collect();
-            if batch.read_twice(dir_fd, &names).is_ok() {
-                let mut j = 0;
-                for (n, (&(i, k), (name, kind, request))) in files.iter().zip(&requests).enumerate() {
-                    let (Some(_), Some(kind)) = (name, kind) else { continue };
+                .unzip();
+            if batch.read_twice(dir_fd, names).is_ok() {
+                for (j, (n, kind, request)) in batched.into_iter().enumerate() {
+                    let (i, k) = files[n];
+                    let listed = &ctx.listed[i];
+                    let path = read::FilePath::listed(&self.dir, ctx.dir, &listed.name, listed.regular_ino);
                     let copies = batch.get(j);
-                    j += 1;
-                    let path =
-                        read::FilePath::listed(&self.dir, ctx.dir, &ctx.listed[i].name, ctx.listed[i].regular_ino);
                     let state = &mut slots[k].state;
-                    if let Some(result) = read::take_copies(state, &path, kind, *request, copies, ctx.tables, buffers) {
+                    if let Some(result) = read::take_copies(state, &path, &kind, request, copies, ctx.tables, buffers) {
                         done[n] = true;
                         out.batched += 1;
                         match result {
@@ -1032,11 +1028,12 @@ struct ReadOutput {
     batched: usize,
 }
 
-/// How many files [`Collector::read_batch`] reads in one batch at most.
+/// How many files [`Collector::read_batch`] reads in one batch at most (no file waits
+/// for a batch where there is no `io_uring`).
 #[cfg(target_os = "linux")]
-const BATCH_FILES_OR_ONE: usize = crate::region::BATCH_FILES;
+const BATCH_FILES: usize = crate::region::BATCH_FILES;
 #[cfg(not(target_os = "linux"))]
-const BATCH_FILES_OR_ONE: usize = 1;
+const BATCH_FILES: usize = 1;
 
 /// The fewest files [`Collector::read_batch`] reads through `io_uring`: below that,
 /// setting up a ring (once per scrape and thread) costs about what it saves.

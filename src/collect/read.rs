@@ -447,7 +447,7 @@ pub(crate) fn refresh(
 }
 
 /// Buffers reused across the files of a scrape and across scrapes.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub(crate) struct Buffers {
     /// One entry copied out of a mapping.
     entry: Vec<u8>,
@@ -462,9 +462,9 @@ pub(crate) struct Buffers {
     /// `pread` of the next such file asks for.
     first_reads: [usize; 4],
     /// The ring this thread's batched reads go through this scrape (see
-    /// [`crate::region::Batch`]), made at the first batch and dropped when the scrape's
-    /// reads end (by `Collector::read_all`, and by [`Buffers::shrink`]); a ring is never
-    /// used by a process `fork()`ed from the one that made it.
+    /// [`crate::region::Batch`]), made at the first batch and dropped by
+    /// `Collector::read_all` when the scrape's reads end; a ring is never used by a
+    /// process `fork()`ed from the one that made it.
     #[cfg(target_os = "linux")]
     pub(crate) batch: Option<crate::region::Batch>,
 }
@@ -536,15 +536,6 @@ impl Recent {
     }
 }
 
-impl std::fmt::Debug for Buffers {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Buffers")
-            .field("layouts", &self.layouts.layouts.len())
-            .field("first_reads", &self.first_reads)
-            .finish()
-    }
-}
-
 impl Buffers {
     /// How many bytes the first `pread` of a sealed file of type `typ` asks for: as many
     /// as files of that type had in use so far (all of them, usually, in one call,
@@ -566,10 +557,6 @@ impl Buffers {
     /// layouts parsed last.
     pub(crate) fn shrink(&mut self) {
         self.layouts = Recent::default();
-        #[cfg(target_os = "linux")]
-        {
-            self.batch = None;
-        }
         if self.file.capacity() > 1 << 20 {
             self.file = Vec::new();
         }
@@ -807,13 +794,41 @@ fn read_sealed(
         (None, Some(identity)) => identity,
         (None, None) => unreachable!("a file is opened unmeasured only with its listed identity"),
     };
-    let st = state_for(slot, identity, kind, len.unwrap_or(end));
-    st.map = None;
-    let view = View::Bytes(&bytes[..end]);
-    st.snapshot(view, false);
-    st.parse_shared(view, tables, &mut buffers.entry, &mut buffers.layouts).map_err(Sealed::Skip)?;
+    let st = take_copy(
+        slot,
+        identity,
+        kind,
+        len.unwrap_or(end),
+        &bytes[..end],
+        tables,
+        &mut buffers.entry,
+        &mut buffers.layouts,
+    )
+    .map_err(Sealed::Skip)?;
     st.sealed = meta.as_ref().and_then(Stamp::settled);
     Ok(())
+}
+
+/// Snapshots and parses `bytes`, a copy of the entries of the file `identity` (of
+/// length `len`), into its state in `slot`, which keeps no mapping: the last step of
+/// both ways a file is copied ([`read_sealed`], [`take_copies`]).
+#[allow(clippy::too_many_arguments)]
+fn take_copy<'s>(
+    slot: &'s mut Option<Box<FileState>>,
+    identity: (u64, u64),
+    kind: &FileKind,
+    len: usize,
+    bytes: &[u8],
+    tables: &RwLock<Tables>,
+    entry: &mut Vec<u8>,
+    layouts: &mut Recent,
+) -> Result<&'s mut FileState, SkipReason> {
+    let st = state_for(slot, identity, kind, len);
+    st.map = None;
+    let view = View::Bytes(bytes);
+    st.snapshot(view, false);
+    st.parse_shared(view, tables, entry, layouts)?;
+    Ok(st)
 }
 
 /// Takes the two copies of the first `request` bytes of an exited stock worker's file
@@ -864,11 +879,17 @@ pub(crate) fn take_copies(
     if second.get(..end) != Some(&first[..end]) {
         return None;
     }
-    let st = state_for(slot, identity, kind, len.unwrap_or(end));
-    st.map = None;
-    let view = View::Bytes(&first[..end]);
-    st.snapshot(view, false);
-    Some(st.parse_shared(view, tables, &mut buffers.entry, &mut buffers.layouts))
+    let copied = take_copy(
+        slot,
+        identity,
+        kind,
+        len.unwrap_or(end),
+        &first[..end],
+        tables,
+        &mut buffers.entry,
+        &mut buffers.layouts,
+    );
+    Some(copied.map(|_| ()))
 }
 
 impl FileState {

@@ -17,7 +17,7 @@
 //! and names, so that nothing the kernel may still write to is ever freed, and refuses
 //! further reads.
 
-use std::ffi::{CStr, CString};
+use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
@@ -46,6 +46,16 @@ pub(crate) struct Batch {
     /// The process that made the ring: a child `fork()`ed since shares the ring's queues
     /// with it, and never uses it.
     pid: u32,
+}
+
+impl std::fmt::Debug for Batch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batch")
+            .field("files", &self.names.len())
+            .field("broken", &self.broken)
+            .field("pid", &self.pid)
+            .finish()
+    }
 }
 
 /// The two copies of one file's first bytes, or why there are none.
@@ -77,9 +87,9 @@ impl Batch {
     }
 
     /// Reads the first `len` bytes of each file `(name, len)` of `files` (at most
-    /// [`BATCH_FILES`]), relative to `dir`, twice; then [`Batch::get`] gives each file's
+    /// [`BATCH_FILES`], their names kept until the next read), relative to `dir`, twice; then [`Batch::get`] gives each file's
     /// copies. Fails only if the batch cannot be used (then nothing was read).
-    pub(crate) fn read_twice(&mut self, dir: BorrowedFd<'_>, files: &[(&CStr, usize)]) -> io::Result<()> {
+    pub(crate) fn read_twice(&mut self, dir: BorrowedFd<'_>, files: Vec<(CString, usize)>) -> io::Result<()> {
         if self.broken {
             return Err(io::Error::other("an earlier io_uring wait failed"));
         }
@@ -90,15 +100,16 @@ impl Batch {
         self.names.clear();
         self.spans.clear();
         let mut total = 0;
-        for &(name, len) in files {
-            self.names.push(name.to_owned());
+        let count = files.len();
+        for (name, len) in files {
+            self.names.push(name);
             self.spans.push((total, len));
             total += 2 * len;
         }
         self.arena.clear();
         self.arena.resize(total, 0);
         self.results.clear();
-        self.results.resize(files.len() * OPS, -libc::ECANCELED);
+        self.results.resize(count * OPS, -libc::ECANCELED);
         let flags = libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK;
         {
             let mut sq = self.ring.submission();
@@ -139,7 +150,7 @@ impl Batch {
                 unsafe { sq.push_multiple(&ops) }.expect("the ring has room for a whole batch");
             }
         }
-        let want = files.len() * OPS;
+        let want = count * OPS;
         let mut reaped = 0;
         while reaped < want {
             match self.ring.submit_and_wait(want - reaped) {
@@ -216,10 +227,10 @@ mod tests {
         nix::unistd::mkfifo(&dir.path().join("fifo.db"), nix::sys::stat::Mode::S_IRWXU).unwrap();
         let handle = std::fs::File::open(dir.path()).unwrap();
         let names = [c"a.db", c"b.db", c"missing.db", c"link.db", c"dir.db", c"fifo.db"];
-        let files: Vec<(&CStr, usize)> = names.iter().map(|n| (*n, 4096)).collect();
+        let files = || names.iter().map(|n| (CString::from(*n), 4096)).collect();
         // Twice, so that the direct descriptor slots are reused after a first batch.
         for _ in 0..2 {
-            batch.read_twice(handle.as_fd(), &files).unwrap();
+            batch.read_twice(handle.as_fd(), files()).unwrap();
             assert_eq!(copies(&batch, 0), Ok((b"0123456789".to_vec(), b"0123456789".to_vec())));
             assert_eq!(copies(&batch, 1), Ok((vec![7u8; 4096], vec![7u8; 4096])), "at most the length asked");
             assert_eq!(copies(&batch, 2), Err(io::ErrorKind::NotFound));
@@ -247,7 +258,7 @@ mod tests {
         let handle = std::fs::File::open(dir.path()).unwrap();
         // As a child forked after the ring was made sees it.
         batch.pid = batch.pid.wrapping_add(1);
-        assert!(batch.read_twice(handle.as_fd(), &[(c"a.db", 8)]).is_err());
+        assert!(batch.read_twice(handle.as_fd(), vec![(c"a.db".to_owned(), 8)]).is_err());
     }
 
     #[test]
@@ -259,8 +270,7 @@ mod tests {
             std::fs::write(dir.path().join(name.to_str().unwrap()), i.to_string()).unwrap();
         }
         let handle = std::fs::File::open(dir.path()).unwrap();
-        let files: Vec<(&CStr, usize)> = names.iter().map(|n| (n.as_c_str(), 16)).collect();
-        batch.read_twice(handle.as_fd(), &files).unwrap();
+        batch.read_twice(handle.as_fd(), names.iter().map(|n| (n.clone(), 16)).collect()).unwrap();
         for i in 0..BATCH_FILES {
             let text = i.to_string().into_bytes();
             assert_eq!(copies(&batch, i), Ok((text.clone(), text)));
