@@ -682,6 +682,11 @@ const AHEAD: usize = 64;
 
 /// Folds the values of `files` that go to accumulators `start..start + acc.len()` into
 /// `acc`, in file order, then entry order.
+///
+/// Only the runs of entries whose accumulators are in range are visited: they are
+/// found once per layout (files with the same entries share one, so 64 workers' files
+/// of the same series are looked over once), not once per file, so a thread of a
+/// merge split in two reads half of each file's entries rather than all of them.
 fn accumulate_range(plan: &Plan, files: &[FileInput<'_>], acc: &mut [Acc], start: usize) {
     let (start, len) = (start as u32, acc.len() as u32);
     // The op of a sample whose accumulator is in range, with its index in `acc`.
@@ -690,27 +695,47 @@ fn accumulate_range(plan: &Plan, files: &[FileInput<'_>], acc: &mut [Acc], start
         let at = op.at.wrapping_sub(start);
         (at < len).then_some((op.apply, at as usize))
     };
+    // The runs of entries of the last layout seen, and that layout (its samples).
+    let mut runs: Vec<std::ops::Range<usize>> = Vec::new();
+    let mut runs_of: Option<&[u32]> = None;
     for file in files {
-        match file.values {
-            Values::Read { values, .. } => {
-                for (i, (&sample, &value)) in file.samples.iter().zip(values).enumerate() {
-                    if let Some((apply, at)) = mine(sample) {
-                        acc[at].apply(apply, value, || file.timestamp(i));
+        if !runs_of.is_some_and(|seen| std::ptr::eq(seen, file.samples)) {
+            runs.clear();
+            let mut at = 0;
+            while at < file.samples.len() {
+                let Some(first) = file.samples[at..].iter().position(|&s| mine(s).is_some()) else { break };
+                let begin = at + first;
+                let end = file.samples[begin..]
+                    .iter()
+                    .position(|&s| mine(s).is_none())
+                    .map_or(file.samples.len(), |n| begin + n);
+                runs.push(begin..end);
+                at = end;
+            }
+            runs_of = Some(file.samples);
+        }
+        for run in &runs {
+            match file.values {
+                Values::Read { values, .. } => {
+                    let values = values.get(run.start..run.end.min(values.len())).unwrap_or_default();
+                    for (i, (&sample, &value)) in file.samples[run.clone()].iter().zip(values).enumerate() {
+                        if let Some((apply, at)) = mine(sample) {
+                            acc[at].apply(apply, value, || file.timestamp(run.start + i));
+                        }
                     }
                 }
-            }
-            Values::Mapped { map, offsets } => {
-                for (i, (&sample, &offset)) in file.samples.iter().zip(offsets).enumerate() {
-                    if let (Some(&ahead), Some(&at)) = (file.samples.get(i + AHEAD), offsets.get(i + AHEAD))
-                        && mine(ahead).is_some()
-                    {
-                        map.prefetch(at as usize);
-                    }
-                    if let Some((apply, at)) = mine(sample) {
-                        // Within the mapping, checked when the entry was parsed: the
-                        // fallback is never taken.
-                        let value = map.load_u64(offset as usize).map_or(f64::NAN, f64::from_bits);
-                        acc[at].apply(apply, value, || file.timestamp(i));
+                Values::Mapped { map, offsets } => {
+                    let offsets = offsets.get(run.start..run.end.min(offsets.len())).unwrap_or_default();
+                    for (i, (&sample, &offset)) in file.samples[run.clone()].iter().zip(offsets).enumerate() {
+                        if let Some(&ahead) = offsets.get(i + AHEAD) {
+                            map.prefetch(ahead as usize);
+                        }
+                        if let Some((apply, at)) = mine(sample) {
+                            // Within the mapping, checked when the entry was parsed: the
+                            // fallback is never taken.
+                            let value = map.load_u64(offset as usize).map_or(f64::NAN, f64::from_bits);
+                            acc[at].apply(apply, value, || file.timestamp(run.start + i));
+                        }
                     }
                 }
             }
