@@ -131,7 +131,7 @@ impl Collector {
             .detach(move || {
                 inner.collect().map(|scrape| {
                     let mut text = String::new();
-                    expose::encode(&scrape.families, format, Escaping::Underscores, &mut text);
+                    expose::encode_scrape(&scrape, format, Escaping::Underscores, &mut text);
                     text
                 })
             })

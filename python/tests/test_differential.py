@@ -81,6 +81,25 @@ def test_repeat_scrapes_follow_new_writes(metrics_dir):
     assert prometheus_multiproc.generate_latest(metrics_dir) == stock_exposition(metrics_dir)
 
 
+def test_repeat_generate_latest_writes_each_round_s_values_as_stock(metrics_dir):
+    # From the second call on, the body is written into the last one's (the values
+    # replaced): every round must still be stock's, byte for byte, values and series.
+    from prometheus_client.mmap_dict import MmapedDict, mmap_key
+
+    db = MmapedDict(str(metrics_dir / "counter_1.db"))
+    keys = [mmap_key("req", "req_total", ["path"], ['/a"b\\' + str(k)], "Requests.") for k in range(50)]
+    for openmetrics in (False, True):
+        for round in range(5):
+            for k, key in enumerate(keys):
+                db.write_value(key, [0.5, 1e21, float("inf"), float("nan"), -0.0][(round + k) % 5] + k, 0.0)
+            if round == 3:
+                keys.append(mmap_key("req", "req_total", ["path"], ["/new" + str(round)], "Requests."))
+                db.write_value(keys[-1], 3.0, 0.0)
+            ours = prometheus_multiproc.generate_latest(metrics_dir, openmetrics=openmetrics)
+            assert ours == stock_exposition(metrics_dir, openmetrics), (openmetrics, round)
+    db.close()
+
+
 @pytest.mark.parametrize(
     "accept",
     [

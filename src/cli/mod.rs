@@ -272,7 +272,7 @@ fn run(command: Command, exit: Exit) -> Result<(), Failure> {
     match command {
         Command::Scrape { dir, format } => {
             let scrape = scrape(&dir.resolve()?, exit)?;
-            let mut text = String::with_capacity(64 * 1024);
+            let mut text = String::with_capacity(expose::body_capacity(&scrape.families));
             let format = match format {
                 OutputFormat::Text => Format::Text,
                 OutputFormat::Openmetrics => Format::OpenMetrics,

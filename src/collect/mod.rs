@@ -302,13 +302,53 @@ pub struct SkippedFile {
 }
 
 /// The result of one scrape: merged families and the files left out.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Clone, Default)]
 #[non_exhaustive]
 pub struct Scrape {
     /// Families in Python's order (first mention, in sorted file order).
     pub families: Vec<MetricFamily>,
     /// Files that were skipped, in file-name order.
     pub skipped: Vec<SkippedFile>,
+    /// What the exposition keeps between the scrapes of the collector that made this
+    /// one (none for a scrape made otherwise).
+    pub(crate) memo: Option<Arc<Memo>>,
+}
+
+/// What the exposition keeps between the scrapes of one collector (its last body: see
+/// [`crate::expose::encode_scrape`]). The collector only holds it, whatever it is, so
+/// that nothing here depends on the exposition.
+#[derive(Default)]
+pub(crate) struct Memo(Mutex<Option<Arc<dyn std::any::Any + Send + Sync>>>);
+
+impl fmt::Debug for Memo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Memo")
+    }
+}
+
+impl Memo {
+    /// What was kept last, if anything.
+    pub(crate) fn get(&self) -> Option<Arc<dyn std::any::Any + Send + Sync>> {
+        self.0.lock().clone()
+    }
+
+    /// Keeps `kept` in place of what was kept.
+    pub(crate) fn set(&self, kept: Arc<dyn std::any::Any + Send + Sync>) {
+        *self.0.lock() = Some(kept);
+    }
+}
+
+impl fmt::Debug for Scrape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Scrape").field("families", &self.families).field("skipped", &self.skipped).finish()
+    }
+}
+
+/// Scrapes are equal when their families and skipped files are.
+impl PartialEq for Scrape {
+    fn eq(&self, other: &Scrape) -> bool {
+        self.families == other.families && self.skipped == other.skipped
+    }
 }
 
 /// Merges a metrics directory into families, keeping state between scrapes so that a
@@ -336,6 +376,8 @@ pub struct Collector {
     process_metrics: bool,
     max_kept_mappings: usize,
     state: Mutex<State>,
+    /// Shared with the scrapes it hands out.
+    memo: Arc<Memo>,
 }
 
 /// The family [`Collector::with_self_metrics`] adds.
@@ -389,6 +431,7 @@ impl Collector {
             process_metrics: false,
             max_kept_mappings: MAX_KEPT_MAPPINGS,
             state: Mutex::default(),
+            memo: Arc::default(),
         })
     }
 
@@ -646,7 +689,7 @@ impl Collector {
         if self.process_metrics {
             families.extend(process::families(&self.dir));
         }
-        Ok(Scrape { families, skipped: report })
+        Ok(Scrape { families, skipped: report, memo: Some(Arc::clone(&self.memo)) })
     }
 
     /// Brings the state of every file of `names` (sorted) up to date: the usable ones,

@@ -12,11 +12,21 @@ use crate::collect::MetricFamily;
 /// family name (a counter's samples keep their `_total`); no `UNIT`, no `_created`,
 /// no timestamps (the merged samples have none, as in Python).
 pub fn encode_openmetrics(families: &[MetricFamily], escaping: Escaping, out: &mut String) {
-    let mut names = Names::default();
-    for family in families {
+    encode_openmetrics_with(families, escaping, out, &mut Names::default());
+}
+
+/// [`encode_openmetrics`], with `names` (which may record where each value went).
+pub(super) fn encode_openmetrics_with(
+    families: &[MetricFamily],
+    escaping: Escaping,
+    out: &mut String,
+    names: &mut Names,
+) {
+    for (f, family) in families.iter().enumerate() {
         header(out, &family.name, &family.help, true, family.kind.as_str(), escaping);
-        for sample in &family.samples {
-            sample_line_with(out, sample, escaping, escape::om_sample_name, &mut names);
+        for (s, sample) in family.samples.iter().enumerate() {
+            names.at = (f, s);
+            sample_line_with(out, sample, escaping, escape::om_sample_name, names);
         }
     }
     out.push_str("# EOF\n");

@@ -19,9 +19,13 @@ const OM_ONLY_SUFFIXES: [&str; 3] = ["_created", "_gcount", "_gsum"];
 /// spelled by `floatToGoString`. Names outside the legacy character set are escaped
 /// by `escaping` (quoted only with [`Escaping::AllowUtf8`]).
 pub fn encode_text(families: &[MetricFamily], escaping: Escaping, out: &mut String) {
+    encode_text_with(families, escaping, out, &mut Names::default());
+}
+
+/// [`encode_text`], with `names` (which may record where each value went).
+pub(super) fn encode_text_with(families: &[MetricFamily], escaping: Escaping, out: &mut String, names: &mut Names) {
     let mut name = String::new();
-    let mut names = Names::default();
-    for family in families {
+    for (f, family) in families.iter().enumerate() {
         name.clear();
         name.push_str(&family.name);
         if family.kind == MetricType::Counter {
@@ -29,10 +33,13 @@ pub fn encode_text(families: &[MetricFamily], escaping: Escaping, out: &mut Stri
         }
         header(out, &name, &family.help, false, family.kind.as_str(), escaping);
         let mut deferred = [const { Vec::new() }; 3];
-        for sample in &family.samples {
+        for (s, sample) in family.samples.iter().enumerate() {
             match om_only(&family.name, &sample.name) {
-                Some(i) => deferred[i].push(sample),
-                None => sample_line(out, sample, escaping, &mut names),
+                Some(i) => deferred[i].push((s, sample)),
+                None => {
+                    names.at = (f, s);
+                    sample_line(out, sample, escaping, names);
+                }
             }
         }
         for (suffix, samples) in OM_ONLY_SUFFIXES.iter().zip(deferred) {
@@ -43,8 +50,9 @@ pub fn encode_text(families: &[MetricFamily], escaping: Escaping, out: &mut Stri
             name.push_str(&family.name);
             name.push_str(suffix);
             header(out, &name, &family.help, false, "gauge", escaping);
-            for sample in samples {
-                sample_line(out, sample, escaping, &mut names);
+            for (s, sample) in samples {
+                names.at = (f, s);
+                sample_line(out, sample, escaping, names);
             }
         }
     }
@@ -77,14 +85,27 @@ fn sample_line(out: &mut String, sample: &Sample, escaping: Escaping, names: &mu
 /// Names as escaped, remembered by their string's allocation: the samples of a family
 /// share their name and label-name strings (the collector interns them), so each is
 /// checked and escaped once per encoding rather than once per sample (that was a fifth
-/// of rendering 10,000 samples).
+/// of rendering 10,000 samples). Also where each value was written, when asked (for a
+/// [`super::template::Template`]).
 #[derive(Default)]
 pub(super) struct Names {
+    /// Where each value was written, if recorded.
+    pub(super) values: Option<Vec<ValueAt>>,
+    /// The (family, sample) index of the sample being written.
+    pub(super) at: (usize, usize),
     /// The name, which escaping it went through, and where its escaped form is in `text`.
     seen: Vec<(Arc<str>, Kind, usize, usize)>,
     text: String,
     /// The entry to replace next once `seen` is full.
     next: usize,
+}
+
+/// Where a value was written: `start..end` in the output, and the (family, sample)
+/// index of its sample.
+pub(super) struct ValueAt {
+    pub(super) start: usize,
+    pub(super) end: usize,
+    pub(super) sample: (usize, usize),
 }
 
 /// Which escaping a remembered name went through.
@@ -151,7 +172,11 @@ pub(super) fn sample_line_with(
         }
     }
     out.push(' ');
+    let start = out.len();
     write_go_float(out, sample.value);
+    if let Some(values) = &mut names.values {
+        values.push(ValueAt { start, end: out.len(), sample: names.at });
+    }
     out.push('\n');
 }
 
