@@ -903,12 +903,18 @@ impl Collector {
                     Access { sealed, verify, keep_map: !sealed && room }
                 };
                 // Copied twice, seen for the first time, listed as a regular file: read
-                // with others in a batch (its writer holds no lock to keep meanwhile).
+                // with others in a batch (its writer holds no lock to keep meanwhile),
+                // unless it is likely too large to copy (then it is mapped alone).
                 if cfg!(target_os = "linux")
                     && access.verify
                     && slot.state.is_none()
                     && listed[i].regular_ino.is_some()
                     && ctx.dir.is_some()
+                    && !listed[i]
+                        .name
+                        .to_str()
+                        .and_then(name::parse_file_name)
+                        .is_some_and(|k| buffers.expects_large(k.typ))
                 {
                     pending.push((i, first_slot + k));
                     continue;

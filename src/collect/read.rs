@@ -461,6 +461,10 @@ pub(crate) struct Buffers {
     /// that type, rounded up, at most [`FIRST_READ`] (0 before any): what the first
     /// `pread` of the next such file asks for.
     first_reads: [usize; 4],
+    /// By metric type, whether the last sealed file of that type this thread read had
+    /// more than [`READ_AT_MOST`] bytes in use: then the next is mapped at once (the
+    /// files of a server's workers are about the same size), without a first `pread`.
+    large: [bool; 4],
     /// The ring this thread's batched reads go through this scrape (see
     /// [`crate::region::Batch`]), made at the first batch and dropped by
     /// `Collector::read_all` when the scrape's reads end; a ring is never used by a
@@ -547,10 +551,17 @@ impl Buffers {
         }
     }
 
+    /// Whether the next sealed file of type `typ` is expected to be too large to copy
+    /// (see [`Buffers::large`]).
+    pub(crate) fn expects_large(&self, typ: MetricType) -> bool {
+        self.large[type_index(typ)]
+    }
+
     /// Records that a sealed file of type `typ` has `used` bytes in use.
     fn saw_used(&mut self, typ: MetricType, used: usize) {
         let seen = &mut self.first_reads[type_index(typ)];
         *seen = (*seen).max(used.next_multiple_of(512).min(FIRST_READ));
+        self.large[type_index(typ)] = used > READ_AT_MOST;
     }
 
     /// Frees a file buffer grown far beyond what small files need, and forgets the
@@ -588,7 +599,6 @@ fn refresh_once(
     let keep = access.keep_map && !access.sealed;
     // The stamp of a sealed file mapped here (too large to copy), once read whole.
     let mut stamp = None;
-    let buf = &mut buffers.entry;
     // A file whose mapping was kept is the same file while the directory listing gives
     // it the same inode number as a regular file (no system call; a mapping keeps its
     // inode, so its number is not reused meanwhile); if the file grew past the mapping,
@@ -625,10 +635,15 @@ fn refresh_once(
         // one call rather than fault them in a few at a time. For a small file one
         // fault maps it all (the kernel maps up to 64 KiB around a fault), so the call
         // would only add a system call per file.
-        if let Some(used) = map.load_used().and_then(|u| usize::try_from(u).ok())
+        let used = map.load_used().and_then(|u| usize::try_from(u).ok());
+        if let Some(used) = used
             && used > POPULATE_ABOVE
         {
             map.populate(used);
+        }
+        // A sealed file mapped here tells how the next of its type is read.
+        if let (true, Some(used)) = (access.sealed, used) {
+            buffers.saw_used(kind.typ, used);
         }
         let st = state_for(slot, (meta.dev(), meta.ino()), kind, len);
         st.map = Some(map);
@@ -642,7 +657,7 @@ fn refresh_once(
     // Values of the entries known already, then new entries with their values; the
     // values of a file whose mapping is kept are left for the merge to load.
     st.snapshot(view, keep);
-    let parsed = st.parse_shared(view, tables, buf, &mut buffers.layouts);
+    let parsed = st.parse_shared(view, tables, &mut buffers.entry, &mut buffers.layouts);
     if map.truncated() {
         // Something truncated the file under the mapping: some of what was just read
         // is zeros standing in for missing pages. Forget the file; the next scrape
@@ -723,6 +738,11 @@ fn read_sealed(
     // Only for a file seen for the first time: a state kept from an earlier read is
     // continued only for the very file it was read from, which `fstat` tells.
     let listed = path.listed_identity().filter(|_| verify && slot.is_none());
+    // Too large to copy, most likely, as the file of this type read before was: mapped
+    // at once, without opening and reading it here first.
+    if buffers.expects_large(kind.typ) {
+        return Err(Sealed::Map);
+    }
     let (handle, meta) = match listed {
         Some(_) => (path.open_unmeasured().map_err(|e| Sealed::Skip(io_reason(&e)))?, None),
         None => path.open().map(|(h, m)| (h, Some(m))).map_err(|e| Sealed::Skip(io_reason(&e)))?,

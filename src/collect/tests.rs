@@ -1022,6 +1022,48 @@ mod on_disk {
     }
 
     #[test]
+    fn exited_stock_workers_files_too_large_to_copy_among_small_ones_count_exactly() {
+        // After a file too large to copy, the next of its type is mapped at once; after
+        // a small one, copied again. Sizes alternating and in runs, every value counts
+        // once, whichever way each file was read.
+        let dir = tempfile::tempdir().unwrap();
+        let pid = |i: u32| (4_194_305 + i).to_string();
+        let large = [0, 1, 2, 5, 7, 8];
+        for i in 0..12 {
+            if large.contains(&i) {
+                let r = registry(dir.path(), &pid(i));
+                let wide = r.counter_family(Opts::new("c_total", "C."), &["i"]).unwrap();
+                // About 1,400 entries of some 56 bytes: more than 64 KiB in use.
+                for k in 0..1400 {
+                    wide.with(&[&k.to_string()], |c| c.inc_by(f64::from(i + 1))).unwrap();
+                }
+                drop((wide, r));
+                std::fs::remove_file(dir.path().join(crate::format::names::lock_name(&pid(i)))).unwrap();
+            } else {
+                stock_worker_files(dir.path(), &pid(i), f64::from(i + 1));
+            }
+        }
+        let big = |i: u32| std::fs::metadata(dir.path().join(format!("counter_{}.db", pid(i)))).unwrap().len();
+        assert!(big(0) > 64 * 1024 && big(3) <= 64 * 1024);
+        let wide_total: f64 = large.iter().map(|&i| f64::from(i + 1)).sum();
+        let small_total: f64 = (0..12).filter(|i| !large.contains(i)).map(|i| f64::from(i + 1)).sum();
+        for collector in
+            [Collector::new(dir.path()).unwrap(), Collector::new(dir.path()).unwrap().with_max_kept_mappings(0)]
+        {
+            for round in 0..2 {
+                let scrape = collector.collect().unwrap();
+                assert!(scrape.skipped.is_empty(), "{:?}", scrape.skipped);
+                let family = scrape.family("c").unwrap();
+                assert_eq!(family.samples.len(), 1401, "round {round}");
+                assert_eq!(scrape.value("c_total", &[]), Some(small_total), "round {round}");
+                for k in [0, 699, 1399] {
+                    assert_eq!(scrape.value("c_total", &[("i", &k.to_string())]), Some(wide_total), "round {round}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn a_kept_mapping_of_a_replaced_file_is_not_read_again() {
         let dir = tempfile::tempdir().unwrap();
         stock_worker_files(dir.path(), "7", 2.0);
