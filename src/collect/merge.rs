@@ -267,6 +267,8 @@ pub(crate) struct Scratch {
     bucket_weights: Vec<u32>,
     acc: Vec<Acc>,
     out: Vec<f64>,
+    /// The slot of each sample of the output, in output order.
+    order: Vec<u32>,
 }
 
 /// Merges `files` (in order) into families, with up to `threads` threads adding up the
@@ -293,9 +295,14 @@ pub(crate) fn merge(
         planned?;
         scratch.plan.key.extend(key);
     }
-    let Scratch { plan, acc, out, .. } = scratch;
+    let Scratch { plan, acc, out, order, .. } = scratch;
+    // The samples first, their values after: making them touches every series' shared
+    // strings (their counts), which the last scrape left in the caches and adding up
+    // the values would evict.
+    let mut families = shape(tables, plan, order);
     accumulate(plan, files, acc, threads);
-    Ok(finish(tables, plan, acc, out))
+    fill(plan, acc, out, order, &mut families);
+    Ok(families)
 }
 
 impl Scratch {
@@ -743,11 +750,54 @@ fn accumulate_range(plan: &Plan, files: &[FileInput<'_>], acc: &mut [Acc], start
     }
 }
 
-/// The output: the plan's families, groups and slots, with the values of `acc`.
-fn finish(tables: &Tables, plan: &Plan, acc: &[Acc], out: &mut Vec<f64>) -> Vec<MetricFamily> {
+/// The output: the plan's families, groups and slots, with values to be filled in by
+/// [`fill`]; `order` is set to the slot of each sample, in output order.
+fn shape(tables: &Tables, plan: &Plan, order: &mut Vec<u32>) -> Vec<MetricFamily> {
     let t = tables;
-    // Each slot's value: its accumulator's, or for a histogram's buckets and count the
-    // running sum of its bucket sums in ascending bound (`0.0 + b1 + b2 + …`).
+    order.clear();
+    let mut families = Vec::with_capacity(plan.families.len());
+    for family in &plan.families {
+        let name = t.name(family.name).clone();
+        let bucket_name: Str = Arc::from(format!("{name}_bucket"));
+        let count_name: Str = Arc::from(format!("{name}_count"));
+        let first = order.len();
+        let mut g = family.first_group;
+        while g != NONE {
+            let group = plan.groups[g as usize];
+            let mut slot = group.first;
+            while slot != NONE {
+                order.push(slot);
+                slot = plan.slots[slot as usize].next;
+            }
+            g = group.next;
+        }
+        let samples = order[first..]
+            .iter()
+            .map(|&slot| {
+                let value = 0.0;
+                match plan.slots[slot as usize].kind {
+                    SlotKind::Sample(id) => {
+                        let info = t.sample(id);
+                        Sample { name: t.name(info.name).clone(), labels: t.exposed_labels(info.labels).clone(), value }
+                    }
+                    SlotKind::Bucket(index) => {
+                        Sample { name: bucket_name.clone(), labels: plan.bucket_labels[index as usize].clone(), value }
+                    }
+                    SlotKind::Count(labels) => {
+                        Sample { name: count_name.clone(), labels: t.exposed_labels(labels).clone(), value }
+                    }
+                }
+            })
+            .collect();
+        families.push(MetricFamily { name, help: family.help.clone(), kind: family.typ, samples });
+    }
+    families
+}
+
+/// Sets the value of each sample of `families` (made by [`shape`], which set `order`)
+/// from `acc`: its accumulator's, or for a histogram's buckets and count the running
+/// sum of its bucket sums in ascending bound (`0.0 + b1 + b2 + …`).
+fn fill(plan: &Plan, acc: &[Acc], out: &mut Vec<f64>, order: &[u32], families: &mut [MetricFamily]) {
     out.clear();
     out.extend(acc[..plan.accumulated].iter().map(|a| a.value));
     out.resize(plan.slots.len(), 0.0);
@@ -759,36 +809,7 @@ fn finish(tables: &Tables, plan: &Plan, acc: &[Acc], out: &mut Vec<f64>) -> Vec<
         }
         out[c.count_slot as usize] = running;
     }
-    let mut families = Vec::with_capacity(plan.families.len());
-    for family in &plan.families {
-        let name = t.name(family.name).clone();
-        let bucket_name: Str = Arc::from(format!("{name}_bucket"));
-        let count_name: Str = Arc::from(format!("{name}_count"));
-        let mut samples = Vec::new();
-        let mut g = family.first_group;
-        while g != NONE {
-            let group = plan.groups[g as usize];
-            let mut slot = group.first;
-            while slot != NONE {
-                let Slot { kind, next } = plan.slots[slot as usize];
-                let value = out[slot as usize];
-                samples.push(match kind {
-                    SlotKind::Sample(id) => {
-                        let info = t.sample(id);
-                        Sample { name: t.name(info.name).clone(), labels: t.exposed_labels(info.labels).clone(), value }
-                    }
-                    SlotKind::Bucket(index) => {
-                        Sample { name: bucket_name.clone(), labels: plan.bucket_labels[index as usize].clone(), value }
-                    }
-                    SlotKind::Count(labels) => {
-                        Sample { name: count_name.clone(), labels: t.exposed_labels(labels).clone(), value }
-                    }
-                });
-                slot = next;
-            }
-            g = group.next;
-        }
-        families.push(MetricFamily { name, help: family.help.clone(), kind: family.typ, samples });
+    for (sample, &slot) in families.iter_mut().flat_map(|f| &mut f.samples).zip(order) {
+        sample.value = out[slot as usize];
     }
-    families
 }
