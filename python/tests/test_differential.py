@@ -82,8 +82,9 @@ def test_repeat_scrapes_follow_new_writes(metrics_dir):
 
 
 def test_repeat_generate_latest_writes_each_round_s_values_as_stock(metrics_dir):
-    # From the second call on, the body is written into the last one's (the values
-    # replaced): every round must still be stock's, byte for byte, values and series.
+    # From the third call in a format on, the body is written into one kept from an
+    # earlier call (the values replaced): every round must still be stock's, byte for
+    # byte, values and series.
     from prometheus_client.mmap_dict import MmapedDict, mmap_key
 
     db = MmapedDict(str(metrics_dir / "counter_1.db"))
@@ -91,9 +92,11 @@ def test_repeat_generate_latest_writes_each_round_s_values_as_stock(metrics_dir)
     for openmetrics in (False, True):
         for round in range(5):
             for k, key in enumerate(keys):
-                db.write_value(key, [0.5, 1e21, float("inf"), float("nan"), -0.0][(round + k) % 5] + k, 0.0)
+                value = [0.5, 1e21, float("inf"), float("nan"), -0.0][(round + k) % 5]
+                db.write_value(key, value if k == 0 else value + k, 0.0)
             if round == 3:
-                keys.append(mmap_key("req", "req_total", ["path"], ["/new" + str(round)], "Requests."))
+                new = "/new-" + str(openmetrics)
+                keys.append(mmap_key("req", "req_total", ["path"], [new], "Requests."))
                 db.write_value(keys[-1], 3.0, 0.0)
             ours = prometheus_multiproc.generate_latest(metrics_dir, openmetrics=openmetrics)
             assert ours == stock_exposition(metrics_dir, openmetrics), (openmetrics, round)

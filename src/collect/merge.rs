@@ -211,6 +211,10 @@ struct Family {
     last_group: u32,
     /// Bucket groups (label set without `le` → first/last bucket), first appearance order.
     bucket_groups: Vec<(u32, u32, u32)>,
+    /// `NAME_bucket` and `NAME_count`, made with the plan so that every scrape's samples
+    /// share them (an exposition compares them by address, see `expose::template`).
+    bucket_name: Str,
+    count_name: Str,
 }
 
 /// A histogram bucket group's cumulative output: its bucket sums in ascending bound
@@ -352,6 +356,7 @@ impl Planner<'_, '_> {
                     NONE => {
                         let plan = &mut self.s.plan;
                         self.s.family_of[family as usize] = plan.families.len() as u32;
+                        let name = t.name(family);
                         plan.families.push(Family {
                             name: family,
                             typ: file.typ,
@@ -360,6 +365,8 @@ impl Planner<'_, '_> {
                             first_group: NONE,
                             last_group: NONE,
                             bucket_groups: Vec::new(),
+                            bucket_name: Arc::from(format!("{name}_bucket")),
+                            count_name: Arc::from(format!("{name}_count")),
                         });
                         plan.families.len() - 1
                     }
@@ -691,9 +698,10 @@ const AHEAD: usize = 64;
 /// `acc`, in file order, then entry order.
 ///
 /// Only the runs of entries whose accumulators are in range are visited: they are
-/// found once per layout (files with the same entries share one, so 64 workers' files
-/// of the same series are looked over once), not once per file, so a thread of a
-/// merge split in two reads half of each file's entries rather than all of them.
+/// found once for each run of files that share a layout (files with the same entries
+/// share one, so 64 workers' files of the same series are looked over once), not once
+/// per file, so a thread of a merge split in two reads half of each file's entries
+/// rather than all of them.
 fn accumulate_range(plan: &Plan, files: &[FileInput<'_>], acc: &mut [Acc], start: usize) {
     let (start, len) = (start as u32, acc.len() as u32);
     // The op of a sample whose accumulator is in range, with its index in `acc`.
@@ -758,8 +766,6 @@ fn shape(tables: &Tables, plan: &Plan, order: &mut Vec<u32>) -> Vec<MetricFamily
     let mut families = Vec::with_capacity(plan.families.len());
     for family in &plan.families {
         let name = t.name(family.name).clone();
-        let bucket_name: Str = Arc::from(format!("{name}_bucket"));
-        let count_name: Str = Arc::from(format!("{name}_count"));
         let first = order.len();
         let mut g = family.first_group;
         while g != NONE {
@@ -780,11 +786,13 @@ fn shape(tables: &Tables, plan: &Plan, order: &mut Vec<u32>) -> Vec<MetricFamily
                         let info = t.sample(id);
                         Sample { name: t.name(info.name).clone(), labels: t.exposed_labels(info.labels).clone(), value }
                     }
-                    SlotKind::Bucket(index) => {
-                        Sample { name: bucket_name.clone(), labels: plan.bucket_labels[index as usize].clone(), value }
-                    }
+                    SlotKind::Bucket(index) => Sample {
+                        name: family.bucket_name.clone(),
+                        labels: plan.bucket_labels[index as usize].clone(),
+                        value,
+                    },
                     SlotKind::Count(labels) => {
-                        Sample { name: count_name.clone(), labels: t.exposed_labels(labels).clone(), value }
+                        Sample { name: family.count_name.clone(), labels: t.exposed_labels(labels).clone(), value }
                     }
                 }
             })

@@ -332,9 +332,10 @@ impl Memo {
         self.0.lock().clone()
     }
 
-    /// Keeps `kept` in place of what was kept.
+    /// Keeps `kept` in place of what was kept (dropped after the lock is released).
     pub(crate) fn set(&self, kept: Arc<dyn std::any::Any + Send + Sync>) {
-        *self.0.lock() = Some(kept);
+        let old = self.0.lock().replace(kept);
+        drop(old);
     }
 }
 

@@ -214,6 +214,9 @@ thread_local! {
     /// Runs (tests only) on a file right after it is stat'ed (or, for a kept mapping, found
     /// unchanged in the listing), before it is mapped or read.
     pub(crate) static AFTER_STAT: std::cell::RefCell<Option<PathHook>> = const { std::cell::RefCell::new(None) };
+    /// How many sealed files this thread mapped at once, expected too large to copy
+    /// (tests only).
+    pub(crate) static MAPPED_AT_ONCE: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 /// The index of `typ` in [`Buffers::first_reads`].
@@ -741,6 +744,8 @@ fn read_sealed(
     // Too large to copy, most likely, as the file of this type read before was: mapped
     // at once, without opening and reading it here first.
     if buffers.expects_large(kind.typ) {
+        #[cfg(test)]
+        MAPPED_AT_ONCE.with(|n| n.set(n.get() + 1));
         return Err(Sealed::Map);
     }
     let (handle, meta) = match listed {

@@ -1047,6 +1047,11 @@ mod on_disk {
         assert!(big(0) > 64 * 1024 && big(3) <= 64 * 1024);
         let wide_total: f64 = large.iter().map(|&i| f64::from(i + 1)).sum();
         let small_total: f64 = (0..12).filter(|i| !large.contains(i)).map(|i| f64::from(i + 1)).sum();
+        // Twelve files: one reading thread, this one. Mapped at once: 1, 2 and 8 (after
+        // a large one), 3, 6 and 9 (small ones after a large one, which turn it back).
+        read::MAPPED_AT_ONCE.with(|n| n.set(0));
+        Collector::new(dir.path()).unwrap().collect().unwrap();
+        assert_eq!(read::MAPPED_AT_ONCE.with(std::cell::Cell::get), 6);
         for collector in
             [Collector::new(dir.path()).unwrap(), Collector::new(dir.path()).unwrap().with_max_kept_mappings(0)]
         {

@@ -243,11 +243,12 @@ pub fn encode(families: &[MetricFamily], format: Format, escaping: Escaping, out
 /// Appends the exposition of `scrape` in `format` to `out`: the bytes [`encode`]
 /// writes for its families.
 ///
-/// For a scrape made by a [`Collector`] they are written faster from the second
-/// scrape of that collector written this way on: the body of the last one, kept
-/// without its values, is reused with the new values while the same families and
-/// samples are exposed in the same format and escaping (see the `template` module of
-/// the source). [`render`] writes its body this way.
+/// For a scrape made by a [`Collector`] they are written faster from the third
+/// scrape of that collector written this way in a format and escaping on: the body of
+/// the second, kept without its values, is reused with the new values while the same
+/// families and samples are exposed (see the `template` module of the source). The
+/// collector keeps up to four such bodies, one per format and escaping asked for.
+/// [`render`] writes its body this way.
 ///
 /// [`Collector`]: crate::Collector
 pub fn encode_scrape(scrape: &Scrape, format: Format, escaping: Escaping, out: &mut String) {

@@ -1,20 +1,21 @@
-//! Rendering a collector's repeat scrapes from the body of the one before.
+//! Rendering a collector's repeat scrapes from the body of one before.
 //!
 //! From one scrape to the next, a long-lived collector's body changes in its values
 //! only, as long as the same series are exposed: the names, labels, help texts and
 //! their escaping come out the same. Writing them again is most of the work of a
 //! render, and reading them (from strings spread across the heap, after a scrape has
 //! streamed every file's values through the caches) most of its time. So
-//! [`encode_scrape`] (which [`render`] calls) keeps, for the scrapes of one collector, the last body without its values (a
-//! [`Template`]) and fills the values of the next scrape into it when that scrape has
-//! the same families and samples, by name, help, type and labels: then the body is
-//! byte for byte the one a full render writes.
+//! [`encode_scrape`] (which [`render`] calls) keeps, for the scrapes of one collector
+//! and for each format and escaping asked for (up to four), a body without its values
+//! (a [`Template`]), and fills the values of a later scrape into it when that scrape
+//! has the same families and samples, by name, help, type and labels: then the body
+//! is byte for byte the one a full render writes. See [`State`] for which body is kept.
 //!
 //! A sample matches when its name and its labels are the very strings the template
 //! holds (one comparison of addresses: the collector hands out its interned strings,
 //! and the template keeps them alive, so an address cannot have been reused), or else
-//! equal ones. Anything else (a series added or gone, a scrape edited by its caller,
-//! another format or escaping) makes a full render, which becomes the new template.
+//! equal ones. Anything else (a series added or gone, a scrape edited by its caller)
+//! makes a full render, and the render after it a new template.
 //!
 //! [`render`]: super::render
 //! [`encode_scrape`]: super::encode_scrape
@@ -26,12 +27,23 @@ use super::{Escaping, Format};
 use crate::collect::{Memo, MetricFamily, MetricType};
 use crate::format::float::write_go_float;
 
-/// What the exposition keeps in a collector's [`Memo`]: that a body was written (a
-/// template is made at the second, so that a collector scraped once makes none), and
-/// then the last body as a template.
-enum Kept {
+/// How many formats and escapings a collector keeps a body for (the most recently
+/// new ones): a Prometheus server asks for one, a person with `curl` perhaps another.
+const KEPT: usize = 4;
+
+/// What the exposition keeps in a collector's [`Memo`]: for each format and escaping
+/// asked for (at most [`KEPT`], the most recently changed first), its [`State`].
+struct Kept(Vec<(Format, Escaping, State)>);
+
+/// What is kept for one format and escaping.
+#[derive(Clone)]
+enum State {
+    /// A body was written in full (the first, or one that did not fit the template):
+    /// the next one is kept as the template. So a collector scraped once keeps none,
+    /// and series that change at every scrape make a template every other render.
     Written,
-    Template(Template),
+    /// The last body kept.
+    Template(Arc<Template>),
 }
 
 #[cfg(test)]
@@ -41,8 +53,8 @@ thread_local! {
 }
 
 /// Appends the body of `families` (scraped by the collector that keeps `memo`) in
-/// `format` and `escaping` to `out`: filled into the last template if it fits, else
-/// written whole (and kept as the template).
+/// `format` and `escaping` to `out`: filled into the template kept for them if it
+/// fits, else written whole (see [`State`]).
 pub(crate) fn encode_kept(
     memo: &Memo,
     families: &[MetricFamily],
@@ -50,19 +62,27 @@ pub(crate) fn encode_kept(
     escaping: Escaping,
     out: &mut String,
 ) {
-    let kept = memo.get().and_then(|kept| kept.downcast::<Kept>().ok());
-    match kept.as_deref() {
-        Some(Kept::Template(template)) if template.fits(families, format, escaping) => {
+    let mut kept = memo.get().and_then(|kept| kept.downcast::<Kept>().ok()).map_or_else(Vec::new, |k| k.0.clone());
+    let state = kept.iter().position(|&(f, e, _)| (f, e) == (format, escaping)).map(|i| kept.remove(i).2);
+    let next = match state {
+        Some(State::Template(template)) if template.fits(families) => {
             template.fill(families, out);
             #[cfg(test)]
             FILLED.with(|n| n.set(n.get() + 1));
+            return;
         }
-        None => {
+        Some(State::Written) => match Template::write(families, format, escaping, out) {
+            Some(template) => State::Template(Arc::new(template)),
+            None => State::Written,
+        },
+        None | Some(State::Template(_)) => {
             super::encode(families, format, escaping, out);
-            memo.set(Arc::new(Kept::Written));
+            State::Written
         }
-        Some(_) => memo.set(Arc::new(Kept::Template(Template::write(families, format, escaping, out)))),
-    }
+    };
+    kept.insert(0, (format, escaping, next));
+    kept.truncate(KEPT);
+    memo.set(Arc::new(Kept(kept)));
 }
 
 /// A sample's labels, as [`crate::collect::Sample`] holds them.
@@ -71,8 +91,6 @@ type Labels = Arc<[(Arc<str>, Arc<str>)]>;
 /// A body without its values, and what it was written from.
 #[derive(Debug)]
 pub(crate) struct Template {
-    format: Format,
-    escaping: Escaping,
     /// Each family's name, help, type and number of samples.
     families: Vec<(Arc<str>, Arc<str>, MetricType, usize)>,
     /// Each sample's name and labels, family by family.
@@ -80,13 +98,13 @@ pub(crate) struct Template {
     /// The body without the values.
     text: String,
     /// Where each value goes in `text`, in order, and the (family, sample) it is of.
-    values: Vec<(usize, (usize, usize))>,
+    values: Vec<(u32, u32, u32)>,
 }
 
 impl Template {
     /// Appends the body of `families` to `out`, as [`super::encode`] does, and returns
-    /// it as a template.
-    fn write(families: &[MetricFamily], format: Format, escaping: Escaping, out: &mut String) -> Template {
+    /// it as a template (none for a body of 4 GiB or more).
+    fn write(families: &[MetricFamily], format: Format, escaping: Escaping, out: &mut String) -> Option<Template> {
         let start = out.len();
         let mut names = Names::default();
         names.values = Some(Vec::new());
@@ -101,28 +119,26 @@ impl Template {
         let mut at = 0;
         for value in spans {
             text.push_str(&body[at..value.start - start]);
-            values.push((text.len(), value.sample));
+            let (family, sample) = value.sample;
+            values.push((u32::try_from(text.len()).ok()?, u32::try_from(family).ok()?, u32::try_from(sample).ok()?));
             at = value.end - start;
         }
         text.push_str(&body[at..]);
-        Template {
-            format,
-            escaping,
+        Some(Template {
             families: families.iter().map(|f| (f.name.clone(), f.help.clone(), f.kind, f.samples.len())).collect(),
             samples: families.iter().flat_map(|f| &f.samples).map(|s| (s.name.clone(), s.labels.clone())).collect(),
             text,
             values,
-        }
+        })
     }
 
-    /// Whether `families` would be written as this template was, but for the values.
-    fn fits(&self, families: &[MetricFamily], format: Format, escaping: Escaping) -> bool {
+    /// Whether `families` would be written as this template was (in its format and
+    /// escaping), but for the values.
+    fn fits(&self, families: &[MetricFamily]) -> bool {
         fn same<T: ?Sized + PartialEq>(a: &Arc<T>, b: &Arc<T>) -> bool {
             Arc::ptr_eq(a, b) || **a == **b
         }
-        self.format == format
-            && self.escaping == escaping
-            && self.families.len() == families.len()
+        self.families.len() == families.len()
             && self.families.iter().zip(families).all(|((name, help, kind, samples), f)| {
                 same(name, &f.name) && same(help, &f.help) && *kind == f.kind && *samples == f.samples.len()
             })
@@ -137,9 +153,10 @@ impl Template {
     fn fill(&self, families: &[MetricFamily], out: &mut String) {
         out.reserve(self.text.len() + 8 * self.values.len());
         let mut at = 0;
-        for &(to, (family, sample)) in &self.values {
+        for &(to, family, sample) in &self.values {
+            let to = to as usize;
             out.push_str(&self.text[at..to]);
-            write_go_float(out, families[family].samples[sample].value);
+            write_go_float(out, families[family as usize].samples[sample as usize].value);
             at = to;
         }
         out.push_str(&self.text[at..]);
@@ -281,10 +298,13 @@ mod tests {
         check(&collector.collect().unwrap(), None, 1, "filled");
         write(&w, 1, 4);
         check(&collector.collect().unwrap(), None, 1, "a series added");
+        check(&collector.collect().unwrap(), None, 1, "the template made again");
         check(&collector.collect().unwrap(), None, 2, "filled again");
         check(&collector.collect().unwrap(), ACCEPTS[3], 2, "another format");
         check(&collector.collect().unwrap(), ACCEPTS[4], 2, "another escaping");
+        check(&collector.collect().unwrap(), ACCEPTS[4], 2, "its template made");
         check(&collector.collect().unwrap(), ACCEPTS[4], 3, "filled in that one");
+        check(&collector.collect().unwrap(), None, 4, "the first one's template is kept");
 
         // A caller's edits: other labels, a sample more, a family renamed, help changed.
         type Edit = fn(&mut Scrape);
@@ -305,11 +325,69 @@ mod tests {
             edit(&mut scrape);
             let before = filled();
             check(&scrape, ACCEPTS[4], before, what);
-            // The edited body is now the template; an unedited scrape is rendered in
-            // full again, and then filled.
+            // The next body is kept as the template, and filled after.
             check(&collector.collect().unwrap(), ACCEPTS[4], before, what);
             check(&collector.collect().unwrap(), ACCEPTS[4], before + 1, what);
         }
+    }
+
+    #[test]
+    fn alternating_formats_each_fill_their_own_template() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = writers(dir.path());
+        let collector = collector(dir.path());
+        for round in 0..8 {
+            write(&w, round, 3);
+            let scrape = collector.collect().unwrap();
+            for accept in [None, ACCEPTS[3]] {
+                assert_eq!(render(&scrape, accept, None).body, full(&scrape, accept), "round {round}, {accept:?}");
+            }
+        }
+        // Written, then kept, then filled: from the third round on, in both.
+        assert_eq!(filled(), 12);
+    }
+
+    #[test]
+    fn samples_moved_to_families_of_their_own_and_text_before_the_body_are_filled_in_place() {
+        use crate::collect::{MetricFamily, MetricType};
+        // Text moves `_created`, `_gcount` and `_gsum` samples after their family's
+        // other samples, into gauge families of their own; the body is appended to
+        // text already in the buffer.
+        let scrape = |v: f64| {
+            let sample = |name: &str, labels: &[(&str, &str)], value: f64| Sample {
+                name: name.into(),
+                labels: labels.iter().map(|&(k, v)| (k.into(), v.into())).collect(),
+                value,
+            };
+            let family = MetricFamily {
+                name: "x".into(),
+                help: "X.".into(),
+                kind: MetricType::Gauge,
+                samples: vec![
+                    sample("x_gsum", &[], v + 1.0),
+                    sample("x", &[("a", "1")], v + 2.0),
+                    sample("x_created", &[("a", "1")], v + 3.0),
+                    sample("x", &[("a", "2")], v + 4.0),
+                    sample("x_gcount", &[], v + 5.0),
+                ],
+            };
+            Scrape { families: vec![family.clone(), MetricFamily { name: "y".into(), ..family }], ..Scrape::default() }
+        };
+        let memo = std::sync::Arc::new(crate::collect::Memo::default());
+        super::FILLED.with(|n| n.set(0));
+        for (round, format) in [crate::expose::Format::Text, crate::expose::Format::OpenMetrics]
+            .into_iter()
+            .flat_map(|f| [f; 4])
+            .enumerate()
+        {
+            let scrape = Scrape { memo: Some(memo.clone()), ..scrape(round as f64 * 10.0) };
+            let (mut ours, mut expected) = (String::from("before\n"), String::from("before\n"));
+            crate::expose::encode_scrape(&scrape, format, crate::expose::Escaping::Underscores, &mut ours);
+            crate::expose::encode(&scrape.families, format, crate::expose::Escaping::Underscores, &mut expected);
+            assert_eq!(ours, expected, "round {round}");
+            assert!(ours.contains("x_created{a=\"1\"} "), "{ours}");
+        }
+        assert_eq!(filled(), 4);
     }
 
     #[test]
