@@ -97,7 +97,8 @@
 //! # Both cores
 //!
 //! The files are read by up to one thread per core (at most 4, each with at least 32
-//! files), each taking runs of whole worker IDs. Keys are interned in tables the threads
+//! files, a file read through a kept mapping counting as a sixteenth of one), each
+//! taking runs of whole worker IDs. Keys are interned in tables the threads
 //! share behind a reader-writer lock: an entry whose key is the one its predecessor's
 //! key was followed by before (every worker declares the same series in the same order)
 //! is recognised under the read lock, comparing bytes in place, so threads parse such
@@ -714,7 +715,12 @@ impl Collector {
         let State { listed, order, slots, tables, dead_ids, buffers, reported, locks, batched, .. } = state;
         let (listed, order) = (&listed[..], &order[..]);
         let ids: Vec<Option<&str>> = listed.iter().map(file::ListedDb::worker_id).collect();
-        let threads = threads_for(listed.len());
+        let is_mapped = |slot: &Slot| slot.state.as_deref().is_some_and(FileState::is_mapped);
+        // A file with a kept mapping is, on a repeat scrape, a load of its `used` and
+        // little more: it counts as a share of a file to read when deciding how many
+        // threads to start (a start costs about 50 µs).
+        let kept = slots.iter().filter(|s| is_mapped(s)).count();
+        let threads = threads_for(listed.len() - kept + kept / KEPT_FILES_PER_FILE);
         // Runs of whole IDs, of about equal numbers of files: several per thread, so that
         // a thread held up (by the write lock, while another parses the first file of a
         // kind) takes fewer of them.
@@ -747,8 +753,7 @@ impl Collector {
         // The bound on kept mappings holds for the collector as a whole: each run keeps
         // the mappings it has and may make a share of the room left, by its share of
         // the files (rounded so that the shares add up to the room).
-        let is_mapped = |slot: &Slot| slot.state.as_deref().is_some_and(FileState::is_mapped);
-        let room = self.max_kept_mappings.saturating_sub(rest.iter().filter(|s| is_mapped(s)).count());
+        let room = self.max_kept_mappings.saturating_sub(kept);
         let share = |end: usize| (room as u128 * end as u128 / listed.len().max(1) as u128) as usize;
         for run in &runs {
             let (part, tail) = rest.split_at_mut(run.len());
@@ -1117,6 +1122,10 @@ fn new_batch() -> Option<crate::region::Batch> {
 /// How many runs of files each reading thread gets, on average (see
 /// [`Collector::read_all`]).
 const RUNS_PER_THREAD: usize = 8;
+
+/// How many files read through kept mappings count as one file to read, in
+/// [`Collector::read_all`]'s choice of threads.
+const KEPT_FILES_PER_FILE: usize = 16;
 
 /// How many threads read a scrape's `files` files: one per core (at most 4), each with
 /// at least 32 files to read; one on a single core.
