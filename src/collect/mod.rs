@@ -315,7 +315,8 @@ pub struct Scrape {
     pub(crate) memo: Option<Arc<Memo>>,
 }
 
-/// What the exposition keeps between the scrapes of one collector (its last body: see
+/// What the exposition keeps between the scrapes of one collector (up to four bodies
+/// without their values, one per format and escaping: see
 /// [`crate::expose::encode_scrape`]). The collector only holds it, whatever it is, so
 /// that nothing here depends on the exposition.
 #[derive(Default)]

@@ -243,11 +243,13 @@ pub fn encode(families: &[MetricFamily], format: Format, escaping: Escaping, out
 /// Appends the exposition of `scrape` in `format` to `out`: the bytes [`encode`]
 /// writes for its families.
 ///
-/// For a scrape made by a [`Collector`] they are written faster from the third
-/// scrape of that collector written this way in a format and escaping on: the body of
-/// the second, kept without its values, is reused with the new values while the same
-/// families and samples are exposed (see the `template` module of the source). The
-/// collector keeps up to four such bodies, one per format and escaping asked for.
+/// For a scrape made by a [`Collector`] they are written faster from the third render
+/// of that collector's scrapes in a format and escaping on: the second's body, kept
+/// without its values, is reused with the new values while the same families and
+/// samples are exposed; a scrape that differs is written in full, and the body of the
+/// render after it is kept instead (see the `template` module of the source). The
+/// collector keeps up to four such bodies, one per format and escaping, the most
+/// recently used.
 /// [`render`] writes its body this way.
 ///
 /// [`Collector`]: crate::Collector

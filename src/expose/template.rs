@@ -28,11 +28,11 @@ use crate::collect::{Memo, MetricFamily, MetricType};
 use crate::format::float::write_go_float;
 
 /// How many formats and escapings a collector keeps a body for (the most recently
-/// new ones): a Prometheus server asks for one, a person with `curl` perhaps another.
+/// used ones): a Prometheus server asks for one, a person with `curl` perhaps another.
 const KEPT: usize = 4;
 
 /// What the exposition keeps in a collector's [`Memo`]: for each format and escaping
-/// asked for (at most [`KEPT`], the most recently changed first), its [`State`].
+/// asked for (at most [`KEPT`], the most recently used first), its [`State`].
 struct Kept(Vec<(Format, Escaping, State)>);
 
 /// What is kept for one format and escaping.
@@ -62,14 +62,28 @@ pub(crate) fn encode_kept(
     escaping: Escaping,
     out: &mut String,
 ) {
-    let mut kept = memo.get().and_then(|kept| kept.downcast::<Kept>().ok()).map_or_else(Vec::new, |k| k.0.clone());
-    let state = kept.iter().position(|&(f, e, _)| (f, e) == (format, escaping)).map(|i| kept.remove(i).2);
+    let kept = memo.get().and_then(|kept| kept.downcast::<Kept>().ok());
+    let list = kept.as_ref().map_or(&[][..], |kept| &kept.0[..]);
+    let at = list.iter().position(|&(f, e, _)| (f, e) == (format, escaping));
+    // The usual repeat scrape: filled into the most recently used template, and
+    // nothing kept changes.
+    if let (Some(0), Some((_, _, State::Template(template)))) = (at, list.first())
+        && template.fits(families)
+    {
+        template.fill(families, out);
+        #[cfg(test)]
+        FILLED.with(|n| n.set(n.get() + 1));
+        return;
+    }
+    let mut list = list.to_vec();
+    let state = at.map(|i| list.remove(i).2);
     let next = match state {
-        Some(State::Template(template)) if template.fits(families) => {
+        // (One at 0 was found not to fit above.)
+        Some(State::Template(template)) if at != Some(0) && template.fits(families) => {
             template.fill(families, out);
             #[cfg(test)]
             FILLED.with(|n| n.set(n.get() + 1));
-            return;
+            State::Template(template)
         }
         Some(State::Written) => match Template::write(families, format, escaping, out) {
             Some(template) => State::Template(Arc::new(template)),
@@ -80,9 +94,9 @@ pub(crate) fn encode_kept(
             State::Written
         }
     };
-    kept.insert(0, (format, escaping, next));
-    kept.truncate(KEPT);
-    memo.set(Arc::new(Kept(kept)));
+    list.insert(0, (format, escaping, next));
+    list.truncate(KEPT);
+    memo.set(Arc::new(Kept(list)));
 }
 
 /// A sample's labels, as [`crate::collect::Sample`] holds them.
@@ -103,7 +117,8 @@ pub(crate) struct Template {
 
 impl Template {
     /// Appends the body of `families` to `out`, as [`super::encode`] does, and returns
-    /// it as a template (none for a body of 4 GiB or more).
+    /// it as a template (none when a value's place in the body without its values is
+    /// 4 GiB or more).
     fn write(families: &[MetricFamily], format: Format, escaping: Escaping, out: &mut String) -> Option<Template> {
         let start = out.len();
         let mut names = Names::default();
@@ -345,6 +360,27 @@ mod tests {
         }
         // Written, then kept, then filled: from the third round on, in both.
         assert_eq!(filled(), 12);
+    }
+
+    #[test]
+    fn the_template_in_use_outlives_four_other_formats_asked_for_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = writers(dir.path());
+        write(&w, 0, 3);
+        let collector = collector(dir.path());
+        let render_one = |accept: Option<&str>| {
+            let scrape = collector.collect().unwrap();
+            assert_eq!(render(&scrape, accept, None).body, full(&scrape, accept), "{accept:?}");
+        };
+        render_one(None);
+        render_one(None);
+        // Each other format once (four of them: as many as are kept), the first
+        // format in between: it is the most recently used each time, never evicted.
+        for other in &ACCEPTS[1..] {
+            render_one(*other);
+            render_one(None);
+        }
+        assert_eq!(filled(), 4);
     }
 
     #[test]
