@@ -917,11 +917,14 @@ impl Collector {
                     && slot.state.is_none()
                     && listed[i].regular_ino.is_some()
                     && ctx.dir.is_some()
-                    && !listed[i]
-                        .name
-                        .to_str()
-                        .and_then(name::parse_file_name)
-                        .is_some_and(|k| buffers.expects_large(k.typ))
+                    // (The name is parsed here only once a file too large to copy was met:
+                    // a directory of small files parses each name once, in `refresh`.)
+                    && !(buffers.met_large()
+                        && listed[i]
+                            .name
+                            .to_str()
+                            .and_then(name::parse_file_name)
+                            .is_some_and(|k| buffers.expects_large(k.typ)))
                 {
                     pending.push((i, first_slot + k));
                     continue;

@@ -560,6 +560,11 @@ impl Buffers {
         self.large[type_index(typ)]
     }
 
+    /// Whether the last sealed file of any type was too large to copy.
+    pub(crate) fn met_large(&self) -> bool {
+        self.large.contains(&true)
+    }
+
     /// Records that a sealed file of type `typ` has `used` bytes in use.
     fn saw_used(&mut self, typ: MetricType, used: usize) {
         let seen = &mut self.first_reads[type_index(typ)];
