@@ -65,26 +65,24 @@ pub(crate) fn encode_kept(
     let kept = memo.get().and_then(|kept| kept.downcast::<Kept>().ok());
     let list = kept.as_ref().map_or(&[][..], |kept| &kept.0[..]);
     let at = list.iter().position(|&(f, e, _)| (f, e) == (format, escaping));
+    let filled = match at.map(|i| &list[i].2) {
+        Some(State::Template(template)) if template.fits(families) => {
+            template.fill(families, out);
+            #[cfg(test)]
+            FILLED.with(|n| n.set(n.get() + 1));
+            true
+        }
+        _ => false,
+    };
     // The usual repeat scrape: filled into the most recently used template, and
     // nothing kept changes.
-    if let (Some(0), Some((_, _, State::Template(template)))) = (at, list.first())
-        && template.fits(families)
-    {
-        template.fill(families, out);
-        #[cfg(test)]
-        FILLED.with(|n| n.set(n.get() + 1));
+    if filled && at == Some(0) {
         return;
     }
     let mut list = list.to_vec();
     let state = at.map(|i| list.remove(i).2);
     let next = match state {
-        // (One at 0 was found not to fit above.)
-        Some(State::Template(template)) if at != Some(0) && template.fits(families) => {
-            template.fill(families, out);
-            #[cfg(test)]
-            FILLED.with(|n| n.set(n.get() + 1));
-            State::Template(template)
-        }
+        Some(state) if filled => state,
         Some(State::Written) => match Template::write(families, format, escaping, out) {
             Some(template) => State::Template(Arc::new(template)),
             None => State::Written,
