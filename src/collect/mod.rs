@@ -108,6 +108,18 @@
 //! thread read earlier in the same scrape (the same keys' bytes at the same offsets)
 //! takes that file's parsed entries after one comparison pass, under the read lock too.
 //!
+//! A thread that finds the tables held for writing by another (interning a file's new
+//! keys: a fresh collector's first file of 10,000 series takes several milliseconds)
+//! does not wait for them with a counter, histogram or summary file it reads through a
+//! mapping dropped after the read. It reads that file *ahead* of the tables: its values,
+//! at offsets found from the entries' length fields, and a copy of its bytes. Every
+//! further such file it meets while the tables are still held, whose entry heads are
+//! the very same bytes at the same offsets, has its values read the same way and is
+//! left pending. Once the tables are free the thread parses the copy as any file, and
+//! when the reads end the pending files take its entries (equal heads are equal keys);
+//! should that parse not give exactly the entries read ahead, they are read again, one
+//! by one, as any file is.
+//!
 //! The merge then adds up the values on up to one thread per core too (at most 4, for
 //! merges of at least 100,000 entries, each file read through a mapping adding 16 to
 //! its count), each taking a range of the series: it reads
@@ -765,13 +777,18 @@ impl Collector {
         // Each thread takes runs until none is left; if no thread can be started, this
         // one reads them all.
         let queue = Mutex::new(parts);
+        // Files left pending on a file read ahead of the tables (see `read::Ahead`).
+        let pending = std::sync::atomic::AtomicUsize::new(0);
         let work = |buffers: &mut read::Buffers| {
             let mut outputs = Vec::new();
             loop {
                 let next = queue.lock().pop();
-                let Some((order, part, limit)) = next else { break outputs };
+                let Some((order, part, limit)) = next else { break };
                 outputs.push(self.read_groups(&ctx, order, part, limit, buffers));
             }
+            buffers.parse_ahead(&shared);
+            pending.fetch_add(buffers.take_pending_count(), std::sync::atomic::Ordering::Relaxed);
+            outputs
         };
         if runs.len() > 1 {
             std::thread::scope(|scope| {
@@ -793,6 +810,22 @@ impl Collector {
         } else {
             outputs.extend(work(buffers));
         }
+        // Files read ahead of the tables take the entries of the file they matched, now
+        // parsed; should that parse not have given the entries read ahead, they are read
+        // again as any file is.
+        let mut again = Vec::new();
+        if pending.into_inner() > 0 {
+            for (k, slot) in slots.iter_mut().enumerate() {
+                let Some(st) = slot.state.as_deref_mut() else { continue };
+                if let Err(access) = st.take_pending() {
+                    slot.state = None;
+                    let i = order[k];
+                    if let Err(reason) = self.refresh(&mut slot.state, &listed[i], dir, access, &shared, buffers) {
+                        again.push((i, reason));
+                    }
+                }
+            }
+        }
         *tables = shared.into_inner();
         // No ring outlives the reads (see `read::Buffers::batch`).
         #[cfg(target_os = "linux")]
@@ -812,6 +845,10 @@ impl Collector {
             for i in out.forgotten {
                 reported.remove(&listed[i].name);
             }
+        }
+        if !again.is_empty() {
+            usable.retain(|i| !again.iter().any(|(j, _)| i == j));
+            skipped.extend(again);
         }
         usable.sort_unstable();
         (usable, skipped)

@@ -48,6 +48,10 @@ use crate::file;
 use crate::format::{self, FormatError};
 use crate::region::ReadMap;
 
+mod ahead;
+
+pub(crate) use ahead::Ahead;
+
 /// What the collector remembers of one file between scrapes.
 #[derive(Debug)]
 pub(crate) struct FileState {
@@ -88,6 +92,10 @@ pub(crate) struct FileState {
     /// The timestamp of each entry of a gauge file, as of the last refresh (empty for
     /// other files; empty while `deferred`).
     timestamps: Vec<f64>,
+    /// Read ahead while another thread held the tables: the entries are those of a file
+    /// this thread parses later (see [`Ahead`]), taken by `Collector::read_all` once
+    /// the reads end.
+    pending: Option<ahead::Pending>,
 }
 
 /// The parsed entries of a file: the sample of each and where its value is.
@@ -134,6 +142,15 @@ impl KeyRun {
             _ => KeyRun::Broken,
         }
     }
+}
+
+/// How [`FileState::parse_shared`] left a file it did not skip.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Parsed {
+    /// Parsed up to `used`.
+    Done,
+    /// Not parsed at all: the tables were held by another thread for writing.
+    Busy,
 }
 
 /// A file's path, joined only when a system call needs it (a warm scrape of a kept
@@ -460,6 +477,12 @@ pub(crate) struct Buffers {
     check: Vec<u8>,
     /// The layouts of the files this thread parsed last (see [`Recent`]).
     layouts: Recent,
+    /// The file this thread read ahead while another held the tables (see [`Ahead`]),
+    /// until this thread parses it.
+    ahead: Option<Ahead>,
+    /// How many files this thread left pending on a file read ahead (see [`Ahead`]) since
+    /// [`Buffers::parse_ahead`] last said.
+    pending: usize,
     /// By metric type, the most bytes in use this thread found in a sealed file of
     /// that type, rounded up, at most [`FIRST_READ`] (0 before any): what the first
     /// `pread` of the next such file asks for.
@@ -665,7 +688,12 @@ fn refresh_once(
     // Values of the entries known already, then new entries with their values; the
     // values of a file whose mapping is kept are left for the merge to load.
     st.snapshot(view, keep);
-    let parsed = st.parse_shared(view, tables, &mut buffers.entry, &mut buffers.layouts);
+    // A file unmapped after this read may be read ahead of the tables (see `Ahead`).
+    let parsed = if keep {
+        st.parse_shared(view, tables, &mut buffers.entry, &mut buffers.layouts, true).map(drop)
+    } else {
+        ahead::parse_or_read_ahead(st, view, access, tables, buffers)
+    };
     if map.truncated() {
         // Something truncated the file under the mapping: some of what was just read
         // is zeros standing in for missing pages. Forget the file; the next scrape
@@ -692,25 +720,7 @@ fn state_for<'s>(
 ) -> &'s mut FileState {
     let same = slot.as_ref().is_some_and(|st| st.dev == dev && st.ino == ino && st.kind == *kind && len >= st.len);
     if !same {
-        *slot = Some(Box::new(FileState {
-            dev,
-            ino,
-            kind: kind.clone(),
-            map: None,
-            len,
-            sealed: None,
-            parsed_to: format::HEADER_LEN,
-            last_key: None,
-            run: KeyRun::Empty,
-            epoch: Epoch::default(),
-            layout: Arc::default(),
-            parsing: Layout::default(),
-            families: Vec::new(),
-            seen_families: HashSet::new(),
-            deferred: false,
-            values: Vec::new(),
-            timestamps: Vec::new(),
-        }));
+        *slot = Some(Box::new(FileState::new((dev, ino), kind, len)));
     }
     let st = slot.as_mut().expect("set above");
     st.len = len;
@@ -857,7 +867,7 @@ fn take_copy<'s>(
     st.map = None;
     let view = View::Bytes(bytes);
     st.snapshot(view, false);
-    st.parse_shared(view, tables, entry, layouts)?;
+    st.parse_shared(view, tables, entry, layouts, true)?;
     Ok(st)
 }
 
@@ -923,34 +933,68 @@ pub(crate) fn take_copies(
 }
 
 impl FileState {
+    /// The state of the file `(dev, ino)` of `len` bytes, before anything of it is read.
+    fn new((dev, ino): (u64, u64), kind: &FileKind, len: usize) -> FileState {
+        FileState {
+            dev,
+            ino,
+            kind: kind.clone(),
+            map: None,
+            len,
+            sealed: None,
+            parsed_to: format::HEADER_LEN,
+            last_key: None,
+            run: KeyRun::Empty,
+            epoch: Epoch::default(),
+            layout: Arc::default(),
+            parsing: Layout::default(),
+            families: Vec::new(),
+            seen_families: HashSet::new(),
+            deferred: false,
+            values: Vec::new(),
+            timestamps: Vec::new(),
+            pending: None,
+        }
+    }
+
     /// [`FileState::parse`] with tables other threads share: first as far as every entry
     /// is the one its predecessor predicts, which only reads the tables (so threads do it
     /// at once), then the rest with the tables to itself. New entries' layout is then
     /// shared with an equal one parsed before (see [`Recent::share`]); a file with nothing
     /// new touches no layout (whose reference count the threads would pass between
     /// cores).
+    ///
+    /// Without `wait`, a file of which nothing is parsed yet is left as it is, and
+    /// [`Parsed::Busy`] returned, where the tables are held by another thread for
+    /// writing (and would have to be waited for).
     fn parse_shared(
         &mut self,
         view: View<'_>,
         tables: &RwLock<Tables>,
         buf: &mut Vec<u8>,
         layouts: &mut Recent,
-    ) -> Result<(), SkipReason> {
+        wait: bool,
+    ) -> Result<Parsed, SkipReason> {
         // Nothing new (a repeat scrape of an unchanged file): no lock, whose word the
         // threads would pass between cores once per file.
         if view.load_used().is_some_and(|used| usize::try_from(used).is_ok_and(|used| used == self.parsed_to)) {
-            return Ok(());
+            return Ok(Parsed::Done);
         }
+        let fresh = self.parsed_to == format::HEADER_LEN;
+        let read = match tables.try_read() {
+            Some(read) => read,
+            None if !wait && fresh => return Ok(Parsed::Busy),
+            None => tables.read(),
+        };
         // A file of a kind read before, in whole: if it has the very entries of one
         // read before, it takes that one's layout.
-        let read = tables.read();
-        if self.parsed_to == format::HEADER_LEN
+        if fresh
             && self.kind.gauge.is_none()
             && let Some(used) = view.load_used().and_then(|u| format::check_used(u, view.len()).ok())
             && let Some(known) = layouts.matching(view, used, &read)
         {
             self.take_layout(known, view);
-            return Ok(());
+            return Ok(Parsed::Done);
         }
         // The entries are taken out of the layout (copied if another file shares it)
         // while new ones are added, and put back after.
@@ -959,9 +1003,17 @@ impl FileState {
         drop(read);
         let parsed =
             if view.load_used().is_some_and(|used| usize::try_from(used).is_ok_and(|used| used == self.parsed_to)) {
-                Ok(())
+                Ok(Parsed::Done)
             } else {
-                self.parse(view, &mut tables.write(), buf)
+                match tables.try_write() {
+                    Some(mut write) => self.parse(view, &mut write, buf).map(|()| Parsed::Done),
+                    // Nothing parsed: the state is as it was (an empty layout).
+                    None if !wait && self.parsed_to == format::HEADER_LEN => {
+                        self.layout = Arc::new(std::mem::take(&mut self.parsing));
+                        return Ok(Parsed::Busy);
+                    }
+                    None => self.parse(view, &mut tables.write(), buf).map(|()| Parsed::Done),
+                }
             };
         self.layout = Arc::new(std::mem::take(&mut self.parsing));
         layouts.share(self);
@@ -971,13 +1023,19 @@ impl FileState {
     /// Takes the entries of `known`, found to be the whole of this file (`view`, of
     /// which none was parsed), and reads their values unless they are deferred.
     fn take_layout(&mut self, known: &Known, view: View<'_>) {
+        self.take_entries(known);
+        self.snapshot(view, self.deferred);
+    }
+
+    /// Takes the entries of `known` as this file's (of which none was parsed), leaving
+    /// the values as they are.
+    fn take_entries(&mut self, known: &Known) {
         self.layout = Arc::clone(&known.layout);
         self.run = known.run;
         self.families.clone_from(&known.families);
         self.seen_families = self.families.iter().map(|&(family, _)| family).collect();
         self.last_key = known.last_key;
         self.parsed_to = known.end;
-        self.snapshot(view, self.deferred);
     }
 
     /// Parses new entries of a counter, histogram or summary file while each is the key

@@ -754,6 +754,143 @@ mod on_disk {
         assert_eq!(Collector::new(d).unwrap().collect().unwrap(), first);
     }
 
+    /// Sets the value of every entry of the file at `path` to `value`.
+    fn set_values(path: &std::path::Path, value: f64) {
+        let mut bytes = std::fs::read(path).unwrap();
+        let used = crate::format::decode_used(&bytes).unwrap() as usize;
+        let offsets: Vec<usize> = crate::format::entries(&bytes, used).map(|e| e.unwrap().value_offset).collect();
+        for offset in offsets {
+            bytes[offset..offset + 8].copy_from_slice(&value.to_le_bytes());
+        }
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    /// The values a file's state read (none are left in a mapping here).
+    fn read_values(st: &FileState) -> Vec<f64> {
+        match st.values() {
+            Values::Read { values, .. } => values.to_vec(),
+            Values::Mapped { .. } => panic!("values left in a mapping"),
+        }
+    }
+
+    /// Reads the files `names` of `dir` with `tables` held for writing by another thread
+    /// (released after the reads), as a reading thread meets them while another interns
+    /// a file's keys; then parses what was read ahead and gives the files their entries.
+    /// The states, and what `take_pending` said of each.
+    fn read_while_another_interns(
+        dir: &std::path::Path,
+        names: &[&str],
+        tables: &parking_lot::RwLock<Tables>,
+    ) -> Vec<(Box<FileState>, Result<(), read::Access>)> {
+        let access = read::Access { sealed: false, verify: false, keep_map: false };
+        let mut buffers = read::Buffers::default();
+        let mut slots: Vec<Option<Box<FileState>>> = names.iter().map(|_| None).collect();
+        std::thread::scope(|scope| {
+            let (release, released) = std::sync::mpsc::channel::<()>();
+            let (held, holding) = std::sync::mpsc::channel();
+            scope.spawn(move || {
+                let _write = tables.write();
+                held.send(()).unwrap();
+                // Released when the reads end (or, should one wait for the tables, after
+                // a while, so that the test fails rather than hangs).
+                let _ = released.recv_timeout(std::time::Duration::from_secs(10));
+            });
+            holding.recv().unwrap();
+            for (slot, name) in slots.iter_mut().zip(names) {
+                let path = read::FilePath::new(dir, name.as_ref());
+                read::refresh(slot, &path, parse_file_name(name).unwrap(), access, tables, &mut buffers).unwrap();
+                assert_eq!(slot.as_ref().unwrap().entry_count(), 0, "{name} was read ahead, not parsed");
+            }
+            assert_eq!(buffers.take_pending_count(), names.len());
+            drop(release);
+        });
+        buffers.parse_ahead(tables);
+        slots
+            .into_iter()
+            .map(|slot| {
+                let mut st = slot.unwrap();
+                let taken = st.take_pending();
+                (st, taken)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn files_read_while_another_thread_interns_take_the_entries_their_own_parse_gives() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let names = ["counter_a.db", "counter_b.db", "counter_c.db"];
+        for (value, name) in names.iter().enumerate() {
+            write_raw(d, name, "c", &numbered(50, 2), b' ');
+            set_values(&d.join(name), value as f64 + 1.0);
+        }
+        let tables = parking_lot::RwLock::new(Tables::default());
+        let read = read_while_another_interns(d, &names, &tables);
+        for ((st, taken), name) in read.iter().zip(names) {
+            assert_eq!(*taken, Ok(()), "{name}");
+            // The same file read now, the tables free, the usual way.
+            let mut fresh = None;
+            let path = read::FilePath::new(d, name.as_ref());
+            let access = read::Access { sealed: false, verify: false, keep_map: false };
+            let kind = parse_file_name(name).unwrap();
+            read::refresh(&mut fresh, &path, kind, access, &tables, &mut read::Buffers::default()).unwrap();
+            let fresh = fresh.unwrap();
+            assert_eq!(st.entry_count(), 50, "{name}");
+            assert_eq!(st.layout, fresh.layout, "{name}");
+            assert_eq!(st.families, fresh.families, "{name}");
+            assert_eq!(read_values(st), read_values(&fresh), "{name}");
+        }
+        // All three share the one layout.
+        assert!(Arc::ptr_eq(&read[0].0.layout, &read[2].0.layout));
+    }
+
+    #[test]
+    fn files_read_ahead_of_a_file_whose_parse_fails_are_left_to_be_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        // Entries that follow one another, with keys that are not JSON: read ahead by
+        // their lengths, refused by the parse.
+        let mut bytes = crate::format::encode_header(0).to_vec();
+        for _ in 0..3 {
+            crate::format::encode_entry(&mut bytes, b"not a key", 1.0, 0.0);
+        }
+        let used = bytes.len() as u32;
+        bytes[..4].copy_from_slice(&used.to_le_bytes());
+        let names = ["counter_a.db", "counter_b.db"];
+        for name in names {
+            std::fs::write(d.join(name), &bytes).unwrap();
+        }
+        let tables = parking_lot::RwLock::new(Tables::default());
+        let access = read::Access { sealed: false, verify: false, keep_map: false };
+        for (_, taken) in read_while_another_interns(d, &names, &tables) {
+            assert_eq!(taken, Err(access));
+        }
+    }
+
+    #[test]
+    fn a_cold_scrape_of_many_files_with_the_same_entries_on_several_threads_is_exact() {
+        // Enough files for two reading threads, none of whose mappings is kept: one
+        // thread's first file is interned while the other, if it meets the tables held,
+        // reads its files ahead of them (see `read::Ahead`).
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let labels = numbered(1000, 4);
+        for i in 0..64 {
+            let name = format!("counter_w{i:02}.db");
+            write_raw(d, &name, "c", &labels, b' ');
+            set_values(&d.join(&name), f64::from(i) + 1.0);
+        }
+        let expected: Vec<String> = labels.iter().map(|label| format!("c_total{{i={label}}} 2080.0")).collect();
+        for _ in 0..5 {
+            let collector = Collector::new(d).unwrap().with_max_kept_mappings(0);
+            for _ in 0..2 {
+                let scrape = collector.collect().unwrap();
+                assert!(scrape.skipped.is_empty(), "{:?}", scrape.skipped);
+                assert_eq!(values(&scrape), expected);
+            }
+        }
+    }
+
     #[test]
     fn a_sealed_file_larger_than_the_first_read_sized_by_earlier_ones_is_read_whole() {
         let dir = tempfile::tempdir().unwrap();

@@ -1,0 +1,277 @@
+//! Reading ahead of the tables: what a reading thread does with files while another
+//! thread holds the tables to intern a file's new keys.
+//!
+//! A fresh collector's first file of 10,000 series takes one thread several
+//! milliseconds to intern, and every other thread needs the tables for its own first
+//! file. Rather than wait, a thread turns its first file into an [`Ahead`]: a copy of
+//! its bytes and where each of its values lies, found from the entries' length fields
+//! without decoding a key. Every further file the thread meets while the tables are
+//! still held is compared with that copy, entry head by entry head; one that has the
+//! very same heads at the same offsets (the workers of one server declare the same
+//! series in the same order) has its values read at those offsets and is left
+//! *pending*: its entries will be the copy's. Once the tables are free, the thread
+//! parses the copy as it parses any file, and the pending files take its entries when
+//! the scrape's reads end (`Collector::read_all`).
+//!
+//! Nothing is decided from the copy that the parse would not decide the same way:
+//! equal heads are equal keys, so a pending file's parse would give the copy's
+//! entries. Should the copy's parse not give exactly the entries that were read ahead
+//! (a corrupt key, say), the pending files are read again, one by one, as if nothing
+//! had been read ahead. Only counter, histogram and summary files whose mapping is
+//! dropped after the read are read ahead; a gauge file's samples are its writer's.
+
+use std::sync::{Arc, OnceLock};
+
+use parking_lot::RwLock;
+
+use super::{Access, Buffers, FileState, Known, Parsed, SkipReason, View};
+use crate::collect::name::FileKind;
+use crate::collect::table::Tables;
+use crate::format;
+
+/// A file read ahead of the tables, whose entries other files are compared with.
+#[derive(Debug)]
+pub(crate) struct Ahead {
+    kind: FileKind,
+    /// The file's bytes up to `used`.
+    bytes: Vec<u8>,
+    used: usize,
+    /// Where each entry's value lies.
+    value_offsets: Vec<u32>,
+    /// The entries, once this thread has parsed `bytes`: `None` if that parse did not
+    /// give the entries above (then the files left pending are read again).
+    entries: Arc<OnceLock<Option<Known>>>,
+}
+
+/// A file whose values were read ahead of the tables, and how it was to be read.
+#[derive(Debug)]
+pub(crate) struct Pending {
+    entries: Arc<OnceLock<Option<Known>>>,
+    access: Access,
+}
+
+impl Ahead {
+    /// The file `view` of `kind`, of which nothing is parsed, as a file to read others
+    /// ahead by: `None` unless its entries, from its header to `used`, follow one
+    /// another each with a key of at least one byte (anything else is left to the
+    /// parse, which reports it).
+    fn of(view: View<'_>, kind: &FileKind) -> Option<Ahead> {
+        let used = view.load_used().and_then(|u| format::check_used(u, view.len()).ok())?;
+        let bytes = match view {
+            View::Map(map) => {
+                let mut bytes = Vec::new();
+                let copied = map.copy_to(0, used, &mut bytes)?.len();
+                bytes.truncate(copied);
+                bytes
+            }
+            View::Bytes(bytes) => bytes.get(..used)?.to_vec(),
+        };
+        let mut value_offsets = Vec::new();
+        let mut at = format::HEADER_LEN;
+        while at < used {
+            let key_len = bytes.get(at..at + 4).and_then(|w| w.try_into().ok()).map(u32::from_le_bytes)? as usize;
+            let value = at.checked_add(format::value_offset_in_entry(key_len))?;
+            let end = value.checked_add(format::VALUE_LEN)?;
+            if key_len == 0 || end > used {
+                return None;
+            }
+            value_offsets.push(u32::try_from(value).ok()?);
+            at = end;
+        }
+        (!value_offsets.is_empty()).then(|| Ahead {
+            kind: kind.clone(),
+            bytes,
+            used,
+            value_offsets,
+            entries: Arc::default(),
+        })
+    }
+
+    /// Whether the whole of `view`, a file of `kind` of which nothing is parsed, has
+    /// this file's entry heads at the same offsets (its values may differ).
+    fn matches(&self, view: View<'_>, kind: &FileKind) -> bool {
+        if *kind != self.kind
+            || view.load_used().and_then(|u| format::check_used(u, view.len()).ok()) != Some(self.used)
+        {
+            return false;
+        }
+        let mut at = format::HEADER_LEN;
+        for &value in &self.value_offsets {
+            let value = value as usize;
+            if view.words_equal(at, &self.bytes[at..value]) != Some(true) {
+                return false;
+            }
+            at = value + format::VALUE_LEN;
+        }
+        true
+    }
+
+    /// Leaves `st` (nothing of it parsed, its bytes `view`, whose heads match this
+    /// file's) pending on this file's entries, with its values read from `view`.
+    fn take(&self, st: &mut FileState, view: View<'_>, access: Access) {
+        st.deferred = false;
+        st.values.clear();
+        st.timestamps.clear();
+        // Each offset lies below `used` (checked in `Ahead::of` and `matches`), so
+        // within the view: the fallback is never taken.
+        st.values
+            .extend(self.value_offsets.iter().map(|&off| view.load_u64(off as usize).map_or(f64::NAN, f64::from_bits)));
+        st.pending = Some(Pending { entries: Arc::clone(&self.entries), access });
+    }
+}
+
+/// Parses `st` (a file read through a mapping dropped after the read, `view`), or,
+/// while another thread holds the tables, reads it ahead of them (see the module
+/// docs) when it can be.
+pub(super) fn parse_or_read_ahead(
+    st: &mut FileState,
+    view: View<'_>,
+    access: Access,
+    tables: &RwLock<Tables>,
+    buffers: &mut Buffers,
+) -> Result<(), SkipReason> {
+    let fresh = st.kind.gauge.is_none() && st.parsed_to == format::HEADER_LEN && st.pending.is_none();
+    if fresh && buffers.ahead.is_some() {
+        if !tables.is_locked_exclusive() {
+            buffers.parse_ahead(tables);
+        } else if let Some(ahead) = buffers.ahead.as_ref().filter(|ahead| ahead.matches(view, &st.kind)) {
+            ahead.take(st, view, access);
+            buffers.pending += 1;
+            return Ok(());
+        }
+    }
+    match st.parse_shared(view, tables, &mut buffers.entry, &mut buffers.layouts, !fresh)? {
+        Parsed::Done => return Ok(()),
+        Parsed::Busy if buffers.ahead.is_none() => {
+            if let Some(ahead) = Ahead::of(view, &st.kind) {
+                ahead.take(st, view, access);
+                buffers.ahead = Some(ahead);
+                buffers.pending += 1;
+                return Ok(());
+            }
+        }
+        Parsed::Busy => {}
+    }
+    st.parse_shared(view, tables, &mut buffers.entry, &mut buffers.layouts, true).map(drop)
+}
+
+impl Buffers {
+    /// Parses the file this thread read ahead, if any (waiting for the tables), and
+    /// gives the files left pending on it its entries, or leaves them to be read again
+    /// if its parse did not give the entries read ahead. A thread does this before its
+    /// reads end.
+    pub(crate) fn parse_ahead(&mut self, tables: &RwLock<Tables>) {
+        let Some(ahead) = self.ahead.take() else { return };
+        let mut st = FileState::new((0, 0), &ahead.kind, ahead.bytes.len());
+        let view = View::Bytes(&ahead.bytes);
+        let parsed = st.parse_shared(view, tables, &mut self.entry, &mut self.layouts, true);
+        let entries = (matches!(parsed, Ok(Parsed::Done))
+            && st.parsed_to == ahead.used
+            && st.layout.value_offsets == ahead.value_offsets)
+            .then(|| Known {
+                layout: Arc::clone(&st.layout),
+                run: st.run,
+                families: std::mem::take(&mut st.families),
+                last_key: st.last_key,
+                end: st.parsed_to,
+            });
+        // Only this thread sets it, once.
+        let _ = ahead.entries.set(entries);
+    }
+
+    /// How many files this thread left pending (see [`Ahead`]) since it was last asked:
+    /// those that take their entries when `Collector::read_all` calls
+    /// [`FileState::take_pending`].
+    pub(crate) fn take_pending_count(&mut self) -> usize {
+        std::mem::take(&mut self.pending)
+    }
+}
+
+impl FileState {
+    /// Gives a file read ahead of the tables the entries of the file it matched, once
+    /// that file was parsed (see [`Buffers::parse_ahead`]). `Err` with how the file was
+    /// to be read when it must be read again: that parse did not give the entries read
+    /// ahead.
+    pub(crate) fn take_pending(&mut self) -> Result<(), Access> {
+        let Some(pending) = self.pending.take() else { return Ok(()) };
+        let Some(Some(entries)) = pending.entries.get() else { return Err(pending.access) };
+        self.take_entries(entries);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collect::name::parse_file_name;
+    use crate::format::key::encode_key;
+
+    /// A counter file's bytes: one entry `c_total{i=LABEL}` per label, with `value`.
+    fn counter_file(labels: &[&str], value: f64) -> Vec<u8> {
+        let mut bytes = format::encode_header(0).to_vec();
+        for label in labels {
+            let key = encode_key("c", "c_total", &[("i", label)], "h");
+            format::encode_entry(&mut bytes, key.as_bytes(), value, 0.0);
+        }
+        let used = bytes.len() as u32;
+        bytes[..4].copy_from_slice(&used.to_le_bytes());
+        bytes
+    }
+
+    fn counter() -> FileKind {
+        parse_file_name("counter_1.db").unwrap()
+    }
+
+    #[test]
+    fn a_file_read_ahead_knows_where_each_value_is_without_decoding_a_key() {
+        let bytes = counter_file(&["a", "bb", "ccc"], 1.0);
+        let ahead = Ahead::of(View::Bytes(&bytes), &counter()).unwrap();
+        let parsed: Vec<u32> = format::entries(&bytes, bytes.len()).map(|e| e.unwrap().value_offset as u32).collect();
+        assert_eq!(ahead.value_offsets, parsed);
+        assert_eq!((ahead.used, &ahead.bytes[..]), (bytes.len(), &bytes[..]));
+    }
+
+    #[test]
+    fn a_file_whose_entries_do_not_follow_one_another_is_not_read_ahead() {
+        let good = counter_file(&["a", "b"], 1.0);
+        // No entries at all.
+        assert!(Ahead::of(View::Bytes(&counter_file(&[], 1.0)), &counter()).is_none());
+        // An entry with an empty key.
+        let mut empty_key = good.clone();
+        empty_key[format::HEADER_LEN..format::HEADER_LEN + 4].copy_from_slice(&0u32.to_le_bytes());
+        assert!(Ahead::of(View::Bytes(&empty_key), &counter()).is_none());
+        // A key length that runs past `used`.
+        let mut long_key = good.clone();
+        long_key[format::HEADER_LEN..format::HEADER_LEN + 4].copy_from_slice(&1000u32.to_le_bytes());
+        assert!(Ahead::of(View::Bytes(&long_key), &counter()).is_none());
+        // `used` inside the last entry.
+        let mut short = good.clone();
+        short[..4].copy_from_slice(&((good.len() - 8) as u32).to_le_bytes());
+        assert!(Ahead::of(View::Bytes(&short), &counter()).is_none());
+        // `used` beyond the end of the file.
+        assert!(Ahead::of(View::Bytes(&good[..good.len() - 8]), &counter()).is_none());
+    }
+
+    #[test]
+    fn only_a_file_with_every_head_the_same_matches_whatever_its_values() {
+        let ahead = Ahead::of(View::Bytes(&counter_file(&["a", "b", "c"], 1.0)), &counter()).unwrap();
+        let matches = |bytes: &[u8]| ahead.matches(View::Bytes(bytes), &counter());
+        assert!(matches(&counter_file(&["a", "b", "c"], 7.0)));
+        // One key byte, in the last entry.
+        assert!(!matches(&counter_file(&["a", "b", "d"], 1.0)));
+        // One entry more, or less.
+        assert!(!matches(&counter_file(&["a", "b", "c", "d"], 1.0)));
+        assert!(!matches(&counter_file(&["a", "b"], 1.0)));
+        // A padding byte.
+        let mut padded = counter_file(&["a", "b", "c"], 1.0);
+        let last_pad = ahead.value_offsets[0] as usize - 1;
+        padded[last_pad] = b'\t';
+        assert!(!matches(&padded));
+        // The same bytes, cut short of `used`.
+        let whole = counter_file(&["a", "b", "c"], 1.0);
+        assert!(!matches(&whole[..whole.len() - 8]));
+        // The same bytes in a file of another type.
+        let histogram = parse_file_name("histogram_1.db").unwrap();
+        assert!(!ahead.matches(View::Bytes(&whole), &histogram));
+    }
+}
