@@ -112,13 +112,14 @@
 //! keys: a fresh collector's first file of 10,000 series takes several milliseconds)
 //! does not wait for them with a counter, histogram or summary file it reads through a
 //! mapping dropped after the read. It reads that file *ahead* of the tables: its values,
-//! at offsets found from the entries' length fields, and a copy of its bytes. Every
-//! further such file it meets while the tables are still held, whose entry heads are
-//! the very same bytes at the same offsets, has its values read the same way and is
-//! left pending. Once the tables are free the thread parses the copy as any file, and
-//! when the reads end the pending files take its entries (equal heads are equal keys);
-//! should that parse not give exactly the entries read ahead, they are read again, one
-//! by one, as any file is.
+//! at offsets found from the entries' length fields, and a copy of its bytes (for a
+//! file of at most 16 MiB in use). Every further such file it meets while the tables
+//! are still held, whose entry heads are the very same bytes at the same offsets, has
+//! its values read the same way and is left pending; any other waits for the tables.
+//! The thread parses the copy as any file at its next file that finds the tables not
+//! held for writing, or when its reads end, and when the scrape's reads end the pending
+//! files take its entries (equal heads are equal keys); should that parse not give
+//! exactly the entries read ahead, they are read again, one by one, as any file is.
 //!
 //! The merge then adds up the values on up to one thread per core too (at most 4, for
 //! merges of at least 100,000 entries, each file read through a mapping adding 16 to
@@ -815,6 +816,8 @@ impl Collector {
         // again as any file is.
         let mut again = Vec::new();
         if pending.into_inner() > 0 {
+            // Read as if no file had been read ahead: none is, now.
+            buffers.read_ahead(false);
             for (k, slot) in slots.iter_mut().enumerate() {
                 let Some(st) = slot.state.as_deref_mut() else { continue };
                 if let Err(access) = st.take_pending() {
@@ -825,6 +828,7 @@ impl Collector {
                     }
                 }
             }
+            buffers.read_ahead(true);
         }
         *tables = shared.into_inner();
         // No ring outlives the reads (see `read::Buffers::batch`).

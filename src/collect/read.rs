@@ -149,7 +149,7 @@ impl KeyRun {
 enum Parsed {
     /// Parsed up to `used`.
     Done,
-    /// Not parsed at all: the tables were held by another thread for writing.
+    /// Not parsed at all: another thread held the tables for writing.
     Busy,
 }
 
@@ -231,6 +231,11 @@ thread_local! {
     /// Runs (tests only) on a file right after it is stat'ed (or, for a kept mapping, found
     /// unchanged in the listing), before it is mapped or read.
     pub(crate) static AFTER_STAT: std::cell::RefCell<Option<PathHook>> = const { std::cell::RefCell::new(None) };
+    /// Whether this thread takes the tables for held for writing by another thread
+    /// whenever it could read a file ahead of them (tests only; see [`Ahead`]).
+    pub(crate) static TABLES_HELD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// How many files this thread read ahead of the tables (tests only).
+    pub(crate) static READ_AHEAD: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
     /// How many sealed files this thread mapped at once, expected too large to copy
     /// (tests only).
     pub(crate) static MAPPED_AT_ONCE: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
@@ -481,8 +486,10 @@ pub(crate) struct Buffers {
     /// until this thread parses it.
     ahead: Option<Ahead>,
     /// How many files this thread left pending on a file read ahead (see [`Ahead`]) since
-    /// [`Buffers::parse_ahead`] last said.
+    /// [`Buffers::take_pending_count`] last said.
     pending: usize,
+    /// No file is read ahead (see [`Buffers::read_ahead`]).
+    never_ahead: bool,
     /// By metric type, the most bytes in use this thread found in a sealed file of
     /// that type, rounded up, at most [`FIRST_READ`] (0 before any): what the first
     /// `pread` of the next such file asks for.
@@ -965,8 +972,8 @@ impl FileState {
     /// cores).
     ///
     /// Without `wait`, a file of which nothing is parsed yet is left as it is, and
-    /// [`Parsed::Busy`] returned, where the tables are held by another thread for
-    /// writing (and would have to be waited for).
+    /// [`Parsed::Busy`] returned, where another thread holds the tables for writing
+    /// (and they would have to be waited for).
     fn parse_shared(
         &mut self,
         view: View<'_>,
@@ -981,9 +988,13 @@ impl FileState {
             return Ok(Parsed::Done);
         }
         let fresh = self.parsed_to == format::HEADER_LEN;
+        #[cfg(test)]
+        if !wait && fresh && TABLES_HELD.get() {
+            return Ok(Parsed::Busy);
+        }
         let read = match tables.try_read() {
             Some(read) => read,
-            None if !wait && fresh => return Ok(Parsed::Busy),
+            None if !wait && fresh && tables.is_locked_exclusive() => return Ok(Parsed::Busy),
             None => tables.read(),
         };
         // A file of a kind read before, in whole: if it has the very entries of one
@@ -1007,8 +1018,9 @@ impl FileState {
             } else {
                 match tables.try_write() {
                     Some(mut write) => self.parse(view, &mut write, buf).map(|()| Parsed::Done),
-                    // Nothing parsed: the state is as it was (an empty layout).
-                    None if !wait && self.parsed_to == format::HEADER_LEN => {
+                    // Nothing parsed: the state is as it was (an empty layout). (Other
+                    // threads reading the tables are waited for: they soon let go.)
+                    None if !wait && self.parsed_to == format::HEADER_LEN && tables.is_locked_exclusive() => {
                         self.layout = Arc::new(std::mem::take(&mut self.parsing));
                         return Ok(Parsed::Busy);
                     }

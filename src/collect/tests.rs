@@ -844,27 +844,108 @@ mod on_disk {
         assert!(Arc::ptr_eq(&read[0].0.layout, &read[2].0.layout));
     }
 
-    #[test]
-    fn files_read_ahead_of_a_file_whose_parse_fails_are_left_to_be_read_again() {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        // Entries that follow one another, with keys that are not JSON: read ahead by
-        // their lengths, refused by the parse.
+    /// A file's bytes whose entries follow one another, with keys that are not JSON:
+    /// read ahead by their lengths, refused by the parse.
+    fn not_json_keys() -> Vec<u8> {
         let mut bytes = crate::format::encode_header(0).to_vec();
         for _ in 0..3 {
             crate::format::encode_entry(&mut bytes, b"not a key", 1.0, 0.0);
         }
         let used = bytes.len() as u32;
         bytes[..4].copy_from_slice(&used.to_le_bytes());
+        bytes
+    }
+
+    #[test]
+    fn files_read_ahead_of_a_file_whose_parse_fails_are_left_to_be_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
         let names = ["counter_a.db", "counter_b.db"];
         for name in names {
-            std::fs::write(d.join(name), &bytes).unwrap();
+            std::fs::write(d.join(name), not_json_keys()).unwrap();
         }
         let tables = parking_lot::RwLock::new(Tables::default());
         let access = read::Access { sealed: false, verify: false, keep_map: false };
         for (_, taken) in read_while_another_interns(d, &names, &tables) {
             assert_eq!(taken, Err(access));
         }
+    }
+
+    /// One scrape by `collector` with this thread taking the tables for held by another
+    /// whenever a file could be read ahead of them (fewer than 64 files are read on
+    /// this thread alone), and how many files it read ahead.
+    fn collect_reading_ahead(collector: &Collector) -> (Scrape, usize) {
+        struct Release;
+        impl Drop for Release {
+            fn drop(&mut self) {
+                read::TABLES_HELD.with(|held| held.set(false));
+            }
+        }
+        read::TABLES_HELD.with(|held| held.set(true));
+        let _release = Release;
+        let before = read::READ_AHEAD.with(std::cell::Cell::get);
+        let scrape = collector.collect().unwrap();
+        (scrape, read::READ_AHEAD.with(std::cell::Cell::get) - before)
+    }
+
+    /// How many files the last scrape of `collector` left pending, by the files' states:
+    /// none may be.
+    fn pending_after(collector: &Collector) -> usize {
+        let state = collector.state.lock();
+        state.slots.iter().filter(|slot| slot.state.as_deref().is_some_and(FileState::is_pending)).count()
+    }
+
+    #[test]
+    fn a_scrape_that_reads_files_ahead_of_the_tables_equals_one_that_does_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let labels = numbered(20, 2);
+        // `a` is read ahead, `b` and `c` have its heads (other values), `d` other keys,
+        // `e` is a gauge file with the same bytes (never read ahead).
+        for (name, value) in [("counter_a.db", 1.0), ("counter_b.db", 2.0), ("counter_c.db", 4.0)] {
+            write_raw(d, name, "c", &labels, b' ');
+            set_values(&d.join(name), value);
+        }
+        write_raw(d, "counter_d.db", "c", &numbered(3, 3), b' ');
+        write_raw(d, "gauge_all_e.db", "c", &labels, b' ');
+        // Mapped and unmapped after each read: the files a thread reads ahead.
+        let ahead = Collector::new(d).unwrap().with_max_kept_mappings(0);
+        let (first, read_ahead) = collect_reading_ahead(&ahead);
+        assert_eq!(read_ahead, 3, "a, b and c");
+        assert_eq!(pending_after(&ahead), 0);
+        let plain = Collector::new(d).unwrap().with_max_kept_mappings(0);
+        assert_eq!(first, plain.collect().unwrap());
+        assert!(values(&first).contains(&"c_total{i=07} 7.0".to_string()), "{:?}", values(&first));
+        // `b` gains entries: the state it took from `a` parses on from where `a` ended.
+        let mut more = labels.clone();
+        more.extend(numbered(5, 3));
+        write_raw(d, "counter_b.db", "c", &more, b' ');
+        set_values(&d.join("counter_b.db"), 2.0);
+        let second = ahead.collect().unwrap();
+        assert_eq!(second, Collector::new(d).unwrap().collect().unwrap());
+        assert_eq!(second, plain.collect().unwrap());
+    }
+
+    #[test]
+    fn files_read_ahead_of_a_file_the_parse_refuses_are_read_again_and_skipped_each_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        // `a` and `b`: `a` is read ahead and `b` matches it. `c` is a good file.
+        for name in ["counter_a.db", "counter_b.db"] {
+            std::fs::write(d.join(name), not_json_keys()).unwrap();
+        }
+        write_raw(d, "counter_c.db", "c", &numbered(2, 1), b' ');
+        let ahead = Collector::new(d).unwrap().with_max_kept_mappings(0);
+        let (scrape, read_ahead) = collect_reading_ahead(&ahead);
+        assert_eq!(read_ahead, 2, "a and b");
+        assert_eq!(pending_after(&ahead), 0);
+        let skipped: Vec<_> = scrape.skipped.iter().map(|s| s.path.clone()).collect();
+        assert_eq!(skipped, [d.join("counter_a.db"), d.join("counter_b.db")]);
+        for s in &scrape.skipped {
+            assert!(matches!(s.reason, SkipReason::InvalidKey { offset: 8, .. }), "{s:?}");
+        }
+        assert_eq!(values(&scrape), ["c_total{i=0} 1.0", "c_total{i=1} 1.0"]);
+        assert_eq!(scrape, Collector::new(d).unwrap().with_max_kept_mappings(0).collect().unwrap());
     }
 
     #[test]

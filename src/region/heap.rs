@@ -13,16 +13,18 @@
 /// Reserving more at a time costs only address space: a page takes memory when it is
 /// first written. It also keeps more of the heap's top when memory is freed, which a
 /// process about to exit does not mind; a long-running process (`serve`) keeps the
-/// default.
+/// default. Setting it also stops glibc from raising its threshold for serving an
+/// allocation with a mapping of its own (128 KiB) as large blocks are freed.
 ///
 /// Does nothing where `malloc` is not glibc's.
 pub fn pad_heap_growth(bytes: usize) {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     if let Ok(bytes) = libc::c_int::try_from(bytes) {
-        // SAFETY: `mallopt` sets a parameter of the allocator, under the allocator's
-        // own lock; it has no precondition on memory and no effect on memory already
-        // allocated. `M_TOP_PAD` takes any non-negative size. A failure (0 returned)
-        // leaves the default, which is only slower.
+        // SAFETY: `mallopt` has no precondition on memory: glibc allows it at any time
+        // (it takes the main arena's lock and sets parameters that later allocations
+        // read) and it changes no memory already allocated. `M_TOP_PAD` takes any
+        // non-negative size. A failure (0 returned) leaves the default, which is only
+        // slower. The command line calls this before it starts any thread.
         unsafe {
             libc::mallopt(libc::M_TOP_PAD, bytes);
         }

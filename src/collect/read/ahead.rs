@@ -3,15 +3,16 @@
 //!
 //! A fresh collector's first file of 10,000 series takes one thread several
 //! milliseconds to intern, and every other thread needs the tables for its own first
-//! file. Rather than wait, a thread turns its first file into an [`Ahead`]: a copy of
-//! its bytes and where each of its values lies, found from the entries' length fields
+//! file. Rather than wait, a thread turns that file into an [`Ahead`]: a copy of its
+//! bytes and where each of its values lies, found from the entries' length fields
 //! without decoding a key. Every further file the thread meets while the tables are
-//! still held is compared with that copy, entry head by entry head; one that has the
-//! very same heads at the same offsets (the workers of one server declare the same
-//! series in the same order) has its values read at those offsets and is left
-//! *pending*: its entries will be the copy's. Once the tables are free, the thread
-//! parses the copy as it parses any file, and the pending files take its entries when
-//! the scrape's reads end (`Collector::read_all`).
+//! still held for writing is compared with that copy, entry head by entry head; one
+//! that has the very same heads at the same offsets (the workers of one server declare
+//! the same series in the same order) has its values read at those offsets and is left
+//! *pending*: its entries will be the copy's. Any other file waits for the tables, as
+//! before. The thread parses the copy as it parses any file at its next file that
+//! finds the tables not held for writing, or when its reads end, and the pending files
+//! take its entries when the scrape's reads end (`Collector::read_all`).
 //!
 //! Nothing is decided from the copy that the parse would not decide the same way:
 //! equal heads are equal keys, so a pending file's parse would give the copy's
@@ -28,6 +29,10 @@ use super::{Access, Buffers, FileState, Known, Parsed, SkipReason, View};
 use crate::collect::name::FileKind;
 use crate::collect::table::Tables;
 use crate::format;
+
+/// The most bytes in use of a file read ahead (each reading thread keeps a copy of
+/// one): a larger one is parsed as usual, waiting for the tables.
+const AHEAD_AT_MOST: usize = 16 << 20;
 
 /// A file read ahead of the tables, whose entries other files are compared with.
 #[derive(Debug)]
@@ -52,11 +57,30 @@ pub(crate) struct Pending {
 
 impl Ahead {
     /// The file `view` of `kind`, of which nothing is parsed, as a file to read others
-    /// ahead by: `None` unless its entries, from its header to `used`, follow one
-    /// another each with a key of at least one byte (anything else is left to the
-    /// parse, which reports it).
+    /// ahead by: `None` unless it has at most [`AHEAD_AT_MOST`] bytes in use and its
+    /// entries, from its header to `used`, follow one another each with a key of at
+    /// least one byte (anything else is left to the parse, which reports it). Its
+    /// length fields are walked in place; the bytes are copied only then.
     fn of(view: View<'_>, kind: &FileKind) -> Option<Ahead> {
         let used = view.load_used().and_then(|u| format::check_used(u, view.len()).ok())?;
+        if used > AHEAD_AT_MOST {
+            return None;
+        }
+        let mut value_offsets = Vec::new();
+        let mut at = format::HEADER_LEN;
+        while at < used {
+            let key_len = view.load_u32(at)? as usize;
+            let value = at.checked_add(format::value_offset_in_entry(key_len))?;
+            let end = value.checked_add(format::VALUE_LEN)?;
+            if key_len == 0 || end > used {
+                return None;
+            }
+            value_offsets.push(u32::try_from(value).ok()?);
+            at = end;
+        }
+        if value_offsets.is_empty() {
+            return None;
+        }
         let bytes = match view {
             View::Map(map) => {
                 let mut bytes = Vec::new();
@@ -66,25 +90,7 @@ impl Ahead {
             }
             View::Bytes(bytes) => bytes.get(..used)?.to_vec(),
         };
-        let mut value_offsets = Vec::new();
-        let mut at = format::HEADER_LEN;
-        while at < used {
-            let key_len = bytes.get(at..at + 4).and_then(|w| w.try_into().ok()).map(u32::from_le_bytes)? as usize;
-            let value = at.checked_add(format::value_offset_in_entry(key_len))?;
-            let end = value.checked_add(format::VALUE_LEN)?;
-            if key_len == 0 || end > used {
-                return None;
-            }
-            value_offsets.push(u32::try_from(value).ok()?);
-            at = end;
-        }
-        (!value_offsets.is_empty()).then(|| Ahead {
-            kind: kind.clone(),
-            bytes,
-            used,
-            value_offsets,
-            entries: Arc::default(),
-        })
+        Some(Ahead { kind: kind.clone(), bytes, used, value_offsets, entries: Arc::default() })
     }
 
     /// Whether the whole of `view`, a file of `kind` of which nothing is parsed, has
@@ -117,6 +123,8 @@ impl Ahead {
         st.values
             .extend(self.value_offsets.iter().map(|&off| view.load_u64(off as usize).map_or(f64::NAN, f64::from_bits)));
         st.pending = Some(Pending { entries: Arc::clone(&self.entries), access });
+        #[cfg(test)]
+        super::READ_AHEAD.with(|n| n.set(n.get() + 1));
     }
 }
 
@@ -130,9 +138,10 @@ pub(super) fn parse_or_read_ahead(
     tables: &RwLock<Tables>,
     buffers: &mut Buffers,
 ) -> Result<(), SkipReason> {
-    let fresh = st.kind.gauge.is_none() && st.parsed_to == format::HEADER_LEN && st.pending.is_none();
+    let fresh =
+        !buffers.never_ahead && st.kind.gauge.is_none() && st.parsed_to == format::HEADER_LEN && st.pending.is_none();
     if fresh && buffers.ahead.is_some() {
-        if !tables.is_locked_exclusive() {
+        if !held_for_writing(tables) {
             buffers.parse_ahead(tables);
         } else if let Some(ahead) = buffers.ahead.as_ref().filter(|ahead| ahead.matches(view, &st.kind)) {
             ahead.take(st, view, access);
@@ -155,11 +164,22 @@ pub(super) fn parse_or_read_ahead(
     st.parse_shared(view, tables, &mut buffers.entry, &mut buffers.layouts, true).map(drop)
 }
 
+/// Whether another thread holds `tables` for writing (in tests, also whenever this
+/// thread is told to take them for held: see `TABLES_HELD`).
+fn held_for_writing(tables: &RwLock<Tables>) -> bool {
+    #[cfg(test)]
+    if super::TABLES_HELD.get() {
+        return true;
+    }
+    tables.is_locked_exclusive()
+}
+
 impl Buffers {
     /// Parses the file this thread read ahead, if any (waiting for the tables), and
-    /// gives the files left pending on it its entries, or leaves them to be read again
-    /// if its parse did not give the entries read ahead. A thread does this before its
-    /// reads end.
+    /// records its entries for the files left pending on it, which take them when
+    /// `Collector::read_all` calls [`FileState::take_pending`] (or records that they
+    /// must be read again, if its parse did not give the entries read ahead). A thread
+    /// does this before its reads end.
     pub(crate) fn parse_ahead(&mut self, tables: &RwLock<Tables>) {
         let Some(ahead) = self.ahead.take() else { return };
         let mut st = FileState::new((0, 0), &ahead.kind, ahead.bytes.len());
@@ -179,6 +199,12 @@ impl Buffers {
         let _ = ahead.entries.set(entries);
     }
 
+    /// Has this thread's files read without reading any ahead (`never`), or as usual:
+    /// `Collector::read_all` reads the files it must read again so.
+    pub(crate) fn read_ahead(&mut self, ahead: bool) {
+        self.never_ahead = !ahead;
+    }
+
     /// How many files this thread left pending (see [`Ahead`]) since it was last asked:
     /// those that take their entries when `Collector::read_all` calls
     /// [`FileState::take_pending`].
@@ -188,6 +214,13 @@ impl Buffers {
 }
 
 impl FileState {
+    /// Whether the file waits for the entries of a file read ahead (tests only: none
+    /// does once `Collector::read_all` is done).
+    #[cfg(test)]
+    pub(crate) fn is_pending(&self) -> bool {
+        self.pending.is_some()
+    }
+
     /// Gives a file read ahead of the tables the entries of the file it matched, once
     /// that file was parsed (see [`Buffers::parse_ahead`]). `Err` with how the file was
     /// to be read when it must be read again: that parse did not give the entries read
@@ -250,6 +283,23 @@ mod tests {
         assert!(Ahead::of(View::Bytes(&short), &counter()).is_none());
         // `used` beyond the end of the file.
         assert!(Ahead::of(View::Bytes(&good[..good.len() - 8]), &counter()).is_none());
+    }
+
+    #[test]
+    fn a_file_with_more_in_use_than_a_thread_copies_is_not_read_ahead() {
+        // Entries with a one-byte key (24 bytes each) up to just past the limit.
+        let entry = &counter_file(&["a"], 1.0)[format::HEADER_LEN..];
+        let mut bytes = format::encode_header(0).to_vec();
+        while bytes.len() <= AHEAD_AT_MOST {
+            bytes.extend_from_slice(entry);
+        }
+        let set_used = |bytes: &mut Vec<u8>, used: usize| bytes[..4].copy_from_slice(&(used as u32).to_le_bytes());
+        let used = bytes.len();
+        set_used(&mut bytes, used);
+        assert!(Ahead::of(View::Bytes(&bytes), &counter()).is_none());
+        // One entry fewer: within the limit.
+        set_used(&mut bytes, used - entry.len());
+        assert!(Ahead::of(View::Bytes(&bytes), &counter()).is_some());
     }
 
     #[test]
