@@ -216,7 +216,9 @@ where
 /// As [`main`], in a process that exits as soon as this returns (the
 /// `prometheus-multiproc` binary): what `scrape` and `push` built (the collector's
 /// tables and file states, the scrape, the text) is left for the exit to free at once
-/// instead of being freed piece by piece here (1-5 ms for a large directory). Where the
+/// instead of being freed piece by piece here (1-5 ms for a large directory). Before
+/// `scrape`, it also has glibc's `malloc` grow its heaps 16 MiB at a time
+/// (`M_TOP_PAD`, a process-wide setting; BENCHMARKS.md, "Sixth round"). Where the
 /// process goes on, call [`main`]: this would leak all of it, mappings included.
 pub fn main_then_exit<I, T>(args: I) -> u8
 where

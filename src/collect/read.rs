@@ -379,14 +379,31 @@ impl<'a> View<'a> {
 
     /// Whether the entries from `start` have the heads `heads`, back to back there, each
     /// head ending where its value is (`value_offsets`, ascending, each value followed by
-    /// the next head), and the last value ending at `end`.
-    fn heads_equal(self, start: usize, heads: &[u8], value_offsets: &[u32], end: usize) -> bool {
+    /// the next head), and the last value ending at `end`. With `values`, each entry's
+    /// value is read into it (emptied first) in the same pass, while its bytes are in
+    /// the cache: all of them when the heads are equal.
+    fn heads_equal(
+        self,
+        start: usize,
+        heads: &[u8],
+        value_offsets: &[u32],
+        end: usize,
+        mut values: Option<&mut Vec<f64>>,
+    ) -> bool {
+        if let Some(values) = values.as_deref_mut() {
+            values.clear();
+            values.reserve(value_offsets.len());
+        }
         let (mut at, mut taken) = (start, 0);
         for &value in value_offsets {
             let value = value as usize;
             let Some(head) = value.checked_sub(at).and_then(|len| heads.get(taken..taken + len)) else { return false };
             if self.words_equal(at, head) != Some(true) {
                 return false;
+            }
+            if let Some(values) = values.as_deref_mut() {
+                // Below `end` (the value's head is), so the fallback is never taken.
+                values.push(self.load_u64(value).map_or(f64::NAN, f64::from_bits));
             }
             taken += head.len();
             at = value + format::VALUE_LEN;
@@ -561,15 +578,34 @@ impl Recent {
     /// A remembered layout of a counter, histogram or summary file whose entries the
     /// whole of a file (`view`, its entries ending at `used`) has: its bytes hold the
     /// same keys' heads at the same offsets. That is one pass comparing the file with
-    /// the tables' heads, without looking up a key.
-    fn matching(&self, view: View<'_>, used: usize, tables: &Tables) -> Option<&Known> {
-        self.layouts.iter().find(|known| {
+    /// the tables' heads, without looking up a key, which with `values` also reads the
+    /// file's values into it (left empty if no layout matches).
+    fn matching(
+        &self,
+        view: View<'_>,
+        used: usize,
+        tables: &Tables,
+        mut values: Option<&mut Vec<f64>>,
+    ) -> Option<&Known> {
+        let found = self.layouts.iter().find(|known| {
             let KeyRun::From(first) = known.run else { return false };
             known.end == used
-                && tables
-                    .heads_of_run(first, known.layout.samples.len())
-                    .is_some_and(|heads| view.heads_equal(format::HEADER_LEN, heads, &known.layout.value_offsets, used))
-        })
+                && tables.heads_of_run(first, known.layout.samples.len()).is_some_and(|heads| {
+                    view.heads_equal(
+                        format::HEADER_LEN,
+                        heads,
+                        &known.layout.value_offsets,
+                        used,
+                        values.as_deref_mut(),
+                    )
+                })
+        });
+        if found.is_none()
+            && let Some(values) = values
+        {
+            values.clear();
+        }
+        found
     }
 }
 
@@ -1002,9 +1038,10 @@ impl FileState {
         if fresh
             && self.kind.gauge.is_none()
             && let Some(used) = view.load_used().and_then(|u| format::check_used(u, view.len()).ok())
-            && let Some(known) = layouts.matching(view, used, &read)
+            && let Some(known) = layouts.matching(view, used, &read, (!self.deferred).then_some(&mut self.values))
         {
-            self.take_layout(known, view);
+            // The values were read with the comparison, unless they are deferred.
+            self.take_entries(known);
             return Ok(Parsed::Done);
         }
         // The entries are taken out of the layout (copied if another file shares it)
@@ -1030,13 +1067,6 @@ impl FileState {
         self.layout = Arc::new(std::mem::take(&mut self.parsing));
         layouts.share(self);
         parsed
-    }
-
-    /// Takes the entries of `known`, found to be the whole of this file (`view`, of
-    /// which none was parsed), and reads their values unless they are deferred.
-    fn take_layout(&mut self, known: &Known, view: View<'_>) {
-        self.take_entries(known);
-        self.snapshot(view, self.deferred);
     }
 
     /// Takes the entries of `known` as this file's (of which none was parsed), leaving

@@ -94,34 +94,44 @@ impl Ahead {
     }
 
     /// Whether the whole of `view`, a file of `kind` of which nothing is parsed, has
-    /// this file's entry heads at the same offsets (its values may differ).
-    fn matches(&self, view: View<'_>, kind: &FileKind) -> bool {
+    /// this file's entry heads at the same offsets (its values may differ). Its values
+    /// are read into `values` in the same pass (emptied first, and left empty if not).
+    fn matches(&self, view: View<'_>, kind: &FileKind, values: &mut Vec<f64>) -> bool {
+        values.clear();
         if *kind != self.kind
             || view.load_used().and_then(|u| format::check_used(u, view.len()).ok()) != Some(self.used)
         {
             return false;
         }
+        values.reserve(self.value_offsets.len());
         let mut at = format::HEADER_LEN;
         for &value in &self.value_offsets {
             let value = value as usize;
             if view.words_equal(at, &self.bytes[at..value]) != Some(true) {
+                values.clear();
                 return false;
             }
+            // Below `used`, within the view: the fallback is never taken.
+            values.push(view.load_u64(value).map_or(f64::NAN, f64::from_bits));
             at = value + format::VALUE_LEN;
         }
         true
     }
 
-    /// Leaves `st` (nothing of it parsed, its bytes `view`, whose heads match this
-    /// file's) pending on this file's entries, with its values read from `view`.
-    fn take(&self, st: &mut FileState, view: View<'_>, access: Access) {
-        st.deferred = false;
-        st.values.clear();
-        st.timestamps.clear();
-        // Each offset lies below `used` (checked in `Ahead::of` and `matches`), so
-        // within the view: the fallback is never taken.
-        st.values
+    /// Reads the values of `view`, this very file, into `values`.
+    fn read_values(&self, view: View<'_>, values: &mut Vec<f64>) {
+        values.clear();
+        // Each offset lies below `used` (checked in `Ahead::of`), so within the view:
+        // the fallback is never taken.
+        values
             .extend(self.value_offsets.iter().map(|&off| view.load_u64(off as usize).map_or(f64::NAN, f64::from_bits)));
+    }
+
+    /// Leaves `st` (nothing of it parsed, its heads this file's, its values read) pending
+    /// on this file's entries.
+    fn pend(&self, st: &mut FileState, access: Access) {
+        st.deferred = false;
+        st.timestamps.clear();
         st.pending = Some(Pending { entries: Arc::clone(&self.entries), access });
         #[cfg(test)]
         super::READ_AHEAD.with(|n| n.set(n.get() + 1));
@@ -143,8 +153,9 @@ pub(super) fn parse_or_read_ahead(
     if fresh && buffers.ahead.is_some() {
         if !held_for_writing(tables) {
             buffers.parse_ahead(tables);
-        } else if let Some(ahead) = buffers.ahead.as_ref().filter(|ahead| ahead.matches(view, &st.kind)) {
-            ahead.take(st, view, access);
+        } else if let Some(ahead) = buffers.ahead.as_ref().filter(|ahead| ahead.matches(view, &st.kind, &mut st.values))
+        {
+            ahead.pend(st, access);
             buffers.pending += 1;
             return Ok(());
         }
@@ -153,7 +164,8 @@ pub(super) fn parse_or_read_ahead(
         Parsed::Done => return Ok(()),
         Parsed::Busy if buffers.ahead.is_none() => {
             if let Some(ahead) = Ahead::of(view, &st.kind) {
-                ahead.take(st, view, access);
+                ahead.read_values(view, &mut st.values);
+                ahead.pend(st, access);
                 buffers.ahead = Some(ahead);
                 buffers.pending += 1;
                 return Ok(());
@@ -305,8 +317,16 @@ mod tests {
     #[test]
     fn only_a_file_with_every_head_the_same_matches_whatever_its_values() {
         let ahead = Ahead::of(View::Bytes(&counter_file(&["a", "b", "c"], 1.0)), &counter()).unwrap();
-        let matches = |bytes: &[u8]| ahead.matches(View::Bytes(bytes), &counter());
-        assert!(matches(&counter_file(&["a", "b", "c"], 7.0)));
+        // Whether it matches; its values are read in the same pass, or none.
+        let matches = |bytes: &[u8]| {
+            let mut values = vec![9.0];
+            let matched = ahead.matches(View::Bytes(bytes), &counter(), &mut values);
+            assert_eq!(values.len(), if matched { 3 } else { 0 });
+            matched
+        };
+        let mut values = Vec::new();
+        assert!(ahead.matches(View::Bytes(&counter_file(&["a", "b", "c"], 7.0)), &counter(), &mut values));
+        assert_eq!(values, [7.0; 3]);
         // One key byte, in the last entry.
         assert!(!matches(&counter_file(&["a", "b", "d"], 1.0)));
         // One entry more, or less.
@@ -322,6 +342,6 @@ mod tests {
         assert!(!matches(&whole[..whole.len() - 8]));
         // The same bytes in a file of another type.
         let histogram = parse_file_name("histogram_1.db").unwrap();
-        assert!(!ahead.matches(View::Bytes(&whole), &histogram));
+        assert!(!ahead.matches(View::Bytes(&whole), &histogram, &mut values));
     }
 }
