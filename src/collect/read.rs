@@ -402,7 +402,8 @@ impl<'a> View<'a> {
                 return false;
             }
             if let Some(values) = values.as_deref_mut() {
-                // Below `end` (the value's head is), so the fallback is never taken.
+                // The offsets ascend to a last value ending at `end`, within the view:
+                // the fallback is never taken when the heads are equal.
                 values.push(self.load_u64(value).map_or(f64::NAN, f64::from_bits));
             }
             taken += head.len();
@@ -1034,7 +1035,9 @@ impl FileState {
             None => tables.read(),
         };
         // A file of a kind read before, in whole: if it has the very entries of one
-        // read before, it takes that one's layout.
+        // read before, it takes that one's layout. (Every caller has just snapshot the
+        // file, which set `deferred`; a file of which nothing is parsed has no values.)
+        debug_assert!(!fresh || (self.values.is_empty() && self.timestamps.is_empty()), "a fresh file has no values");
         if fresh
             && self.kind.gauge.is_none()
             && let Some(used) = view.load_used().and_then(|u| format::check_used(u, view.len()).ok())
