@@ -1072,6 +1072,31 @@ mod on_disk {
     }
 
     #[test]
+    fn a_file_that_matches_the_second_of_two_known_layouts_reads_its_own_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let ten = numbered(10, 2);
+        let mut other = ten.clone();
+        other[5] = "0Z".into();
+        // `b` differs from `a` at its sixth entry only (same `used`, same offsets); `c`
+        // has `b`'s entries: compared with `a`'s layout first, it fails there, after
+        // five values were read in the same pass, then takes `b`'s.
+        write_raw(d, "counter_a.db", "c", &ten, b' ');
+        write_raw(d, "counter_b.db", "c", &other, b' ');
+        write_raw(d, "counter_c.db", "c", &other, b' ');
+        set_values(&d.join("counter_c.db"), 4.0);
+        let mut expected: Vec<String> =
+            ten.iter().map(|label| format!("c_total{{i={label}}} {}.0", if *label == "05" { 1 } else { 6 })).collect();
+        expected.push("c_total{i=0Z} 5.0".into());
+        // Mapped only while read: the values are read with the comparison.
+        let collector = Collector::new(d).unwrap().with_max_kept_mappings(0);
+        assert_eq!(values(&collector.collect().unwrap()), expected);
+        let state = collector.state.lock();
+        assert!(Arc::ptr_eq(&layout_of(&state, "counter_b.db"), &layout_of(&state, "counter_c.db")));
+        assert!(!Arc::ptr_eq(&layout_of(&state, "counter_a.db"), &layout_of(&state, "counter_c.db")));
+    }
+
+    #[test]
     fn gauge_files_of_many_writers_share_keys_but_not_samples() {
         let dir = tempfile::tempdir().unwrap();
         for id in ["7", "8"] {
