@@ -851,7 +851,9 @@ impl Collector {
             }
         }
         if !again.is_empty() {
-            usable.retain(|i| !again.iter().any(|(j, _)| i == j));
+            // `again` is in slot order: sorted by listing index for the lookups.
+            again.sort_unstable_by_key(|&(i, _)| i);
+            usable.retain(|i| again.binary_search_by_key(i, |&(j, _)| j).is_err());
             skipped.extend(again);
         }
         usable.sort_unstable();

@@ -40,6 +40,9 @@ pub(crate) struct Ahead {
     kind: FileKind,
     /// The file's bytes up to `used`.
     bytes: Vec<u8>,
+    /// Its entries' heads (the bytes but the values), back to back, as the tables keep
+    /// theirs: what other files are compared with.
+    heads: Vec<u8>,
     used: usize,
     /// Where each entry's value lies.
     value_offsets: Vec<u32>,
@@ -90,32 +93,26 @@ impl Ahead {
             }
             View::Bytes(bytes) => bytes.get(..used)?.to_vec(),
         };
-        Some(Ahead { kind: kind.clone(), bytes, used, value_offsets, entries: Arc::default() })
+        let mut heads = Vec::with_capacity(used);
+        let mut at = format::HEADER_LEN;
+        for &value in &value_offsets {
+            heads.extend_from_slice(&bytes[at..value as usize]);
+            at = value as usize + format::VALUE_LEN;
+        }
+        Some(Ahead { kind: kind.clone(), bytes, heads, used, value_offsets, entries: Arc::default() })
     }
 
     /// Whether the whole of `view`, a file of `kind` of which nothing is parsed, has
     /// this file's entry heads at the same offsets (its values may differ). Its values
     /// are read into `values` in the same pass (emptied first, and left empty if not).
     fn matches(&self, view: View<'_>, kind: &FileKind, values: &mut Vec<f64>) -> bool {
-        values.clear();
-        if *kind != self.kind
-            || view.load_used().and_then(|u| format::check_used(u, view.len()).ok()) != Some(self.used)
-        {
-            return false;
+        let matched = *kind == self.kind
+            && view.load_used().and_then(|u| format::check_used(u, view.len()).ok()) == Some(self.used)
+            && view.heads_equal(format::HEADER_LEN, &self.heads, &self.value_offsets, self.used, Some(&mut *values));
+        if !matched {
+            values.clear();
         }
-        values.reserve(self.value_offsets.len());
-        let mut at = format::HEADER_LEN;
-        for &value in &self.value_offsets {
-            let value = value as usize;
-            if view.words_equal(at, &self.bytes[at..value]) != Some(true) {
-                values.clear();
-                return false;
-            }
-            // Below `used`, within the view: the fallback is never taken.
-            values.push(view.load_u64(value).map_or(f64::NAN, f64::from_bits));
-            at = value + format::VALUE_LEN;
-        }
-        true
+        matched
     }
 
     /// Reads the values of `view`, this very file, into `values`.
