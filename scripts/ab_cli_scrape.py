@@ -3,12 +3,12 @@
 
 Usage: scripts/ab_cli_scrape.py DIR [--runs N] BIN [BIN...]
 
-Each BIN is a `prometheus-multiproc` binary, optionally prefixed with glibc tunables
-as `TUNABLES@BIN` (for example `glibc.malloc.top_pad=16777216@/tmp/pm`), run with
-that GLIBC_TUNABLES. Every round runs each BIN once, in turn, as
+Each BIN is a `prometheus-multiproc` binary, optionally prefixed with one environment
+variable as `NAME=VALUE@BIN` (for example `GLIBC_TUNABLES=glibc.malloc.hugetlb=1@/tmp/pm`
+or `MIMALLOC_ALLOW_THP=0@/tmp/pm`), run with that variable set. Every round runs each BIN once, in turn, as
 `BIN scrape --dir DIR > /dev/null`, so that the machine's slow and fast spells fall
 on all of them alike; the wall time of each process (spawn to exit) is recorded.
-Prints p10, p25, median and p75 per BIN, in ms. Used for BENCHMARKS.md, "Sixth round".
+Prints p10, p25, median and p75 per BIN, in ms. Used for BENCHMARKS.md, "Sixth round" and "Seventh round".
 """
 import argparse
 import os
@@ -29,7 +29,9 @@ def main():
                 env = dict(os.environ)
                 binary = spec
                 if "@" in spec:
-                    env["GLIBC_TUNABLES"], binary = spec.split("@", 1)
+                    assignment, binary = spec.split("@", 1)
+                    name, value = assignment.split("=", 1)
+                    env[name] = value
                 start = time.perf_counter()
                 subprocess.run([binary, "scrape", "--dir", args.dir], stdout=devnull, env=env, check=True)
                 times[spec].append((time.perf_counter() - start) * 1000)

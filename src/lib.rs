@@ -175,10 +175,13 @@
 //!   jobs.
 //! * The `prometheus-multiproc` binary: `scrape`, `inspect`, `serve`, `push`,
 //!   `mark-dead`, `compact` and `clear` on a directory (`prometheus-multiproc --help`).
-//!   Its logic is `cli::main` (feature `cli`), which other front ends call too.
+//!   Its logic is `cli::main` (feature `cli`), which other front ends call too. With
+//!   feature `mimalloc` (on by default) the binary allocates through mimalloc on
+//!   transparent huge pages, except in `serve`; the library leaves the allocator to the
+//!   program that embeds it.
 //!
 //! Without default features the crate has none of their dependencies (hyper, tokio,
-//! rustls, clap).
+//! rustls, clap, mimalloc).
 //!
 //! # Safety model
 //!

@@ -215,6 +215,14 @@ fn serve_answers_scrapes_compacts_dead_writers_and_stops_on_sigterm() {
     let (status, body) = http_get(addr);
     assert_eq!(status, "HTTP/1.1 200 OK");
     assert_eq!(body, expected);
+    // mimalloc's huge pages are for the one-shot commands: a long-running server
+    // turns them off for itself (src/bin/prometheus-multiproc.rs).
+    #[cfg(all(feature = "mimalloc", target_os = "linux"))]
+    {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", child.0.id())).unwrap();
+        let thp = status.lines().find_map(|l| l.strip_prefix("THP_enabled:")).map(str::trim);
+        assert_eq!(thp, Some("0"), "serve leaves transparent huge pages on:\n{status}");
+    }
     // The dead writers 1 and 2 are folded by the server's automatic compaction.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while dir.db_files().iter().any(|f| f.ends_with("_1.db")) {

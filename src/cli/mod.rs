@@ -216,9 +216,7 @@ where
 /// As [`main`], in a process that exits as soon as this returns (the
 /// `prometheus-multiproc` binary): what `scrape` and `push` built (the collector's
 /// tables and file states, the scrape, the text) is left for the exit to free at once
-/// instead of being freed piece by piece here (1-5 ms for a large directory). Before
-/// `scrape`, it also has glibc's `malloc` grow its heaps 16 MiB at a time
-/// (`M_TOP_PAD`, a process-wide setting; BENCHMARKS.md, "Sixth round"). Where the
+/// instead of being freed piece by piece here (1-5 ms for a large directory). Where the
 /// process goes on, call [`main`]: this would leak all of it, mappings included.
 pub fn main_then_exit<I, T>(args: I) -> u8
 where
@@ -227,10 +225,6 @@ where
 {
     main_with(args, Exit::Next)
 }
-
-/// How far `malloc` grows its heaps at a time in a process that scrapes once and
-/// exits (see [`crate::region::pad_heap_growth`]; BENCHMARKS.md, "Sixth round").
-const HEAP_PAD: usize = 16 << 20;
 
 /// Whether the process exits right after the command (see [`main_then_exit`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -277,9 +271,6 @@ where
 fn run(command: Command, exit: Exit) -> Result<(), Failure> {
     match command {
         Command::Scrape { dir, format } => {
-            if exit == Exit::Next {
-                crate::region::pad_heap_growth(HEAP_PAD);
-            }
             let scrape = scrape(&dir.resolve()?, exit)?;
             let mut text = String::with_capacity(expose::body_capacity(&scrape.families));
             let format = match format {

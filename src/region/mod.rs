@@ -1,6 +1,6 @@
 //! The only module allowed to use `unsafe`.
 //!
-//! It owns seven things, one submodule each, each small enough to audit:
+//! It owns six things, one submodule each, each small enough to audit:
 //!
 //! 1. [`SharedMap`] (`shared`): a writable `MAP_SHARED` mapping of a metrics file that is **never
 //!    unmapped** for the life of the process. Every slot handed out from it is
@@ -27,15 +27,12 @@
 //! 6. [`Batch`] (`uring`, Linux): the collector's batched reads of small files through
 //!    `io_uring`, whose buffers and file names the batch owns until every operation it
 //!    submitted has completed.
-//! 7. [`pad_heap_growth`] (`heap`): one `mallopt` call, which the command line makes
-//!    before a one-shot scrape.
 //!
 //! Shared memory is only ever touched through atomics obtained here, after bounds and
 //! alignment checks.
 #![allow(unsafe_code)]
 
 mod fork;
-mod heap;
 mod read;
 mod shared;
 mod sigbus;
@@ -45,7 +42,6 @@ mod tests;
 mod uring;
 
 pub(crate) use fork::{FORK_GUARD, LiveLock, MAX_LIVE_LOCKS, bump_epoch, epoch, install_fork_hooks};
-pub(crate) use heap::pad_heap_growth;
 pub(crate) use read::ReadMap;
 pub(crate) use shared::{DISCARD, SharedMap, SlotCell};
 pub use sigbus::{SIGBUS_GUARD_ENV, disable_sigbus_guard};
