@@ -683,7 +683,7 @@ fn accumulate(plan: &Plan, files: &[FileInput<'_>], acc: &mut Vec<Acc>, threads:
     };
     std::thread::scope(|scope| {
         for _ in 1..threads {
-            let _ = std::thread::Builder::new().name("prometheus-multiproc-merge".into()).spawn_scoped(scope, work);
+            let _ = super::threads::spawn_helper(scope, "prometheus-multiproc-merge", work);
         }
         work();
     });

@@ -167,6 +167,7 @@ mod name;
 mod process;
 mod read;
 mod table;
+mod threads;
 
 use std::ffi::OsString;
 use std::fmt;
@@ -796,10 +797,10 @@ impl Collector {
                 let helpers: Vec<_> = (1..threads)
                     .filter_map(|_| {
                         let work = &work;
-                        std::thread::Builder::new()
-                            .name("prometheus-multiproc-scrape".into())
-                            .spawn_scoped(scope, move || work(&mut read::Buffers::default()))
-                            .ok()
+                        threads::spawn_helper(scope, "prometheus-multiproc-scrape", move || {
+                            work(&mut read::Buffers::default())
+                        })
+                        .ok()
                     })
                     .collect();
                 outputs.extend(work(buffers));
