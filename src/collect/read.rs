@@ -251,9 +251,6 @@ fn type_index(typ: MetricType) -> usize {
     }
 }
 
-/// Files with more than this many bytes in use have their pages mapped in one call.
-const POPULATE_ABOVE: usize = 64 * 1024;
-
 /// Maps at most this much of a file: `used` is an `i32`, so nothing beyond is read.
 const MAX_MAP: u64 = format::MAX_SIZE as u64;
 
@@ -267,10 +264,10 @@ const FIRST_READ: usize = 4096;
 
 /// A sealed file with more bytes than this in use is mapped while it is read rather
 /// than copied. Measured on 64 dead writers' files of 10,000 series (1 MiB in use each),
-/// copying them took 20 % more CPU than mapping them (`MADV_POPULATE_READ` maps the
-/// cached pages without a copy), while for small files copying saves the `mmap`,
-/// page faults and `munmap`.
-pub(crate) const READ_AT_MOST: usize = POPULATE_ABOVE;
+/// copying them took 20 % more CPU than mapping them (a mapping takes the cached pages
+/// without a copy), while for small files copying saves the `mmap`, page faults and
+/// `munmap`.
+pub(crate) const READ_AT_MOST: usize = 64 * 1024;
 
 /// How a file is read this scrape (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -706,16 +703,12 @@ fn refresh_once(
         }
         let len = meta.len().min(MAX_MAP) as usize;
         let map = ReadMap::map(&handle, len).map_err(|e| io_reason(&e))?;
-        // Every page below `used` holds values that are about to be read: map them in
-        // one call rather than fault them in a few at a time. For a small file one
-        // fault maps it all (the kernel maps up to 64 KiB around a fault), so the call
-        // would only add a system call per file.
+        // The pages are not populated (`MADV_POPULATE_READ`) in one call: each read
+        // fault maps up to 64 KiB of cached pages around it under the mapping's own
+        // lock, while populating holds the address space's lock for reading, which the
+        // other reading threads' `mmap` and `munmap` wait for (BENCHMARKS.md, "Eighth
+        // round": a cold CLI scrape of 64 x 10,000 took 2 ms less without it).
         let used = map.load_used().and_then(|u| usize::try_from(u).ok());
-        if let Some(used) = used
-            && used > POPULATE_ABOVE
-        {
-            map.populate(used);
-        }
         // A sealed file mapped here tells how the next of its type is read.
         if let (true, Some(used)) = (access.sealed, used) {
             buffers.saw_used(kind.typ, used);

@@ -64,23 +64,6 @@ impl ReadMap {
         self.guard.faulted()
     }
 
-    /// Asks the kernel to map the pages of the first `len` bytes now
-    /// (`MADV_POPULATE_READ`, Linux 5.14+), in one call, instead of one page fault per
-    /// page or page cluster as they are first read. Only a hint: errors (an older
-    /// kernel, a page it cannot read) are ignored, and a page left out faults in on
-    /// first access as usual.
-    pub(crate) fn populate(&self, len: usize) {
-        #[cfg(target_os = "linux")]
-        {
-            let len = len.min(self.raw.len());
-            if len > 0 {
-                let _ = self.raw.advise_range(memmap2::Advice::PopulateRead, 0, len);
-            }
-        }
-        #[cfg(not(target_os = "linux"))]
-        let _ = len;
-    }
-
     /// A pointer to `size` bytes at `offset`, if they lie within the mapping and the
     /// pointer is aligned to `size`.
     fn checked_ptr(&self, offset: usize, size: usize) -> Option<*mut u8> {

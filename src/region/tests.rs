@@ -72,15 +72,6 @@ fn writing_to_a_truncated_file_is_lost_not_fatal() {
 }
 
 #[test]
-fn populate_is_only_a_hint() {
-    let map = ReadMap::map(&file_with(&[7u8; 100]), 100).unwrap();
-    map.populate(0);
-    map.populate(100);
-    map.populate(usize::MAX);
-    assert_eq!(map.load_u64(8), Some(u64::from_ne_bytes([7; 8])));
-}
-
-#[test]
 fn copy_to_copies_words_and_the_unaligned_tail() {
     let bytes: Vec<u8> = (0..21).collect();
     let map = ReadMap::map(&file_with(&bytes), 21).unwrap();
