@@ -62,26 +62,15 @@ impl Ahead {
     /// The file `view` of `kind`, of which nothing is parsed, as a file to read others
     /// ahead by: `None` unless it has at most [`AHEAD_AT_MOST`] bytes in use and its
     /// entries, from its header to `used`, follow one another each with a key of at
-    /// least one byte (anything else is left to the parse, which reports it). Its
-    /// length fields are walked in place; the bytes are copied only then.
+    /// least one byte (anything else is left to the parse, which reports it).
+    ///
+    /// The bytes in use are copied first, in one sequential pass, and the length fields
+    /// walked in the copy: each length gives the next one's offset, so walking them in
+    /// a mapping waited for memory once per entry (0.3-0.9 ms for 10,000 entries,
+    /// against a few hundredths in the copy, which is then in the cache).
     fn of(view: View<'_>, kind: &FileKind) -> Option<Ahead> {
         let used = view.load_used().and_then(|u| format::check_used(u, view.len()).ok())?;
         if used > AHEAD_AT_MOST {
-            return None;
-        }
-        let mut value_offsets = Vec::new();
-        let mut at = format::HEADER_LEN;
-        while at < used {
-            let key_len = view.load_u32(at)? as usize;
-            let value = at.checked_add(format::value_offset_in_entry(key_len))?;
-            let end = value.checked_add(format::VALUE_LEN)?;
-            if key_len == 0 || end > used {
-                return None;
-            }
-            value_offsets.push(u32::try_from(value).ok()?);
-            at = end;
-        }
-        if value_offsets.is_empty() {
             return None;
         }
         let bytes = match view {
@@ -93,6 +82,21 @@ impl Ahead {
             }
             View::Bytes(bytes) => bytes.get(..used)?.to_vec(),
         };
+        let mut value_offsets = Vec::new();
+        let mut at = format::HEADER_LEN;
+        while at < used {
+            let key_len = View::Bytes(&bytes).load_u32(at)? as usize;
+            let value = at.checked_add(format::value_offset_in_entry(key_len))?;
+            let end = value.checked_add(format::VALUE_LEN)?;
+            if key_len == 0 || end > used {
+                return None;
+            }
+            value_offsets.push(u32::try_from(value).ok()?);
+            at = end;
+        }
+        if value_offsets.is_empty() {
+            return None;
+        }
         let mut heads = Vec::with_capacity(used);
         let mut at = format::HEADER_LEN;
         for &value in &value_offsets {
