@@ -348,6 +348,14 @@ impl Planner<'_, '_> {
         plan.bucket_labels.clear();
         plan.ops.clear();
         plan.ops.resize(t.sample_count(), UNPLACED);
+        // Room for a slot and a label group per sample, at most one each: made one by
+        // one, they would grow (and a fresh collector's `group_of` rehash) about a dozen
+        // times over a first scrape of 10,000 series.
+        let samples = t.sample_count();
+        plan.slots.reserve(samples);
+        plan.groups.reserve(samples);
+        self.s.slot_weights.reserve(samples);
+        self.s.group_of.reserve(samples);
 
         // Type and help from the first mention, mode from the last gauge file.
         for file in files {
