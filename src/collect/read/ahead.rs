@@ -278,6 +278,32 @@ mod tests {
     }
 
     #[test]
+    fn a_mapped_file_read_ahead_is_copied_up_to_used_and_walked_in_the_copy() {
+        use std::io::Write;
+        let bytes = counter_file(&["a", "bb", "ccc"], 2.5);
+        // The file is longer than its bytes in use, as a writer's file is.
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(&bytes).unwrap();
+        file.write_all(&[0xAB; 4096]).unwrap();
+        let map = crate::region::ReadMap::map(&file, bytes.len() + 4096).unwrap();
+        let ahead = Ahead::of(View::Map(&map), &counter()).unwrap();
+        let from_bytes = Ahead::of(View::Bytes(&bytes), &counter()).unwrap();
+        assert_eq!((ahead.used, &ahead.bytes[..]), (bytes.len(), &bytes[..]));
+        assert_eq!(ahead.value_offsets, from_bytes.value_offsets);
+        assert_eq!(ahead.heads, from_bytes.heads);
+        let mut values = Vec::new();
+        ahead.read_values(View::Map(&map), &mut values);
+        assert_eq!(values, [2.5; 3]);
+        // A mapped file whose entries do not follow one another is not read ahead.
+        let mut bad = bytes.clone();
+        bad[format::HEADER_LEN..format::HEADER_LEN + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(&bad).unwrap();
+        let map = crate::region::ReadMap::map(&file, bad.len()).unwrap();
+        assert!(Ahead::of(View::Map(&map), &counter()).is_none());
+    }
+
+    #[test]
     fn a_file_whose_entries_do_not_follow_one_another_is_not_read_ahead() {
         let good = counter_file(&["a", "b"], 1.0);
         // No entries at all.
