@@ -707,7 +707,8 @@ const AHEAD: usize = 64;
 /// own, so the prefetch within a file ([`AHEAD`]) never reaches past it, and the first
 /// load in each file waited for its page's translation and its line: a warm scrape of
 /// 10,000 small files took a median of 2.80 ms instead of 2.31 ms (BENCHMARKS.md,
-/// "Ninth round"; 8 and 32 files ahead measured 2.74 and 2.78 ms).
+/// "Ninth round"; in another set, 8 and 32 files ahead took 2.74 and 2.78 ms, 16 took
+/// 2.58 ms).
 const FILES_AHEAD: usize = 16;
 
 /// Folds the values of `files` that go to accumulators `start..start + acc.len()` into
